@@ -1,0 +1,88 @@
+"""The registry: a compound URL scheme names a pair, kombu style.
+
+`huey+sqlite:///.state/huey.sqlite` is the pair huey+sqlite at that address. Modules are imported
+only when a pair is used, so a missing client library matters only then, and the error says which
+extra brings it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from queuebench.adapters.base import Adapter
+from queuebench.errors import MissingExtra, UsageError
+
+
+@dataclass(frozen=True)
+class PairEntry:
+    scheme: str
+    target: str  # "module:Class"
+    extra: str  # pip extra that brings the client library
+    default_url: str
+
+
+PAIRS: dict[str, PairEntry] = {
+    entry.scheme: entry
+    for entry in (
+        PairEntry("huey+sqlite", "queuebench.adapters.huey:HueyAdapter", "embedded",
+                  "huey+sqlite:///.state/queues/huey.sqlite"),
+        PairEntry("sqlalchemy+sqlite", "queuebench.adapters.sqlqueue:SqlQueueAdapter", "embedded",
+                  "sqlalchemy+sqlite:///.state/queues/sqlqueue.sqlite"),
+        PairEntry("celery+sqlite", "queuebench.adapters.celery:CeleryAdapter", "embedded",
+                  "celery+sqlite:///.state/queues/celery.sqlite"),
+    )
+}
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "embedded": ("huey+sqlite", "sqlalchemy+sqlite", "celery+sqlite"),
+    "all": tuple(PAIRS),
+}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Group names become their pairs; other names pass through, in order, once each."""
+    out: list[str] = []
+    for name in names:
+        for item in GROUPS.get(name, (name,)):
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def resolve_url(text: str) -> tuple[PairEntry, str]:
+    """Map `scheme` or `scheme://...` to its registry entry and a full URL."""
+    scheme, sep, _ = text.partition("://")
+    if not sep and ":" in text:
+        raise UsageError(f"malformed pair URL {text!r}: expected SCHEME://ADDRESS, "
+                         "e.g. huey+sqlite:///.state/huey.sqlite")
+    entry = PAIRS.get(scheme)
+    if entry is None:
+        close = difflib.get_close_matches(scheme, PAIRS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UsageError(f"unknown pair {scheme!r}; {hint}known pairs: {', '.join(PAIRS)}")
+    url = text if sep else entry.default_url
+    try:
+        port = urlsplit(url).port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise UsageError(f"malformed pair URL {url!r}: {exc}") from None
+    del port
+    return entry, url
+
+
+def adapter_class(entry: PairEntry) -> type[Adapter]:
+    module_name, _, class_name = entry.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MissingExtra(f"{entry.scheme} needs its client library ({exc}); "
+                           f"install it with: pip install 'queuebench[{entry.extra}]'") from None
+    return getattr(module, class_name)
+
+
+def create(text: str, *, queue: str, variant: str = "default") -> Adapter:
+    """The adapter for a pair name or URL, configured but not yet connected."""
+    entry, url = resolve_url(text)
+    return adapter_class(entry)(url, queue=queue, variant=variant)

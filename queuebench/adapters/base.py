@@ -1,0 +1,163 @@
+"""The contract every broker+library pair implements.
+
+Adapters move opaque bytes: they never build payloads and never time anything. The producer side
+is an object with `send`, `flush` and `close`. The consumer side is an OS process that the runner
+starts, stops and kills: the library's own worker program where it has one (`celery worker`,
+`huey_consumer`, ...), else `python -m queuebench consume`, which runs the adapter's `consume` loop.
+Either way each message ends in `queuebench.experiments.handler.handle`.
+
+Each adapter declares, as data, what a reader needs to understand its figures: capabilities,
+the size limit and the broker's error over it, and the delivery settings of each variant.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """How a pair delivers, in words a reader can check against the results."""
+
+    ack: str  # when the message leaves the broker for good, e.g. "after the task returns"
+    on_worker_killed: str  # what the library is documented to do with a task in flight
+    redelivery_after: str  # what a lost-in-flight message waits for before it comes again
+    ordering: str
+    carries_bytes: str  # how raw bytes reach the broker, e.g. "base64 in a JSON body (+33%)"
+
+
+@dataclass(frozen=True)
+class SizeLimit:
+    """The largest message the pair takes and what the user sees over it."""
+
+    max_bytes: int | None  # None: no limit short of memory
+    error: str  # the broker's or library's own error text for a message over it
+    overhead: Callable[[int], int] = field(default=lambda n: n, compare=False, repr=False)
+
+    def wire_bytes(self, payload_bytes: int) -> int:
+        """Bytes the broker sees for a payload of `payload_bytes` (base64 and framing included)."""
+        return self.overhead(payload_bytes)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"max_bytes": self.max_bytes, "error": self.error}
+
+
+def base64_size(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What the broker itself holds after a run, to check the ledger against.
+
+    `waiting` will still be delivered (queued, or leased and due back); `stranded` is held by the
+    broker but will never be delivered again (taken by a consumer that died without acking).
+    """
+
+    waiting: int
+    stranded: int = 0
+    detail: str = ""
+
+
+class Producer(Protocol):
+    def send(self, payload: bytes, *, key: str | None = None) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named set of library settings, run as its own row in a report."""
+
+    name: str
+    settings: Mapping[str, object]
+    note: str = ""
+
+
+class Adapter(ABC):
+    """One broker+library pair, addressed by a compound URL such as `huey+sqlite:///q.db`."""
+
+    scheme: ClassVar[str]  # the registry's key; its default URL and extra live there too
+    library: ClassVar[str]  # distribution whose version goes into the manifest
+    broker: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    size_limit: ClassVar[SizeLimit]
+    variants: ClassVar[tuple[Variant, ...]]
+    # What the library documents as its graceful shutdown.
+    graceful_stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+
+    def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
+        """Check the URL and variant; connect to nothing yet."""
+        self.url = url
+        self.queue = queue
+        self.variant = self.find_variant(variant)
+
+    @classmethod
+    def find_variant(cls, name: str) -> Variant:
+        from queuebench.errors import UsageError
+
+        for variant in cls.variants:
+            if variant.name == name:
+                return variant
+        known = ", ".join(v.name for v in cls.variants)
+        raise UsageError(f"{cls.scheme} has no variant {name!r}; its variants are: {known}")
+
+    @property
+    def settings(self) -> Mapping[str, object]:
+        return self.variant.settings
+
+    def describe(self) -> dict[str, object]:
+        """The declared data a result carries so that a reader sees why it came out so."""
+        return {
+            "pair": self.scheme,
+            "variant": self.variant.name,
+            "variant_note": self.variant.note,
+            "url": self.url,
+            "library": self.library,
+            "broker": self.broker,
+            "capabilities": asdict(self.capabilities),
+            "size_limit": self.size_limit.to_dict(),
+            "delivery_settings": dict(self.settings),
+        }
+
+    @abstractmethod
+    def check_reachable(self, timeout: float) -> None:
+        """Raise BrokerUnreachable, naming the address, unless the broker answers in time."""
+
+    def broker_version(self) -> str | None:
+        """The broker's own version, where it tells."""
+        return None
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Make `self.queue` exist and be empty."""
+
+    @abstractmethod
+    def producer(self) -> Producer:
+        """A connected producer for `self.queue`."""
+
+    def consumer_argv(self) -> list[str]:
+        """The program a user would run to consume; plain clients run `queuebench consume`."""
+        return [sys.executable, "-m", "queuebench", "consume"]
+
+    def consume(self, handle: Callable[[bytes], None], stopping: threading.Event) -> None:
+        """Receive until `stopping` is set, calling `handle` per message, then acking it.
+
+        Only plain-client adapters implement this; task libraries run their own worker.
+        """
+        raise NotImplementedError(f"{self.scheme} consumes through its own worker program")
+
+    @abstractmethod
+    def backlog(self) -> Backlog | None:
+        """What the broker still holds for `self.queue`, or None where it cannot tell."""
+
+    def cleanup(self) -> None:  # noqa: B027 - most adapters hold nothing to release
+        """Release connections; the queue itself is left for inspection."""

@@ -1,0 +1,203 @@
+"""A queue table through SQLAlchemy 2: claim a row, process it, delete it.
+
+Features: at-least-once. A consumer claims the oldest visible row by pushing its `visible_at` one
+lease into the future, processes it, then deletes it; a consumer that dies mid-work leaves the row
+in the table, and it becomes visible again when the lease runs out. On PostgreSQL the claim skips
+rows locked by other consumers (`FOR UPDATE SKIP LOCKED`); SQLite has a single writer and
+SQLAlchemy drops the clause there, so the same statement serves both.
+
+Connection URL: `sqlalchemy+sqlite:///path/queue.sqlite`, `sqlalchemy+postgres://user:pw@host/db`.
+
+Options (the `default` variant): `lease_sec` (visibility timeout), `poll_interval_sec`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+
+from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
+from queuebench.errors import BrokerUnreachable
+
+DEFAULT_LEASE_SEC = 10.0
+DEFAULT_POLL_INTERVAL_SEC = 0.02
+
+metadata = MetaData()
+messages = Table(
+    "queuebench_messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("queue", String(200), nullable=False, index=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("visible_at", Float, nullable=False),  # epoch seconds; in the future while leased
+    Column("attempts", Integer, nullable=False, default=0),
+)
+
+
+def engine_url(pair_url: str) -> str:
+    """`sqlalchemy+sqlite:///rel.db` -> an absolute SQLite URL; postgres goes through psycopg 3."""
+    _, _, rest = pair_url.partition("+")
+    backend, _, address = rest.partition("://")
+    if backend == "sqlite":
+        if address.startswith("/") and len(address) > 1:
+            return f"sqlite:///{Path(address[1:]).resolve()}"
+        return "sqlite://"  # in-memory: only for unit tests, consumers cannot share it
+    return f"postgresql+psycopg://{address}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the consumer read while the producer writes; NORMAL sync is WAL's documented pair.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_engine(pair_url: str, *, timeout: float = 30.0) -> Engine:
+    url = engine_url(pair_url)
+    if url.startswith("sqlite"):
+        if url != "sqlite://":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": timeout})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, connect_args={"connect_timeout": max(1, int(timeout))})
+
+
+class SqlQueueProducer:
+    def __init__(self, engine: Engine, queue: str) -> None:
+        self.engine = engine
+        self.queue = queue
+
+    def send(self, payload: bytes, *, key: str | None = None) -> None:
+        # One transaction per message, as a web request handing off its work would do.
+        with self.engine.begin() as conn:
+            conn.execute(insert(messages).values(queue=self.queue, body=payload,
+                                                 visible_at=time.time(), attempts=0))
+
+    def flush(self) -> None:
+        """Every send has committed already."""
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class SqlQueueAdapter(Adapter):
+    scheme = "sqlalchemy+sqlite"
+    library = "SQLAlchemy"
+    broker = "sqlite"
+    capabilities = Capabilities(
+        ack="row deleted after the handler returns",
+        on_worker_killed="the claimed row stays; it is delivered again when its lease ends",
+        redelivery_after="the lease (visibility timeout)",
+        ordering="FIFO by id, except redeliveries",
+        carries_bytes="raw bytes in a BLOB / BYTEA column",
+    )
+    size_limit = SizeLimit(
+        max_bytes=1_000_000_000,
+        error="sqlite3.DataError: string or blob too big (SQLITE_MAX_LENGTH); PostgreSQL: 1 GB "
+              "per field",
+    )
+    variants = (
+        Variant("default", {"lease_sec": DEFAULT_LEASE_SEC,
+                            "poll_interval_sec": DEFAULT_POLL_INTERVAL_SEC}),
+    )
+
+    def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
+        super().__init__(url, queue=queue, variant=variant)
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = open_engine(self.url)
+        return self._engine
+
+    def check_reachable(self, timeout: float) -> None:
+        engine = open_engine(self.url, timeout=timeout)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise BrokerUnreachable(
+                f"{self.scheme}: cannot reach {engine.url!r}: {reason}") from None
+        finally:
+            engine.dispose()
+
+    def broker_version(self) -> str | None:
+        with self.engine.connect() as conn:
+            if self.engine.dialect.name == "sqlite":
+                return "SQLite " + conn.execute(text("select sqlite_version()")).scalar_one()
+            return conn.execute(text("select version()")).scalar_one().split(" on ")[0]
+
+    def prepare(self) -> None:
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(delete(messages).where(messages.c.queue == self.queue))
+
+    def producer(self) -> SqlQueueProducer:
+        return SqlQueueProducer(open_engine(self.url), self.queue)
+
+    def consume(self, handle: Callable[[bytes], None], stopping: threading.Event) -> None:
+        lease = float(self.settings["lease_sec"])
+        poll = float(self.settings["poll_interval_sec"])
+        while not stopping.is_set():
+            claimed = self._claim(lease)
+            if claimed is None:
+                stopping.wait(poll)
+                continue
+            row_id, body = claimed
+            handle(body)
+            with self.engine.begin() as conn:
+                conn.execute(delete(messages).where(messages.c.id == row_id))
+
+    def _claim(self, lease: float) -> tuple[int, bytes] | None:
+        now = time.time()
+        oldest_visible = (
+            select(messages.c.id)
+            .where(messages.c.queue == self.queue, messages.c.visible_at <= now)
+            .order_by(messages.c.id).limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            update(messages).where(messages.c.id == oldest_visible)
+            .values(visible_at=now + lease, attempts=messages.c.attempts + 1)
+            .returning(messages.c.id, messages.c.body)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(claim).first()
+        return None if row is None else (row.id, bytes(row.body))
+
+    def backlog(self) -> Backlog:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(func.count()).select_from(messages)
+                                .where(messages.c.queue == self.queue)).scalar_one()
+        return Backlog(waiting=rows, detail=f"{rows} rows left in the queue table")
+
+    def cleanup(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None

@@ -1,0 +1,170 @@
+"""The `queuebench` command: pairs, sizes, run, report, consume.
+
+Every error a user can cause is one line on stderr and a non-zero exit: 2 for usage errors,
+1 for failures. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from queuebench import adapters, report
+from queuebench.errors import QueuebenchError, UsageError
+from queuebench.experiments.environment import machine_manifest
+from queuebench.experiments.reliability import STOP_MODES
+from queuebench.experiments.results import RunFolder, load_run, write_atomically
+from queuebench.payloads import DEFAULT_STOCK_DB_URL, FORMATS, payload_sizes
+
+PROBE_TIMEOUT_SEC = 2.0
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def cmd_pairs(_args: argparse.Namespace) -> int:
+    for entry in adapters.PAIRS.values():
+        try:
+            adapter = adapters.adapter_class(entry)(entry.default_url, queue="queuebench-probe")
+            adapter.check_reachable(PROBE_TIMEOUT_SEC)
+            state = "broker answers"
+        except QueuebenchError as exc:
+            state = str(exc)
+        print(f"{entry.scheme:<20} {entry.default_url:<45} {state}")
+    return 0
+
+
+def cmd_sizes(args: argparse.Namespace) -> int:
+    limits = {}
+    for entry in adapters.PAIRS.values():
+        try:
+            limits[entry.scheme] = adapters.adapter_class(entry).size_limit
+        except QueuebenchError:
+            limits[entry.scheme] = None  # client library not installed
+    print(f"{'records':>8} {'format':<9} {'bytes':>11}  does not fit")
+    for size in payload_sizes(args.stock_db):
+        too_big = [scheme for scheme, limit in limits.items() if limit and limit.max_bytes
+                   and limit.wire_bytes(size.bytes) > limit.max_bytes]
+        print(f"{size.records:>8,} {size.fmt:<9} {size.bytes:>11,}  "
+              f"{', '.join(too_big) or '(fits every pair)'}")
+    unknown = [scheme for scheme, limit in limits.items() if limit is None]
+    if unknown:
+        print(f"not checked (client library not installed): {', '.join(unknown)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from queuebench.experiments.runner import Plan, run_plan
+
+    plan = Plan(
+        experiments=tuple(args.experiments), pairs=tuple(args.pair or ["embedded"]),
+        formats=tuple(args.format or ["json"]), stops=tuple(args.stop or STOP_MODES),
+        variants=tuple(args.variant or ()), messages=args.messages, records=args.records,
+        work_ms=args.work_ms, wait_sec=args.wait, deadline_sec=args.deadline,
+        stock_db_url=args.stock_db, reachable_only=args.reachable_only,
+    )
+    folder = RunFolder(Path(args.reports_dir), args.name or "-".join(plan.experiments),
+                       command=shlex.join(["queuebench", *sys.argv[1:]]),
+                       manifest=machine_manifest())
+    results = run_plan(plan, folder)
+    path = folder.finish(report.render)
+    print(path)
+    return 1 if any(r.status == "error" for r in results) else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    document = load_run(folder)
+    path = folder / "report.md"
+    write_atomically(path, report.render(document))
+    print(path)
+    return 0
+
+
+def cmd_consume(_args: argparse.Namespace) -> int:
+    from queuebench.experiments.consume import run_consumer
+
+    run_consumer()
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="queuebench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    commands.add_parser("pairs", help="list every pair, its default URL and whether its broker "
+                        "answers").set_defaults(func=cmd_pairs)
+
+    sizes = commands.add_parser("sizes", help="bytes per format and which pairs cannot take them")
+    sizes.add_argument("--stock-db", default=DEFAULT_STOCK_DB_URL, metavar="URL")
+    sizes.set_defaults(func=cmd_sizes)
+
+    run = commands.add_parser("run", help="run experiments and write a report")
+    run.add_argument("experiments", nargs="+", choices=("reliability", "throughput"))
+    run.add_argument("--pair", action="append", metavar="PAIR_OR_URL",
+                     help="a pair (huey+sqlite), its URL, or a group (embedded, all); "
+                     "repeatable; default: embedded")
+    run.add_argument("--variant", action="append", help="delivery-settings variant; repeatable;"
+                     " default: every variant the pair declares")
+    run.add_argument("--format", action="append", choices=FORMATS[:2],
+                     help="payload format; repeatable; default json")
+    run.add_argument("--stop", action="append", choices=STOP_MODES,
+                     help="how reliability stops the consumer halfway; default both")
+    run.add_argument("--messages", type=positive_int, default=100)
+    run.add_argument("--records", type=positive_int, default=100, help="stock records a message")
+    run.add_argument("--work-ms", type=non_negative, default=None,
+                     help="work per message; default 20 for reliability, 0 for throughput")
+    run.add_argument("--wait", type=non_negative, default=5.0,
+                     help="seconds with the consumer off before it starts (reliability)")
+    run.add_argument("--deadline", type=non_negative, default=None,
+                     help="seconds before an experiment gives up; default scales with N")
+    run.add_argument("--reachable-only", action="store_true",
+                     help="skip pairs whose broker does not answer instead of failing")
+    run.add_argument("--name", help="run name, part of the folder name")
+    run.add_argument("--reports-dir", default="reports")
+    run.add_argument("--stock-db", default=DEFAULT_STOCK_DB_URL, metavar="URL")
+    run.set_defaults(func=cmd_run)
+
+    rep = commands.add_parser("report", help="rebuild report.md from a run's results.json")
+    rep.add_argument("folder")
+    rep.set_defaults(func=cmd_report)
+
+    commands.add_parser("consume", help="(started by the runner) a plain client's consumer "
+                        "loop").set_defaults(func=cmd_consume)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except QueuebenchError as exc:
+        print(f"queuebench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("queuebench: interrupted", file=sys.stderr)
+        return 130

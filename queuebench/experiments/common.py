@@ -1,0 +1,138 @@
+"""What the scenarios share: producing, waiting for the ledger to settle, and the figures."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from queuebench.adapters.base import Adapter, Backlog
+from queuebench.experiments.consumer import ConsumerProcess
+from queuebench.experiments.ledger import LedgerReader, Receipt, Tally, tally, wrap
+from queuebench.experiments.metrics import latency_ms, rate
+from queuebench.experiments.results import ExperimentConfig
+
+POLL_SEC = 0.05
+BACKLOG_CHECK_EVERY_SEC = 1.0
+# With every message received, or the broker holding nothing more, this much quiet ends the wait.
+DEFAULT_IDLE_SEC = 5.0
+
+
+@dataclass
+class Experiment:
+    """One experiment on one adapter: its config, payloads, ledger and consumer process."""
+
+    config: ExperimentConfig
+    adapter: Adapter
+    payloads: list[bytes]
+    folder: Path  # this experiment's ledger and consumer log
+    progress: Callable[[int], None] = lambda received: None
+    idle_sec: float = DEFAULT_IDLE_SEC
+
+    def __post_init__(self) -> None:
+        self.run_id = uuid.uuid4()
+        self.ledger = LedgerReader(self.folder / "ledger", str(self.run_id))
+        self.consumer = ConsumerProcess(self.adapter, ledger_dir=self.folder / "ledger",
+                                        work_ms=self.config.work_ms,
+                                        log_path=self.folder / "consumer.log")
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(p) for p in self.payloads)
+
+    def produce(self) -> tuple[int, float]:
+        """Send every payload; return the send time of the first (ns) and the seconds taken."""
+        producer = self.adapter.producer()
+        try:
+            first_ns = time.time_ns()
+            started = time.perf_counter()
+            for seq, payload in enumerate(self.payloads):
+                producer.send(wrap(self.run_id, seq, payload), key=str(seq))
+            producer.flush()
+            return first_ns, time.perf_counter() - started
+        finally:
+            producer.close()
+
+    def distinct_received(self) -> int:
+        return len({r.seq for r in self.ledger.poll()})
+
+    def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
+        """Poll until `predicate` holds; False if the deadline passed first."""
+        while not predicate():
+            self.consumer.check_alive()
+            self.progress(self.distinct_received())
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_SEC)
+        return True
+
+    def wait_settled(self, deadline: float) -> str:
+        """Wait until every message is accounted for; return which condition ended the wait.
+
+        "complete": every message received and the broker holds none waiting.
+        "broker empty": the broker holds nothing waiting and no receipt came for `idle_sec`, so
+        what is missing will not come. "deadline": neither happened in time.
+        """
+        expected = len(self.payloads)
+        last_count, last_change, last_backlog_check = -1, time.monotonic(), 0.0
+        while True:
+            self.consumer.check_alive()
+            count = len(self.ledger.poll())
+            now = time.monotonic()
+            if count != last_count:
+                last_count, last_change = count, now
+                self.progress(self.distinct_received())
+            all_in = self.distinct_received() >= expected
+            quiet = now - last_change >= self.idle_sec
+            if (all_in or quiet) and now - last_backlog_check >= BACKLOG_CHECK_EVERY_SEC:
+                last_backlog_check = now
+                backlog = self.adapter.backlog()
+                nothing_waiting = backlog is None or backlog.waiting == 0
+                if all_in and nothing_waiting:
+                    return "complete"
+                if quiet and backlog is not None and backlog.waiting == 0:
+                    return "broker empty"
+            if now > deadline:
+                return "deadline"
+            time.sleep(POLL_SEC)
+
+
+def delivery_figures(receipts: list[Receipt], result: Tally) -> dict[str, object]:
+    """The seed's loss fields plus the sequence numbers behind them."""
+    return {
+        "total": result.expected,
+        "successful": result.received,
+        "failed": len(result.lost),
+        "lost": len(result.lost),
+        "lost_seqs": list(result.lost),
+        "duplicates": result.duplicate_deliveries,
+        "duplicate_seqs": list(result.duplicates),
+        "corrupt": result.corrupt,
+        "message_loss_pct": round(result.loss_pct, 3),
+        "latency_ms": latency_ms(r.received_ns - r.sent_ns for r in receipts),
+    }
+
+
+def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
+    """Does what the broker still holds agree with the ledger?
+
+    It agrees when nothing is left waiting (the ledger's lost messages will not come later) and
+    the broker holds no more stranded messages than the ledger lost.
+    """
+    if backlog is None:
+        return {"checked": False, "detail": "the broker cannot tell what it holds"}
+    agrees = backlog.waiting == 0 and backlog.stranded <= len(result.lost)
+    return {"checked": True, "waiting": backlog.waiting, "stranded": backlog.stranded,
+            "agrees": agrees, "detail": backlog.detail}
+
+
+def throughput_figures(count: int, payload_bytes: int, seconds: float) -> dict[str, float | None]:
+    return {"msg_s": rate(count, seconds),
+            "mb_s": round(payload_bytes / seconds / 1e6, 3) if seconds > 0 else None}
+
+
+def check_tally(experiment: Experiment) -> tuple[list[Receipt], Tally]:
+    receipts = list(experiment.ledger.poll())
+    return receipts, tally(receipts, len(experiment.payloads))

@@ -1,0 +1,38 @@
+"""The environment manifest: what machine and software produced a run's numbers."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+
+def _first_line_with(path: str, prefix: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def library_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_manifest() -> dict[str, object]:
+    mem_kb = _first_line_with("/proc/meminfo", "MemTotal")
+    return {
+        "host": platform.node(),
+        "os": platform.platform(),
+        "cpu": _first_line_with("/proc/cpuinfo", "model name") or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None,
+        "python": platform.python_version(),
+        "queuebench": library_version("queuebench"),
+    }

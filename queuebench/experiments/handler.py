@@ -1,0 +1,62 @@
+"""What every consumer process does per message, whatever the library delivering it.
+
+A consumer process is started by the runner with its configuration in one environment variable,
+because task libraries start their workers from their own command lines (`celery worker -A ...`)
+and import our task module themselves: the environment is the one channel they pass through.
+The handler does the configured work, then writes the receipt, then returns so the library acks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+from queuebench.experiments.ledger import ReceiptWriter, unwrap
+
+CONFIG_ENV = "QUEUEBENCH_CONSUMER"
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    pair_url: str
+    queue: str
+    variant: str
+    ledger_dir: str
+    work_ms: float
+
+    def to_env(self) -> dict[str, str]:
+        return {CONFIG_ENV: json.dumps(asdict(self))}
+
+
+@cache
+def consumer_config() -> ConsumerConfig:
+    """This process's configuration, set by the runner that started it."""
+    raw = os.environ.get(CONFIG_ENV)
+    if raw is None:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: consumers are started by `queuebench run`")
+    return ConsumerConfig(**json.loads(raw))
+
+
+_writers: dict[int, ReceiptWriter] = {}
+
+
+def _writer() -> ReceiptWriter:
+    # Keyed by pid: a forking worker (RQ, Celery prefork) must not share its parent's file.
+    pid = os.getpid()
+    if pid not in _writers:
+        _writers[pid] = ReceiptWriter(Path(consumer_config().ledger_dir))
+    return _writers[pid]
+
+
+def handle(message: bytes) -> None:
+    """Process one message: note when it arrived, do the work, then write its receipt."""
+    received_ns = time.time_ns()
+    envelope = unwrap(message)
+    work_ms = consumer_config().work_ms
+    if work_ms > 0:
+        time.sleep(work_ms / 1000)
+    _writer().write(envelope, received_ns)

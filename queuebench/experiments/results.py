@@ -1,0 +1,129 @@
+"""Results and the run folder they are written to.
+
+A run writes `reports/<UTC time>-<name>/results.json` after every result, atomically (a temporary
+file renamed over the old one), so a crash leaves the finished results readable and the run marked
+incomplete. `finish` marks it complete, writes `report.md` and points `reports/latest` at it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from queuebench.errors import QueuebenchError, UsageError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    scenario: str  # "reliability" or "throughput"
+    pair: str
+    variant: str
+    format: str
+    messages: int
+    records: int
+    work_ms: float
+    deadline_sec: float
+    wait_sec: float | None = None  # reliability: idle time with the consumer off
+    stop: str | None = None  # reliability: "graceful" or "kill"
+
+    @property
+    def label(self) -> str:
+        scenario = f"{self.scenario}/{self.stop}" if self.stop else self.scenario
+        return f"{scenario} {self.pair}[{self.variant}] {self.format}"
+
+
+@dataclass(frozen=True)
+class Result:
+    config: ExperimentConfig
+    status: str  # "ok", "no-go" (payload over the limit) or "error"
+    pair_info: dict[str, object]
+    measurements: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunFolder:
+    """One run's folder; `results.json` is always a complete, parseable file."""
+
+    def __init__(self, reports_dir: Path, name: str, *, command: str, manifest: dict) -> None:
+        started = datetime.now(UTC)
+        self.path = reports_dir / f"{started:%Y%m%dT%H%M%SZ}-{name}"
+        try:
+            self.path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise QueuebenchError(f"run folder {self.path} exists already; "
+                                  "wait a second or pick another --name") from None
+        except OSError as exc:
+            raise QueuebenchError(f"cannot write reports to {reports_dir}: {exc.strerror}; "
+                                  "choose a writable folder with --reports-dir") from None
+        self.document: dict[str, object] = {
+            "schema": SCHEMA_VERSION,
+            "run": {"name": name, "command": command, "started_at": started.isoformat(),
+                    "finished_at": None, "complete": False},
+            "environment": manifest,
+            "payload_sizes": [],
+            "results": [],
+        }
+        self._save()
+
+    def add(self, result: Result) -> None:
+        self.document["results"].append(result.to_dict())
+        self._save()
+
+    def set_payload_sizes(self, rows: list[dict[str, object]]) -> None:
+        self.document["payload_sizes"] = rows
+        self._save()
+
+    def finish(self, render_report) -> Path:
+        self.document["run"].update(complete=True, finished_at=datetime.now(UTC).isoformat())
+        self._save()
+        report = self.path / REPORT_FILE
+        write_atomically(report, render_report(self.document))
+        self._point_latest()
+        return report
+
+    def _save(self) -> None:
+        write_atomically(self.path / RESULTS_FILE, json.dumps(self.document, indent=2) + "\n")
+
+    def _point_latest(self) -> None:
+        latest = self.path.parent / "latest"
+        tmp = self.path.parent / f".latest-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self.path.name)
+        os.replace(tmp, latest)
+
+
+def load_run(folder: Path) -> dict[str, object]:
+    """The results document of a run folder (or of `reports/latest`)."""
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        raise UsageError(f"{folder} holds no {RESULTS_FILE}; pass a run folder such as "
+                         "reports/latest")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA_VERSION:
+        raise UsageError(f"{path} is not a queuebench results file of schema {SCHEMA_VERSION}")
+    return document

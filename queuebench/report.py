@@ -1,0 +1,188 @@
+"""Renders a run's results.json as the markdown report a person reads to choose.
+
+A separate pass over the results: it never imports an adapter, so any results file can be
+re-rendered anywhere. The answer comes first, then the tables, then the manifest. A figure that
+was not measured is shown as "n/a", never filled in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+NA = "n/a"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(NA if cell is None else str(cell) for cell in row) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def _ok(results: list[dict], scenario: str) -> list[dict]:
+    return [r for r in results if r["config"]["scenario"] == scenario and r["status"] == "ok"]
+
+
+def _row_name(result: dict) -> str:
+    config = result["config"]
+    variant = "" if config["variant"] == "default" else f" [{config['variant']}]"
+    return f"{config['pair']}{variant}"
+
+
+def _fmt(value: object, digits: int = 2) -> object:
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return value
+
+
+def _latency(m: dict, key: str) -> object:
+    return _fmt(m["latency_ms"][key]) if m.get("latency_ms") else None
+
+
+def answer(results: list[dict]) -> list[str]:
+    """The headline: most resilient, fastest, who cannot take the payload, who failed."""
+    lines = []
+    reliability = _ok(results, "reliability")
+    if reliability:
+        by_pair: dict[str, list[dict]] = {}
+        for r in reliability:
+            by_pair.setdefault(_row_name(r), []).append(r)
+        losses = {name: (sum(r["measurements"]["lost"] for r in rs),
+                         sum(r["measurements"]["duplicates"] for r in rs), len(rs))
+                  for name, rs in by_pair.items()}
+        clean = [n for n, (lost, dup, _) in losses.items() if lost == 0 and dup == 0]
+        no_loss = [n for n, (lost, dup, _) in losses.items() if lost == 0 and dup > 0]
+        if clean:
+            lines.append(f"- **Most resilient:** {', '.join(clean)}: no message lost or "
+                         "duplicated in any stop or kill.")
+        if no_loss:
+            lines.append("- **No loss, but duplicates:** " + "; ".join(
+                f"{n} ({losses[n][1]} duplicated)" for n in no_loss) + ".")
+        lossy = [n for n, (lost, _, _) in losses.items() if lost > 0]
+        if lossy:
+            details = []
+            for name in lossy:
+                runs = [r for r in by_pair[name] if r["measurements"]["lost"]]
+                details.append(name + " (" + ", ".join(
+                    f"{r['measurements']['lost']} of {r['measurements']['total']} lost on "
+                    f"{r['config']['stop']} stop, {r['config']['format']}" for r in runs) + ")")
+            lines.append("- **Loses messages:** " + "; ".join(details) + ".")
+    for fmt in sorted({r["config"]["format"] for r in _ok(results, "throughput")}):
+        runs = [r for r in _ok(results, "throughput") if r["config"]["format"] == fmt
+                and r["measurements"].get("consume_throughput")]
+        if runs:
+            best = max(runs, key=lambda r: r["measurements"]["consume_throughput"])
+            m = best["measurements"]
+            lines.append(f"- **Fastest ({fmt}):** {_row_name(best)}, "
+                         f"{_fmt(m['consume_throughput'], 1)} msg/s consumed, "
+                         f"{_fmt(m['produce_throughput'], 1)} msg/s produced, "
+                         f"p99 latency {_latency(m, 'p99')} ms.")
+    for r in results:
+        if r["status"] == "no-go":
+            lines.append(f"- **No Go** {_row_name(r)} with {r['config']['records']:,} records "
+                         f"as {r['config']['format']}: {r['error']}")
+    errors = [r for r in results if r["status"] == "error"]
+    if errors:
+        lines.append(f"- **Errors:** {len(errors)} experiment(s) failed; see the Errors section.")
+    return lines or ["- No experiment finished; nothing to conclude."]
+
+
+def reliability_table(results: list[dict]) -> str:
+    rows = []
+    for r in _ok(results, "reliability"):
+        m, c = r["measurements"], r["config"]
+        check = m["broker_check"]
+        verdict = (("agrees" if check["agrees"] else "DISAGREES") + f": {check['detail']}"
+                   if check["checked"] else check["detail"])
+        rows.append([_row_name(r), c["format"], c["stop"], m["lost"], m["duplicates"],
+                     _fmt(m["time_to_produce_sec"]), _fmt(m["consumer_startup_sec"]),
+                     _fmt(m["time_to_consume_sec"]), m["outcome"], verdict])
+    return table(["pair", "format", "stop", "lost", "duplicated", "produce s", "startup s",
+                  "consume s (incl. start-up)", "ended by", "broker check"], rows)
+
+
+def lost_detail(results: list[dict]) -> list[str]:
+    lines = []
+    for r in _ok(results, "reliability"):
+        m = r["measurements"]
+        if m["lost_seqs"] or m["duplicate_seqs"]:
+            lines.append(f"- {_row_name(r)} {r['config']['format']} {r['config']['stop']}: "
+                         f"lost {m['lost_seqs'] or 'none'}, duplicated "
+                         f"{m['duplicate_seqs'] or 'none'} (stopped after "
+                         f"{m['stopped_after']} received)")
+    return lines
+
+
+def throughput_table(results: list[dict]) -> str:
+    rows = []
+    for r in _ok(results, "throughput"):
+        m, c = r["measurements"], r["config"]
+        rows.append([_row_name(r), c["format"], _fmt(c["messages"]), _fmt(m["payload_bytes"]),
+                     _fmt(m["time_to_produce_sec"]), _fmt(m["produce_throughput"], 1),
+                     _fmt(m["time_to_consume_sec"]), _fmt(m["consume_throughput"], 1),
+                     _fmt(m["consume_mb_s"], 3), _latency(m, "p50"), _latency(m, "p95"),
+                     _latency(m, "p99"), _latency(m, "max"), m["lost"]])
+    return table(["pair", "format", "messages", "bytes/msg", "produce s", "produce msg/s",
+                  "consume s", "consume msg/s", "consume MB/s", "p50 ms", "p95 ms", "p99 ms",
+                  "max ms", "lost"], rows)
+
+
+def size_table(sizes: list[dict]) -> str:
+    if not sizes:
+        return "No payload sizes were recorded."
+    pairs = list(sizes[0]["pairs"])
+
+    def verdict(fit: dict) -> str:
+        return "fits" if fit["fits"] else f"**No Go** ({_fmt(fit['wire_bytes'])} on the wire)"
+
+    rows = [[_fmt(s["records"]), s["format"], _fmt(s["bytes"])]
+            + [verdict(s["pairs"][p]) for p in pairs] for s in sizes]
+    return table(["records", "format", "bytes", *pairs], rows)
+
+
+def settings_table(results: list[dict]) -> str:
+    seen: dict[str, dict] = {}
+    for r in results:
+        seen.setdefault(_row_name(r), r["pair_info"])
+    rows = [[name, f"{info['library']} {info.get('library_version') or NA}",
+             info.get("broker_version") or NA,
+             ", ".join(f"{k}={v}" for k, v in info["delivery_settings"].items()) or "defaults",
+             info["capabilities"]["ack"], info["capabilities"]["on_worker_killed"],
+             info["capabilities"]["carries_bytes"],
+             _fmt(info["size_limit"]["max_bytes"]) if info["size_limit"]["max_bytes"] else "none"]
+            for name, info in seen.items()]
+    return table(["pair", "library", "broker", "delivery settings", "acks", "when a worker dies",
+                  "bytes", "size limit"], rows)
+
+
+def render(document: dict) -> str:
+    run, results = document["run"], document["results"]
+    env = document["environment"]
+    status = "complete" if run["complete"] else "INCOMPLETE (the run stopped early)"
+    out = [f"# queuebench report: {run['name']}", "",
+           f"Run {run['started_at']} on {env.get('host')}, {status}. Command: `{run['command']}`",
+           "", "## The answer", "", *answer(results), ""]
+    out += ["## Reliability", "",
+            "Produce with the consumer off, start it, stop it (graceful) or SIGKILL it (kill) at "
+            "half, restart it, count what the ledger received.", "",
+            reliability_table(results), ""]
+    if details := lost_detail(results):
+        out += ["Sequence numbers lost or duplicated:", "", *details, ""]
+    out += ["## Throughput", "",
+            "Consumer running first; consume time runs from the first send to the last receipt; "
+            "latency is send to receipt.", "", throughput_table(results), ""]
+    out += ["## Payload sizes and limits", "", size_table(document.get("payload_sizes", [])), ""]
+    errors = [r for r in results if r["status"] == "error"]
+    if errors:
+        out += ["## Errors", "", *[f"- {r['config']['scenario']} {_row_name(r)} "
+                                   f"{r['config']['format']}: {r['error']}" for r in errors], ""]
+    out += ["## Pairs and delivery settings", "", settings_table(results), ""]
+    first = results[0]["config"] if results else {}
+    out += ["## Manifest", "",
+            table(["what", "value"], [*[[k, v] for k, v in env.items()],
+                  *[[f"config {k}", first.get(k)] for k in ("messages", "records", "work_ms",
+                                                             "wait_sec", "deadline_sec")]]),
+            ""]
+    return "\n".join(out)
