@@ -134,7 +134,9 @@ def build_parser() -> Parser:
                      help="payload format; repeatable; default json")
     run.add_argument("--stop", action="append", choices=STOP_MODES,
                      help="how reliability stops the consumer halfway; default both")
-    run.add_argument("--messages", type=positive_int, default=100)
+    run.add_argument("--messages", type=positive_int, default=None,
+                     help="messages per experiment; default 100 for reliability, 1,000 for "
+                     "throughput")
     run.add_argument("--records", type=positive_int, default=100, help="stock records a message")
     run.add_argument("--work-ms", type=non_negative, default=None,
                      help="work per message; default 20 for reliability, 0 for throughput")

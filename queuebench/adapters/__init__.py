@@ -33,11 +33,14 @@ PAIRS: dict[str, PairEntry] = {
                   "sqlalchemy+sqlite:///.state/queues/sqlqueue.sqlite"),
         PairEntry("celery+sqlite", "queuebench.adapters.celery:CeleryAdapter", "embedded",
                   "celery+sqlite:///.state/queues/celery.sqlite"),
+        PairEntry("sqlalchemy+postgres", "queuebench.adapters.sqlqueue:PostgresSqlQueueAdapter",
+                  "postgres", "sqlalchemy+postgres://queuebench:queuebench@127.0.0.1:5432/queuebench"),
     )
 }
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "embedded": ("huey+sqlite", "sqlalchemy+sqlite", "celery+sqlite"),
+    "postgres": ("sqlalchemy+postgres",),
     "all": tuple(PAIRS),
 }
 

@@ -135,7 +135,10 @@ class SqlQueueAdapter(Adapter):
         return self._engine
 
     def check_reachable(self, timeout: float) -> None:
-        engine = open_engine(self.url, timeout=timeout)
+        try:
+            engine = open_engine(self.url, timeout=timeout)
+        except OSError as exc:  # the SQLite file's folder cannot be made
+            raise BrokerUnreachable(f"{self.scheme}: cannot use {self.url}: {exc}") from None
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -201,3 +204,12 @@ class SqlQueueAdapter(Adapter):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+class PostgresSqlQueueAdapter(SqlQueueAdapter):
+    """The same queue on PostgreSQL, where the claim skips rows other consumers hold."""
+
+    scheme = "sqlalchemy+postgres"
+    broker = "postgresql"
+    size_limit = SizeLimit(max_bytes=1_073_741_823,
+                           error="PostgreSQL: invalid memory alloc request size (1 GB per field)")

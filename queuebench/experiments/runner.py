@@ -19,9 +19,17 @@ from queuebench.experiments.common import Experiment
 from queuebench.experiments.environment import library_version
 from queuebench.experiments.ledger import HEADER
 from queuebench.experiments.results import ExperimentConfig, Result, RunFolder
-from queuebench.payloads import FORMATS, SIZE_RECORD_COUNTS, PayloadBuilder, payload_sizes
+from queuebench.payloads import (
+    DEFAULT_STOCK_DB_URL,
+    FORMATS,
+    SIZE_RECORD_COUNTS,
+    PayloadBuilder,
+    payload_sizes,
+)
 
 SCENARIOS = {"reliability": reliability.run, "throughput": throughput.run}
+# The seed's sizes, smaller for throughput so a demo ends in minutes (the seed used 10,000).
+DEFAULT_MESSAGES = {"reliability": 100, "throughput": 1_000}
 # Per-message work: reliability needs a stop to land mid-task; throughput measures the queue.
 DEFAULT_WORK_MS = {"reliability": 20.0, "throughput": 0.0}
 REACHABLE_TIMEOUT_SEC = 10.0
@@ -34,17 +42,17 @@ class Plan:
     formats: tuple[str, ...] = ("json",)
     stops: tuple[str, ...] = reliability.STOP_MODES
     variants: tuple[str, ...] = ()  # empty: every variant each pair declares
-    messages: int = 100
+    messages: int | None = None  # None: DEFAULT_MESSAGES of the experiment
     records: int = 100
     work_ms: float | None = None  # None: DEFAULT_WORK_MS of the experiment
     wait_sec: float = 5.0
     deadline_sec: float | None = None  # None: scaled to the message count and work
-    stock_db_url: str = "sqlite:///.state/stock.sqlite"
+    stock_db_url: str = DEFAULT_STOCK_DB_URL
     reachable_only: bool = False
 
     def __post_init__(self) -> None:
         for name, value in (("--messages", self.messages), ("--records", self.records)):
-            if value < 1:
+            if value is not None and value < 1:
                 raise UsageError(f"{name} must be a positive number, got {value}")
         for name, values, known in (("experiment", self.experiments, SCENARIOS),
                                     ("format", self.formats, FORMATS),
@@ -53,6 +61,9 @@ class Plan:
                 if value not in known:
                     raise UsageError(f"unknown {name} {value!r}; choose from {', '.join(known)}")
 
+    def messages_for(self, scenario: str) -> int:
+        return DEFAULT_MESSAGES[scenario] if self.messages is None else self.messages
+
     def work_ms_for(self, scenario: str) -> float:
         return DEFAULT_WORK_MS[scenario] if self.work_ms is None else self.work_ms
 
@@ -60,7 +71,8 @@ class Plan:
         if self.deadline_sec is not None:
             return self.deadline_sec
         # A minute for start-ups and leases, plus three times the work, plus 10 ms a message.
-        return 60 + self.messages * (3 * self.work_ms_for(scenario) / 1000 + 0.01)
+        per_message = 3 * self.work_ms_for(scenario) / 1000 + 0.01
+        return 60 + self.messages_for(scenario) * per_message
 
 
 def say(line: str) -> None:
@@ -127,10 +139,11 @@ def run_plan(plan: Plan, folder: RunFolder) -> list[Result]:
     pairs = _reachable_pairs(plan)
     folder.set_payload_sizes(_size_table(plan, pairs))
     results = []
+    most = max(plan.messages_for(scenario) for scenario in plan.experiments)
     for fmt in plan.formats:
         started = time.perf_counter()
         with PayloadBuilder(stock_db_url=plan.stock_db_url, fmt=fmt, records=plan.records) as b:
-            payloads = b.build_many(plan.messages)
+            payloads = b.build_many(most)
         say(f"built {len(payloads)} {fmt} payloads of {plan.records} records "
             f"in {time.perf_counter() - started:.2f} s")
         for entry, url in pairs:
@@ -142,14 +155,14 @@ def run_plan(plan: Plan, folder: RunFolder) -> list[Result]:
                     for stop in stops:
                         config = ExperimentConfig(
                             scenario=scenario, pair=entry.scheme, variant=variant, format=fmt,
-                            messages=plan.messages, records=plan.records,
+                            messages=plan.messages_for(scenario), records=plan.records,
                             work_ms=plan.work_ms_for(scenario),
                             deadline_sec=round(plan.deadline_for(scenario), 1),
                             wait_sec=plan.wait_sec if scenario == "reliability" else None,
                             stop=stop)
                         queue = f"qb-{folder.path.name[:16].lower()}-{len(results):03d}"
                         adapter = cls(url, queue=queue, variant=variant)
-                        result = run_one(config, adapter, payloads,
+                        result = run_one(config, adapter, payloads[:config.messages],
                                          folder.path / "experiments" / f"{len(results):03d}-"
                                          f"{_slug(config.label)}")
                         folder.add(result)

@@ -1,0 +1,136 @@
+"""Bad input gets one clear line and a non-zero exit: 2 for usage errors, 1 for failures."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from queuebench.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "queuebench", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("queuebench: error: ")
+    return lines[0]
+
+
+def test_unknown_pair_lists_known_pairs_and_suggests_one():
+    """A misspelt pair exits 2 with a "did you mean" and the list of known pairs."""
+    proc = run_cli("run", "throughput", "--pair", "huey+sqlit")
+    assert proc.returncode == 2
+    line = one_line_error(proc)
+    assert "did you mean huey+sqlite?" in line
+    assert "sqlalchemy+sqlite" in line
+
+
+def test_malformed_url_is_a_usage_error():
+    """A pair URL without `://` exits 2 and shows the expected form."""
+    proc = run_cli("run", "throughput", "--pair", "huey+sqlite:/tmp/x")
+    assert proc.returncode == 2
+    assert "expected SCHEME://ADDRESS" in one_line_error(proc)
+
+
+def test_bad_port_is_a_usage_error():
+    """A non-numeric port is caught before anything connects."""
+    proc = run_cli("run", "throughput", "--pair", "celery+sqlite://host:port/x")
+    assert proc.returncode == 2
+    assert "malformed pair URL" in one_line_error(proc)
+
+
+@pytest.mark.parametrize("option", ["--messages", "--records"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten"])
+def test_counts_must_be_positive_numbers(option, value):
+    """N and R that are not positive whole numbers exit 2 and name the option."""
+    proc = run_cli("run", "throughput", option, value)
+    assert proc.returncode == 2
+    assert option in one_line_error(proc)
+
+
+def test_refused_broker_fails_fast_naming_the_address(tmp_path):
+    """A broker port nobody listens on ends the run at once, exit 1, naming the address."""
+    url = "sqlalchemy+postgres://u:p@127.0.0.1:1/db"
+    proc = run_cli("run", "throughput", "--pair", url, "--reports-dir", str(tmp_path))
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert "127.0.0.1" in line and "1" in line
+
+
+def test_silent_broker_times_out_within_ten_seconds(tmp_path):
+    """A broker that accepts the connection but never answers is given up on in ~10 s."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        proc = run_cli("run", "throughput", "--pair",
+                       f"sqlalchemy+postgres://u:p@127.0.0.1:{port}/db",
+                       "--reports-dir", str(tmp_path))
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port}" in one_line_error(proc)
+    assert elapsed < 15  # 10 s budget plus interpreter start-up
+
+
+def test_unwritable_reports_folder_is_one_line(tmp_path):
+    """A reports folder that cannot be made exits 1 and says how to choose another."""
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    proc = run_cli("run", "throughput", "--pair", "sqlalchemy+sqlite", "--messages", "1",
+                   "--reports-dir", str(not_a_folder / "reports"))
+    assert proc.returncode == 1
+    assert "--reports-dir" in one_line_error(proc)
+
+
+def test_report_on_a_folder_without_results(tmp_path):
+    """`report` on a folder with no results.json exits 2 and points at reports/latest."""
+    proc = run_cli("report", str(tmp_path))
+    assert proc.returncode == 2
+    assert "reports/latest" in one_line_error(proc)
+
+
+def test_report_on_broken_results(tmp_path):
+    """A results.json that is not JSON exits 2 naming the file and the line."""
+    (tmp_path / "results.json").write_text('{"schema": 1,')
+    proc = run_cli("report", str(tmp_path))
+    assert proc.returncode == 2
+    assert "results.json is not valid JSON" in one_line_error(proc)
+
+
+def test_report_rebuilds_from_results(tmp_path, capsys):
+    """`report DIR` renders report.md from results.json alone and prints its path."""
+    document = {"schema": 1, "run": {"name": "x", "command": "c", "started_at": "t",
+                                      "finished_at": None, "complete": False},
+                "environment": {"host": "h"}, "payload_sizes": [], "results": []}
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    assert main(["report", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "report.md")
+    assert "INCOMPLETE" in (tmp_path / "report.md").read_text()
+
+
+def test_pairs_lists_every_pair_with_its_state(capsys):
+    """`pairs` prints one line per registered pair, embedded ones answering."""
+    assert main(["pairs"]) == 0
+    out = capsys.readouterr().out
+    assert "sqlalchemy+sqlite" in out
+    assert "broker answers" in out
+
+
+def test_sizes_prints_every_format_for_the_seed_counts(capsys):
+    """`sizes` prints bytes per format for 100, 5,000 and 10,000 records."""
+    assert main(["sizes"]) == 0
+    out = capsys.readouterr().out
+    for count in ("100", "5,000", "10,000"):
+        for fmt in ("json", "protobuf", "pickle"):
+            assert any(line.split()[:2] == [count, fmt] for line in out.splitlines())

@@ -1,0 +1,104 @@
+"""Both experiments at small N on every pair, through the same runner users call.
+
+The reliability figures must be what the libraries really do: a graceful stop loses nothing
+anywhere, while a SIGKILL costs Huey and default Celery the task in hand (they ack before the
+work) and costs the SQL queue nothing but a lease's wait.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from queuebench import adapters
+from queuebench.adapters.base import SizeLimit
+from queuebench.adapters.sqlqueue import SqlQueueAdapter
+from queuebench.experiments.results import ExperimentConfig
+from queuebench.experiments.runner import run_one
+from queuebench.payloads import PayloadBuilder
+from tests.pairs import pair_params
+
+# What a SIGKILL mid-task does to each (pair, variant), as documented and observed.
+LOSES_ON_KILL = {
+    ("huey+sqlite", "default"): True,
+    ("celery+sqlite", "default"): True,
+    ("celery+sqlite", "acks-late"): False,
+    ("sqlalchemy+sqlite", "default"): False,
+    ("sqlalchemy+postgres", "default"): False,
+}
+
+
+@pytest.fixture(scope="module")
+def payloads():
+    return PayloadBuilder(stock_db_url="sqlite://", records=20).build_many(10)
+
+
+def variants_of(scheme: str) -> list[str]:
+    return [v.name for v in adapters.adapter_class(adapters.PAIRS[scheme]).variants]
+
+
+def experiment_params() -> list:
+    return [pytest.param(p.values[0], variant, marks=p.marks, id=f"{p.id}-{variant}")
+            for p in pair_params() for variant in variants_of(p.values[0])]
+
+
+def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0):
+    config = ExperimentConfig(scenario, pair, variant, "json", len(payloads), 20, work_ms, 90.0,
+                              wait_sec=0.0 if stop else None, stop=stop)
+    adapter = adapters.create(pair, queue=f"qb-test-{uuid.uuid4().hex[:8]}", variant=variant)
+    return run_one(config, adapter, payloads, tmp_path / "experiment")
+
+
+def assert_accounted_for(result) -> dict:
+    assert result.status == "ok", result.error
+    m = result.measurements
+    assert m["successful"] + m["lost"] == m["total"]
+    assert m["outcome"] in ("complete", "broker empty")
+    assert m["broker_check"].get("agrees", True), m["broker_check"]
+    return m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pair", "variant"), experiment_params())
+def test_graceful_stop_loses_nothing(pair, variant, payloads, tmp_path):
+    """Stopping the consumer with its library's shutdown signal mid-run loses no message."""
+    m = assert_accounted_for(run("reliability", pair, variant, payloads, tmp_path,
+                                 stop="graceful", work_ms=150))
+    assert m["lost"] == 0
+    assert m["consumer_starts"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pair", "variant"), experiment_params())
+def test_kill_mid_task_costs_what_the_library_documents(pair, variant, payloads, tmp_path):
+    """A SIGKILL mid-task loses the task in hand exactly where the library acks before work."""
+    m = assert_accounted_for(run("reliability", pair, variant, payloads, tmp_path,
+                                 stop="kill", work_ms=300))
+    assert (m["lost"] > 0) == LOSES_ON_KILL[(pair, variant)], m
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pair", "variant"), experiment_params())
+def test_throughput_receives_everything_and_times_it(pair, variant, payloads, tmp_path):
+    """Throughput receives every message and reports rates and latency percentiles."""
+    m = assert_accounted_for(run("throughput", pair, variant, payloads, tmp_path))
+    assert m["lost"] == 0 and m["duplicates"] == 0
+    assert m["consume_throughput"] > 0 and m["produce_throughput"] > 0
+    latency = m["latency_ms"]
+    assert 0 < latency["min"] <= latency["p50"] <= latency["p99"] <= latency["max"]
+
+
+class TinySqlQueue(SqlQueueAdapter):
+    size_limit = SizeLimit(max_bytes=1_000, error="too big for the test")
+
+
+def test_payload_over_the_limit_is_a_no_go_with_sizes(payloads, tmp_path):
+    """A payload over the pair's limit stops that pair before sending, naming size and limit."""
+    config = ExperimentConfig("throughput", "sqlalchemy+sqlite", "default", "json", 10, 20, 0,
+                              30.0)
+    adapter = TinySqlQueue("sqlalchemy+sqlite:///q.sqlite", queue="q")
+    result = run_one(config, adapter, payloads, tmp_path)
+    assert result.status == "no-go"
+    assert "over its limit of 1,000 bytes (too big for the test)" in result.error
+    assert not (tmp_path / "ledger").exists()

@@ -1,0 +1,102 @@
+"""Run folders are written atomically, and the report leads with the measured answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from queuebench.errors import QueuebenchError
+from queuebench.experiments.results import ExperimentConfig, Result, RunFolder, load_run
+from queuebench.report import render
+
+INFO = {"pair": "p", "variant": "default", "variant_note": "", "url": "u", "library": "lib",
+        "broker": "b", "capabilities": {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r",
+                                         "ordering": "o", "carries_bytes": "c"},
+        "size_limit": {"max_bytes": 1000, "error": "too big"}, "delivery_settings": {"x": 1},
+        "library_version": "1.0", "broker_version": None}
+
+
+def measurements(lost=0, duplicates=0, consume=None, **extra) -> dict:
+    return {"total": 10, "successful": 10 - lost, "failed": lost, "lost": lost,
+            "lost_seqs": list(range(lost)), "duplicates": duplicates,
+            "duplicate_seqs": [9] if duplicates else [], "corrupt": 0, "message_loss_pct": lost * 10,
+            "latency_ms": {"min": 1.0, "max": 9.0, "mean": 3.0, "stddev": 1.0, "p50": 2.0,
+                           "p95": 8.0, "p99": 9.0},
+            "outcome": "complete", "duration_sec": 1.0, "payload_bytes": 100,
+            "time_to_produce_sec": 0.1, "produce_throughput": 100.0, "consumer_startup_sec": 0.5,
+            "time_to_consume_sec": 1.0, "consume_throughput": consume, "consume_mb_s": 0.01,
+            "stopped_after": 5,
+            "broker_check": {"checked": True, "waiting": 0, "stranded": lost, "agrees": True,
+                             "detail": "d"}, **extra}
+
+
+def config(scenario, pair, stop=None, fmt="json") -> ExperimentConfig:
+    return ExperimentConfig(scenario, pair, "default", fmt, 10, 100, 20.0, 60.0,
+                            wait_sec=1.0 if stop else None, stop=stop)
+
+
+def result(cfg, status="ok", m=None, error=None) -> dict:
+    return Result(cfg, status, {**INFO, "pair": cfg.pair}, m or {}, error).to_dict()
+
+
+def document(results: list[dict]) -> dict:
+    return {"schema": 1, "run": {"name": "t", "command": "queuebench run", "started_at": "now",
+                                 "finished_at": "later", "complete": True},
+            "environment": {"host": "h", "cores": 2}, "payload_sizes": [], "results": results}
+
+
+def test_answer_names_resilient_lossy_fastest_and_no_go_with_their_figures():
+    """The first section names each verdict with the figure that decides it."""
+    text = render(document([
+        result(config("reliability", "safe", "kill"), m=measurements()),
+        result(config("reliability", "lossy", "kill"), m=measurements(lost=2)),
+        result(config("throughput", "slow"), m=measurements(consume=50.0)),
+        result(config("throughput", "quick"), m=measurements(consume=900.0)),
+        result(config("throughput", "small"), status="no-go", error="payload 2,000 > 1,000"),
+    ]))
+    answer = text.split("## Reliability")[0]
+    assert "**Most resilient:** safe" in answer
+    assert "lossy (2 of 10 lost on kill stop, json)" in answer
+    assert "**Fastest (json):** quick, 900.0 msg/s consumed" in answer
+    assert "**No Go** small" in answer and "payload 2,000 > 1,000" in answer
+
+
+def test_unmeasured_figures_are_na_and_errors_are_listed():
+    """A missing figure is shown as n/a and an error is an error, never a verdict."""
+    text = render(document([
+        result(config("throughput", "p"), m=measurements(consume=10.0, latency_ms=None)),
+        result(config("reliability", "broken", "kill"), status="error", error="worker died"),
+    ]))
+    assert "| n/a |" in text
+    assert "## Errors" in text and "broken json: worker died" in text
+    assert "Most resilient" not in text
+
+
+def test_run_folder_is_readable_after_every_result_and_marked_incomplete(tmp_path):
+    """A crash mid-run leaves results.json complete JSON with the finished results."""
+    folder = RunFolder(tmp_path, "t", command="c", manifest={"host": "h"})
+    folder.add(Result(config("throughput", "p"), "ok", INFO, measurements(consume=1.0)))
+    saved = json.loads((folder.path / "results.json").read_text())
+    assert saved["run"]["complete"] is False
+    assert len(saved["results"]) == 1
+    assert "INCOMPLETE" in render(load_run(folder.path))
+
+
+def test_finish_writes_report_and_points_latest(tmp_path):
+    """finish marks the run complete, writes report.md and moves reports/latest to it."""
+    first = RunFolder(tmp_path, "a", command="c", manifest={"host": "h"})
+    first.finish(render)
+    second = RunFolder(tmp_path, "b", command="c", manifest={"host": "h"})
+    report = second.finish(render)
+    assert report.read_text().startswith("# queuebench report: b")
+    assert (tmp_path / "latest").resolve() == second.path.resolve()
+    assert load_run(tmp_path / "latest")["run"]["complete"] is True
+
+
+def test_unwritable_reports_folder_raises_one_line(tmp_path):
+    """A reports folder that is a file raises an error naming --reports-dir."""
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    with pytest.raises(QueuebenchError, match="--reports-dir"):
+        RunFolder(blocker / "reports", "t", command="c", manifest={})
