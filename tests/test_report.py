@@ -10,9 +10,10 @@ from queuebench.errors import QueuebenchError
 from queuebench.experiments.results import ExperimentConfig, Result, RunFolder, load_run
 from queuebench.report import render
 
+CAPABILITIES = {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r", "ordering": "o",
+                "carries_bytes": "c"}
 INFO = {"pair": "p", "variant": "default", "variant_note": "", "url": "u", "library": "lib",
-        "broker": "b", "capabilities": {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r",
-                                         "ordering": "o", "carries_bytes": "c"},
+        "broker": "b", "capabilities": CAPABILITIES,
         "size_limit": {"max_bytes": 1000, "error": "too big"}, "delivery_settings": {"x": 1},
         "library_version": "1.0", "broker_version": None}
 
@@ -20,7 +21,8 @@ INFO = {"pair": "p", "variant": "default", "variant_note": "", "url": "u", "libr
 def measurements(lost=0, duplicates=0, consume=None, **extra) -> dict:
     return {"total": 10, "successful": 10 - lost, "failed": lost, "lost": lost,
             "lost_seqs": list(range(lost)), "duplicates": duplicates,
-            "duplicate_seqs": [9] if duplicates else [], "corrupt": 0, "message_loss_pct": lost * 10,
+            "duplicate_seqs": [9] if duplicates else [], "corrupt": 0,
+            "message_loss_pct": lost * 10,
             "latency_ms": {"min": 1.0, "max": 9.0, "mean": 3.0, "stddev": 1.0, "p50": 2.0,
                            "p95": 8.0, "p99": 9.0},
             "outcome": "complete", "duration_sec": 1.0, "payload_bytes": 100,
@@ -100,3 +102,16 @@ def test_unwritable_reports_folder_raises_one_line(tmp_path):
     blocker.write_text("")
     with pytest.raises(QueuebenchError, match="--reports-dir"):
         RunFolder(blocker / "reports", "t", command="c", manifest={})
+
+
+def test_seed_figures_stand_beside_ours_where_the_seed_has_them():
+    """A run matching one of seed 003's experiments shows the seed's seconds beside ours."""
+    ours = measurements(consume=50.0, time_to_produce_sec=12.5, time_to_consume_sec=40.0)
+    cfg = ExperimentConfig("throughput", "kafka-python+kafka", "default", "json", 10_000, 100,
+                           0.0, 600.0)
+    text = render(document([result(cfg, m=ours),
+                            result(config("throughput", "other"), m=measurements(consume=1.0))]))
+    seed = text.split("## Beside the seed")[1].split("##")[0]
+    assert "| kafka-python+kafka | json | throughput | 10,000 | 303.30 | 12.50 | 400.54 | 40.00 |" \
+        in seed
+    assert "other" not in seed

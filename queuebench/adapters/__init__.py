@@ -27,20 +27,59 @@ class PairEntry:
 PAIRS: dict[str, PairEntry] = {
     entry.scheme: entry
     for entry in (
+        # Embedded: no server needed.
         PairEntry("huey+sqlite", "queuebench.adapters.huey:HueyAdapter", "embedded",
                   "huey+sqlite:///.state/queues/huey.sqlite"),
         PairEntry("sqlalchemy+sqlite", "queuebench.adapters.sqlqueue:SqlQueueAdapter", "embedded",
                   "sqlalchemy+sqlite:///.state/queues/sqlqueue.sqlite"),
         PairEntry("celery+sqlite", "queuebench.adapters.celery:CeleryAdapter", "embedded",
                   "celery+sqlite:///.state/queues/celery.sqlite"),
+        # Kafka.
+        PairEntry("kafka-python+kafka", "queuebench.adapters.kafka_python:KafkaPythonAdapter",
+                  "kafka", "kafka-python+kafka://127.0.0.1:9092"),
+        PairEntry("confluent-kafka+kafka", "queuebench.adapters.confluent:ConfluentKafkaAdapter",
+                  "kafka", "confluent-kafka+kafka://127.0.0.1:9092"),
+        PairEntry("faust+kafka", "queuebench.adapters.faust:FaustAdapter", "kafka",
+                  "faust+kafka://127.0.0.1:9092"),
+        # Redis.
+        PairEntry("rq+redis", "queuebench.adapters.rq:RQAdapter", "redis",
+                  "rq+redis://127.0.0.1:6379/0"),
+        PairEntry("huey+redis", "queuebench.adapters.huey:HueyRedisAdapter", "redis",
+                  "huey+redis://127.0.0.1:6379/0"),
+        PairEntry("celery+redis", "queuebench.adapters.celery:CeleryRedisAdapter", "redis",
+                  "celery+redis://127.0.0.1:6379/0"),
+        PairEntry("dramatiq+redis", "queuebench.adapters.dramatiq:DramatiqRedisAdapter", "redis",
+                  "dramatiq+redis://127.0.0.1:6379/0"),
+        # RabbitMQ.
+        PairEntry("celery+rabbitmq", "queuebench.adapters.celery:CeleryRabbitMQAdapter",
+                  "rabbitmq", "celery+rabbitmq://guest:guest@127.0.0.1:5672//"),
+        PairEntry("dramatiq+rabbitmq", "queuebench.adapters.dramatiq:DramatiqRabbitMQAdapter",
+                  "rabbitmq", "dramatiq+rabbitmq://guest:guest@127.0.0.1:5672//"),
+        # SQS (ElasticMQ locally).
+        PairEntry("celery+sqs", "queuebench.adapters.celery:CelerySQSAdapter", "sqs",
+                  "celery+sqs://127.0.0.1:9324"),
+        PairEntry("boto3+sqs", "queuebench.adapters.boto3_sqs:Boto3SQSAdapter", "sqs",
+                  "boto3+sqs://127.0.0.1:9324"),
+        # PostgreSQL.
         PairEntry("sqlalchemy+postgres", "queuebench.adapters.sqlqueue:PostgresSqlQueueAdapter",
                   "postgres", "sqlalchemy+postgres://queuebench:queuebench@127.0.0.1:5432/queuebench"),
+        PairEntry("huey+postgres", "queuebench.adapters.huey:HueyPostgresAdapter", "postgres",
+                  "huey+postgres://queuebench:queuebench@127.0.0.1:5432/queuebench"),
     )
 }
 
+
+def _group(broker: str) -> tuple[str, ...]:
+    return tuple(scheme for scheme in PAIRS if scheme.endswith(f"+{broker}"))
+
+
 GROUPS: dict[str, tuple[str, ...]] = {
-    "embedded": ("huey+sqlite", "sqlalchemy+sqlite", "celery+sqlite"),
-    "postgres": ("sqlalchemy+postgres",),
+    "embedded": _group("sqlite"),
+    "kafka": _group("kafka"),
+    "redis": _group("redis"),
+    "rabbitmq": _group("rabbitmq"),
+    "sqs": _group("sqs"),
+    "postgres": _group("postgres"),
     "all": tuple(PAIRS),
 }
 

@@ -1,0 +1,184 @@
+"""huey's own behaviour, seen through `huey_consumer` started the way the runner starts it.
+
+The cross-pair contract suite lives elsewhere; these tests pin what is particular to huey:
+dequeue deletes the task, SIGINT lets the task in hand finish, SIGTERM and SIGKILL lose it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from queuebench.adapters import create
+from queuebench.adapters.huey import HueyAdapter, HueyRedisAdapter
+from queuebench.experiments.consumer import ConsumerProcess
+from queuebench.experiments.ledger import LedgerReader, tally, unwrap, wrap
+
+WAIT_SEC = 15.0  # bound on every wait; huey_consumer starts in about 0.3 s here
+WORK_MS = 200.0  # long enough for a signal to land mid-task
+INTO_TASK_SEC = 0.05  # after a receipt, the next task has been dequeued and is running
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.broker("redis"))])
+def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HueyAdapter]:
+    queue = f"qbtest{uuid.uuid4().hex[:12]}"  # Redis is shared: a queue of this test's own
+    if request.param == "sqlite":
+        pair: HueyAdapter = create(f"huey+sqlite:///{tmp_path}/huey.sqlite", queue=queue)
+    else:
+        # Not in the registry yet, so built directly; conftest skips when Redis is down.
+        pair = HueyRedisAdapter("huey+redis://127.0.0.1:6379/0", queue=queue)
+    pair.prepare()
+    yield pair
+    pair.prepare()  # leaves nothing behind on a shared Redis
+    pair.cleanup()
+
+
+class Run:
+    """One run's messages, its consumer process and its ledger."""
+
+    def __init__(self, adapter: HueyAdapter, tmp_path: Path, *, work_ms: float) -> None:
+        self.adapter = adapter
+        self.run_id = uuid.uuid4()
+        self.ledger = LedgerReader(tmp_path / "ledger", str(self.run_id))
+        self.consumer = ConsumerProcess(adapter, ledger_dir=tmp_path / "ledger",
+                                        work_ms=work_ms, log_path=tmp_path / "consumer.log")
+        self.sent = 0
+
+    def send(self, count: int, payload: bytes = b"stock update") -> None:
+        producer = self.adapter.producer()
+        try:
+            for _ in range(count):
+                producer.send(wrap(self.run_id, self.sent, payload))
+                self.sent += 1
+        finally:
+            producer.close()
+
+    def received(self) -> int:
+        return len(self.ledger.poll())
+
+    def wait_received(self, count: int) -> None:
+        wait_for(lambda: self.received() >= count, f"{count} receipts; consumer log: "
+                 f"{self.consumer.log_tail()}")
+
+    def queued_seqs(self) -> list[int]:
+        return [unwrap(task.args[0]).seq for task in self.adapter.huey.pending()]
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
+    runs: list[Run] = []
+
+    def make(adapter: HueyAdapter, work_ms: float = WORK_MS) -> Run:
+        runs.append(Run(adapter, tmp_path, work_ms=work_ms))
+        return runs[-1]
+
+    yield make
+    for run in runs:
+        run.consumer.ensure_stopped()
+
+
+def test_sqlite_url_becomes_absolute_for_the_worker(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative SQLite path is resolved here, so huey_consumer opens the same file anywhere."""
+    monkeypatch.chdir(tmp_path)
+    adapter = create("huey+sqlite:///queues/huey.sqlite", queue="q")
+    assert adapter.url == f"huey+sqlite:///{tmp_path.resolve()}/queues/huey.sqlite"
+    argv = adapter.consumer_argv()
+    assert argv[1:4] == ["-m", "huey.bin.huey_consumer", "queuebench.adapters.huey_worker.huey"]
+    assert argv[4:8] == ["-w", "1", "-k", "thread"]
+
+
+def test_task_carries_raw_bytes_and_prepare_empties_the_queue(tmp_path: Path) -> None:
+    """The queued task holds the payload bytes as sent (pickle, no text encoding)."""
+    adapter = create(f"huey+sqlite:///{tmp_path}/huey.sqlite", queue="q")
+    adapter.prepare()
+    payload = wrap(uuid.uuid4(), 0, bytes(range(256)) * 4)  # not UTF-8
+    producer = adapter.producer()
+    producer.send(payload)
+    producer.close()
+    assert [task.args for task in adapter.huey.pending()] == [(payload,)]
+    assert adapter.backlog().waiting == 1
+    adapter.prepare()
+    assert adapter.backlog().waiting == 0
+    adapter.cleanup()
+
+
+def test_huey_consumer_processes_every_message(adapter: HueyAdapter, make_run) -> None:
+    """huey_consumer, started through ConsumerProcess, hands each message to the handler once."""
+    run = make_run(adapter, work_ms=0)
+    run.send(20)
+    run.consumer.start()
+    run.wait_received(20)
+    run.consumer.stop(timeout=10)
+    result = tally(run.ledger.poll(), expected=20)
+    assert (result.lost, result.duplicates, result.corrupt) == ((), (), 0)
+    assert adapter.backlog().waiting == 0
+
+
+def test_sigint_finishes_the_task_in_hand(adapter: HueyAdapter, make_run) -> None:
+    """SIGINT, huey's graceful stop: the running task completes, the rest stay queued."""
+    assert adapter.graceful_stop_signal == signal.SIGINT
+    run = make_run(adapter)
+    run.send(5)
+    run.consumer.start()
+    run.wait_received(1)
+    time.sleep(INTO_TASK_SEC)  # message 1 is now running
+    assert run.consumer.stop(timeout=10) < 5
+    assert sorted(r.seq for r in run.ledger.poll()) == [0, 1]
+    assert run.queued_seqs() == [2, 3, 4]
+
+
+class TermStoppedHueyAdapter(HueyAdapter):
+    """The sqlite pair, stopped with SIGTERM as `docker stop` or systemd would stop it."""
+
+    graceful_stop_signal = signal.SIGTERM
+
+
+def test_sigterm_drops_the_task_in_hand(tmp_path: Path, make_run) -> None:
+    """SIGTERM is huey's immediate stop: the consumer exits and the running task is lost."""
+    adapter = TermStoppedHueyAdapter(f"huey+sqlite:///{tmp_path}/huey.sqlite", queue="q")
+    adapter.prepare()
+    run = make_run(adapter, work_ms=1000)  # long, so the task is surely unfinished at exit
+    run.send(4)
+    run.consumer.start()
+    run.wait_received(1)
+    time.sleep(INTO_TASK_SEC)
+    assert run.consumer.stop(timeout=10) < 0.9  # did not wait for the task
+    time.sleep(1.0)  # had the task survived somewhere, its receipt would be written by now
+    assert [r.seq for r in run.ledger.poll()] == [0]
+    assert run.queued_seqs() == [2, 3]  # message 1 is neither processed nor queued
+    adapter.cleanup()
+
+
+def test_sigkill_mid_task_loses_that_task_for_good(adapter: HueyAdapter, make_run) -> None:
+    """Dequeue deleted the running task: after SIGKILL and a restart it never comes back."""
+    run = make_run(adapter)
+    run.send(6)
+    run.consumer.start()
+    run.wait_received(2)
+    time.sleep(INTO_TASK_SEC)  # message 2 is now running
+    run.consumer.kill()
+    assert sorted(r.seq for r in run.ledger.poll()) == [0, 1]
+    assert run.queued_seqs() == [3, 4, 5]
+    assert adapter.backlog().waiting == 3
+
+    run.consumer.start()
+    run.wait_received(5)
+    wait_for(lambda: adapter.backlog().waiting == 0, "an empty queue")
+    time.sleep(3 * WORK_MS / 1000)  # room for a redelivery, were there one
+    run.consumer.stop(timeout=10)
+    result = tally(run.ledger.poll(), expected=6)
+    assert (result.lost, result.duplicates) == ((2,), ())
