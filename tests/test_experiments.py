@@ -25,8 +25,17 @@ LOSES_ON_KILL = {
     ("huey+sqlite", "default"): True,
     ("huey+redis", "default"): True,
     ("huey+postgres", "default"): True,
+    # kombu's sqla transport hides a taken row at once and keeps unacked messages only in the
+    # worker's memory: acks_late cannot bring back what a SIGKILL took (see adapters/celery.py).
     ("celery+sqlite", "default"): True,
-    ("celery+sqlite", "acks-late"): False,
+    ("celery+sqlite", "acks-late"): True,
+    ("celery+redis", "default"): True,
+    ("celery+redis", "acks-late"): False,
+    ("celery+rabbitmq", "default"): True,
+    ("celery+rabbitmq", "acks-late"): False,
+    ("celery+sqs", "default"): True,
+    ("celery+sqs", "acks-late"): False,
+    ("boto3+sqs", "default"): False,
     ("sqlalchemy+sqlite", "default"): False,
     ("sqlalchemy+postgres", "default"): False,
 }
@@ -44,9 +53,11 @@ def variants_of(scheme: str) -> list[str]:
         return ["default"]  # the pair's own tests then fail, saying what is missing
 
 
-def experiment_params() -> list:
+def experiment_params(*, every_variant: bool = False) -> list:
+    """(pair, variant) parameters: the library defaults of each pair, or every variant."""
     return [pytest.param(p.values[0], variant, marks=p.marks, id=f"{p.id}-{variant}")
-            for p in pair_params() for variant in variants_of(p.values[0])]
+            for p in pair_params()
+            for variant in (variants_of(p.values[0]) if every_variant else ["default"])]
 
 
 def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0):
@@ -76,7 +87,7 @@ def test_graceful_stop_loses_nothing(pair, variant, payloads, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("pair", "variant"), experiment_params())
+@pytest.mark.parametrize(("pair", "variant"), experiment_params(every_variant=True))
 def test_kill_mid_task_costs_what_the_library_documents(pair, variant, payloads, tmp_path):
     """A SIGKILL mid-task loses the task in hand exactly where the library acks before work."""
     m = assert_accounted_for(run("reliability", pair, variant, payloads, tmp_path,

@@ -57,11 +57,12 @@ class Backlog:
     """What the broker itself holds after a run, to check the ledger against.
 
     `waiting` will still be delivered (queued, or leased and due back); `stranded` is held by the
-    broker but will never be delivered again (taken by a consumer that died without acking).
+    broker but will never be delivered again (taken by a consumer that died without acking), or
+    None where the broker cannot tell stranded messages from processed ones.
     """
 
     waiting: int
-    stranded: int = 0
+    stranded: int | None = 0
     detail: str = ""
 
 

@@ -123,7 +123,8 @@ def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
     """
     if backlog is None:
         return {"checked": False, "detail": "the broker cannot tell what it holds"}
-    agrees = backlog.waiting == 0 and backlog.stranded <= len(result.lost)
+    stranded_fits = backlog.stranded is None or backlog.stranded <= len(result.lost)
+    agrees = backlog.waiting == 0 and stranded_fits
     return {"checked": True, "waiting": backlog.waiting, "stranded": backlog.stranded,
             "agrees": agrees, "detail": backlog.detail}
 

@@ -1,0 +1,307 @@
+"""boto3 on SQS (ElasticMQ locally): the plain receive, handle, delete loop that SQS users write.
+
+Features: at-least-once, as SQS is by design. ReceiveMessage hides what it returns for the queue's
+visibility timeout and nothing removes a message but an explicit DeleteMessage, which the loop
+sends only after the handler returns. A consumer killed mid-task leaves the message in hand, and
+the rest of its batch of up to 10, invisible in the queue until the timeout ends; then they are
+delivered again. A message handled but not yet deleted is handled twice. On SIGTERM the loop
+finishes the message in hand and makes the rest of its batch visible at once
+(ChangeMessageVisibility 0). A standard queue gives no ordering.
+
+Bodies are text (XML-safe Unicode), so the bytes travel as base64: 4/3 of the payload, e.g. the
+10,000-record protobuf payload is 496,395 bytes and 661,860 on the wire, and the JSON one
+(1,749,164 bytes) is over the 1 MiB limit even before base64. The limit counts the batch too
+(AWS: all bodies of a SendMessageBatch together; ElasticMQ 1.7.1 checks their sum), so the producer
+sends a batch when it holds 10 messages or when the next one would take it over 1 MiB.
+ElasticMQ 1.7.1 (strict limits) rejects an over-size body, alone or in a batch, with the whole
+call failing `InvalidAttributeValue: MessageTooLong`; AWS answers `InvalidParameterValue`
+(documented, not run here) and, in a batch, reports the entry under `Failed`, which raises here.
+
+Connection URL: `boto3+sqs://127.0.0.1:9324` is http://127.0.0.1:9324 with dummy credentials and
+region us-east-1; the session reads no ~/.aws file and no AWS_PROFILE, so nothing on the machine
+changes a local run. `boto3+sqs://sqs.eu-west-1.amazonaws.com` is real AWS over https, its region
+taken from the host and credentials from boto3's usual chain (not run here). On AWS, PurgeQueue
+works once a minute: prepare() is meant for the runner's fresh queue names.
+
+Options (the `default` variant): `visibility_timeout_sec` (set on the queue by prepare(); it must
+exceed `receive_max_messages` x the work per message, or messages come back while their batch is
+still being worked through), `receive_wait_time_sec` (long poll; short so a stop is seen within
+a second), batching and botocore's retry and timeout settings, all recorded. botocore counts
+`total_max_attempts` with the first call; its `max_attempts` counts retries only (3 means 4 calls).
+One DeleteMessage per message is the price of a duplicate window of one message: measured here,
+3.6 ms a delete against 4.5 ms a receive of 10.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
+from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
+
+MAX_MESSAGE_BYTES = 1_048_576  # AWS since 2025 (262,144 before); ElasticMQ strict since 1.7.0
+MAX_BATCH_ENTRIES = 10
+DEFAULT_VISIBILITY_TIMEOUT_SEC = 10  # SQS's own default is 30 s
+DEFAULT_RECEIVE_WAIT_TIME_SEC = 1
+DEFAULT_CONNECT_TIMEOUT_SEC = 5.0
+DEFAULT_READ_TIMEOUT_SEC = 30.0
+BOTOCORE_RETRIES = {"mode": "standard", "total_max_attempts": 3}  # botocore 1.44's defaults
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"aws_access_key_id": "queuebench", "aws_secret_access_key": "queuebench"}
+AWS_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+IN_QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                   "ApproximateNumberOfMessagesDelayed")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    region: str
+    aws: bool
+
+
+def endpoint_for(pair_url: str) -> Endpoint:
+    """`boto3+sqs://host:port` -> plain http (ElasticMQ); `sqs.<region>.amazonaws.com` -> https."""
+    address = urlsplit(pair_url)
+    if not address.hostname:
+        raise UsageError(f"{pair_url!r}: expected boto3+sqs://HOST:PORT, "
+                         "e.g. boto3+sqs://127.0.0.1:9324 or boto3+sqs://sqs.eu-west-1.amazonaws.com")
+    aws = AWS_HOST.fullmatch(address.hostname)
+    if aws:
+        return Endpoint(f"https://{address.netloc}", aws.group(1), aws=True)
+    return Endpoint(f"http://{address.netloc}", LOCAL_REGION, aws=False)
+
+
+def sqs_client(endpoint: Endpoint, *, connect_timeout: float, read_timeout: float,
+               total_max_attempts: int):
+    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
+                    retries={**BOTOCORE_RETRIES, "total_max_attempts": total_max_attempts})
+    if endpoint.aws:
+        return boto3.session.Session().client("sqs", endpoint_url=endpoint.url,
+                                              region_name=endpoint.region, config=config)
+    # No config or credentials file, no profile from the environment: a user's ~/.aws (a broken
+    # file, a missing AWS_PROFILE, an adaptive retry mode) cannot change or break a local run.
+    ignore_files = botocore.session.Session(session_vars={
+        "profile": (None, None, None, None),
+        "config_file": (None, None, os.devnull, None),
+        "credentials_file": (None, None, os.devnull, None),
+    })
+    return boto3.session.Session(botocore_session=ignore_files).client(
+        "sqs", endpoint_url=endpoint.url, region_name=endpoint.region, config=config,
+        **LOCAL_CREDENTIALS)
+
+
+class BatchEntryFailed(QueuebenchError):
+    """SQS accepted a batch call but refused some of its entries (AWS reports them so)."""
+
+
+class BatchingProducer:
+    """Buffers up to 10 base64 bodies and sends them with one SendMessageBatch call.
+
+    A send can therefore fail at a later send() or at flush(), which raise; close() flushes.
+    """
+
+    def __init__(self, client, queue_url: str, *, max_entries: int, max_batch_bytes: int) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.max_entries = max_entries
+        self.max_batch_bytes = max_batch_bytes
+        self._bodies: list[str] = []
+        self._batch_bytes = 0
+
+    def send(self, payload: bytes, *, key: str | None = None) -> None:
+        """Queue `payload`; `key` is unused: a standard queue has no groups or order."""
+        body = base64.b64encode(payload).decode("ascii")
+        if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
+            self.flush()  # alone over the limit, it still goes: the broker's own error is the point
+        self._bodies.append(body)
+        self._batch_bytes += len(body)
+        if len(self._bodies) >= self.max_entries:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._bodies:
+            return
+        # Taken off the buffer first: a batch that failed is reported once, not re-sent by close().
+        bodies, self._bodies, self._batch_bytes = self._bodies, [], 0
+        response = self.client.send_message_batch(
+            QueueUrl=self.queue_url,
+            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
+        failed = response.get("Failed", [])
+        if failed:
+            reasons = "; ".join(f"entry {f['Id']}: {f.get('Code')}: {f.get('Message', '')}"
+                                for f in failed)
+            raise BatchEntryFailed(f"SendMessageBatch refused {len(failed)} of {len(bodies)} "
+                                   f"messages: {reasons}")
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self.client.close()
+
+
+class Boto3SQSAdapter(Adapter):
+    scheme = "boto3+sqs"
+    library = "boto3"
+    broker = "sqs"
+    capabilities = Capabilities(
+        ack="DeleteMessage after the handler returns",
+        on_worker_killed="received, undeleted messages (the one in hand and the rest of its "
+                         "batch) stay in the queue, invisible, and come again; one handled but "
+                         "not yet deleted is handled twice",
+        redelivery_after="the queue's visibility timeout (10 s here; SQS default 30 s)",
+        ordering="none (standard queue): best effort, out of order within a batch",
+        carries_bytes="base64 text in the message body (+33%): SQS bodies are Unicode text",
+    )
+    size_limit = SizeLimit(
+        max_bytes=MAX_MESSAGE_BYTES,  # of the body as sent: the base64 text
+        error="ElasticMQ 1.7.1 strict: InvalidAttributeValue: MessageTooLong; AWS: "
+              "InvalidParameterValue: One or more parameters are invalid. Reason: Message must "
+              "be shorter than 1048576 bytes.",
+        overhead=base64_size,
+    )
+    variants = (
+        Variant("default", {
+            "delete": "DeleteMessage per message, after the handler returns",
+            "visibility_timeout_sec": DEFAULT_VISIBILITY_TIMEOUT_SEC,
+            "receive_wait_time_sec": DEFAULT_RECEIVE_WAIT_TIME_SEC,
+            "receive_max_messages": MAX_BATCH_ENTRIES,
+            "send_batch_max_entries": MAX_BATCH_ENTRIES,
+            "send_batch_max_bytes": MAX_MESSAGE_BYTES,
+            "body_encoding": "base64",
+            "on_graceful_stop": "finish the message in hand, make the rest of its batch visible",
+            "botocore_retry_mode": BOTOCORE_RETRIES["mode"],
+            "botocore_total_max_attempts": BOTOCORE_RETRIES["total_max_attempts"],
+            "connect_timeout_sec": DEFAULT_CONNECT_TIMEOUT_SEC,
+            "read_timeout_sec": DEFAULT_READ_TIMEOUT_SEC,
+        }, note="SQS is at-least-once by design: a message received and not deleted comes back "
+                "after the visibility timeout, so a crash costs a wait and maybe a duplicate, "
+                "never the message"),
+    )
+
+    def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
+        super().__init__(url, queue=queue, variant=variant)
+        if not QUEUE_NAME.fullmatch(queue):
+            raise UsageError(f"SQS queue name {queue!r}: 1 to 80 letters, digits, - or _")
+        self.endpoint = endpoint_for(url)
+        self._client = None
+        self._queue_url: str | None = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _new_client(self):
+        settings = self.settings
+        return sqs_client(self.endpoint, connect_timeout=float(settings["connect_timeout_sec"]),
+                          read_timeout=float(settings["read_timeout_sec"]),
+                          total_max_attempts=int(settings["botocore_total_max_attempts"]))
+
+    @property
+    def queue_url(self) -> str:
+        if self._queue_url is None:
+            self._queue_url = self.client.get_queue_url(QueueName=self.queue)["QueueUrl"]
+        return self._queue_url
+
+    def check_reachable(self, timeout: float) -> None:
+        # One attempt, each half of the time on connecting and reading: never longer than asked.
+        client = sqs_client(self.endpoint, connect_timeout=timeout / 2, read_timeout=timeout / 2,
+                            total_max_attempts=1)
+        try:
+            client.list_queues(QueueNamePrefix=self.queue)
+        except (BotoCoreError, ClientError) as exc:
+            raise BrokerUnreachable(f"{self.scheme}: no SQS answer from {self.endpoint.url} "
+                                    f"within {timeout:g} s: {exc}") from None
+        finally:
+            client.close()
+
+    def broker_version(self) -> str | None:
+        # The SQS API has no version call; ElasticMQ's HTTP Server header is what it tells.
+        response = self.client.list_queues(QueueNamePrefix=self.queue)
+        server = response["ResponseMetadata"]["HTTPHeaders"].get("server", "no Server header")
+        return f"SQS API at {self.endpoint.url} ({server})"
+
+    def prepare(self) -> None:
+        attributes = {"VisibilityTimeout": str(self.settings["visibility_timeout_sec"])}
+        try:
+            self._queue_url = self.client.get_queue_url(QueueName=self.queue)["QueueUrl"]
+        except self.client.exceptions.QueueDoesNotExist:
+            self._queue_url = self.client.create_queue(QueueName=self.queue,
+                                                       Attributes=attributes)["QueueUrl"]
+            return
+        self.client.set_queue_attributes(QueueUrl=self._queue_url, Attributes=attributes)
+        self.client.purge_queue(QueueUrl=self._queue_url)  # in-flight messages go too
+
+    def producer(self) -> BatchingProducer:
+        return BatchingProducer(self._new_client(), self.queue_url,
+                                max_entries=int(self.settings["send_batch_max_entries"]),
+                                max_batch_bytes=int(self.settings["send_batch_max_bytes"]))
+
+    def consume(self, handle: Callable[[bytes], None], stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            messages = self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=int(self.settings["receive_max_messages"]),
+                WaitTimeSeconds=int(self.settings["receive_wait_time_sec"]),
+            ).get("Messages", [])
+            for index, message in enumerate(messages):
+                if stopping.is_set():
+                    self._release(messages[index:])
+                    return
+                handle(base64.b64decode(message["Body"], validate=True))
+                self._delete(message)
+
+    def _delete(self, message: dict) -> None:
+        try:
+            self.client.delete_message(QueueUrl=self.queue_url,
+                                       ReceiptHandle=message["ReceiptHandle"])
+        except ClientError as exc:
+            # Handled after its visibility timeout ran out and delivered again since: ElasticMQ
+            # refuses the old handle (AWS accepts it and deletes nothing). It comes again either
+            # way, which is at-least-once working as designed, so say so and go on.
+            if exc.response["Error"]["Code"] != "ReceiptHandleIsInvalid":
+                raise
+            print(f"boto3+sqs: message {message['MessageId']} outlived its visibility timeout "
+                  "and will be delivered again", file=sys.stderr, flush=True)
+
+    def _release(self, messages: list[dict]) -> None:
+        """Make received, unhandled messages visible now rather than after the timeout."""
+        response = self.client.change_message_visibility_batch(
+            QueueUrl=self.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                     for i, m in enumerate(messages)])
+        for failed in response.get("Failed", []):
+            print(f"boto3+sqs: could not release entry {failed['Id']} ({failed.get('Code')}); "
+                  "it comes back after the visibility timeout", file=sys.stderr, flush=True)
+
+    def backlog(self) -> Backlog:
+        counts = self.client.get_queue_attributes(QueueUrl=self.queue_url,
+                                                  AttributeNames=list(IN_QUEUE_COUNTS))
+        visible, in_flight, delayed = (int(counts["Attributes"].get(name, 0))
+                                       for name in IN_QUEUE_COUNTS)
+        return Backlog(
+            waiting=visible + in_flight + delayed,
+            detail=f"{visible} visible, {in_flight} in flight (received, not deleted: back after "
+                   f"the {self.settings['visibility_timeout_sec']} s visibility timeout), "
+                   f"{delayed} delayed")
+
+    def cleanup(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,386 @@
+"""Celery 5 over kombu transports: one task, `queuebench.process`, hands each message on.
+
+Features: Celery acks a task when the pool accepts it, before it runs (`task_acks_late=False`);
+the `acks-late` variant acks after it returns and, with `task_reject_on_worker_lost`, requeues a
+task whose pool child died. The consumer is Celery's own worker (prefork pool, one child); SIGTERM
+is its warm shutdown: it finishes the tasks it holds, then hands any unacked message back. No
+result backend. Bytes go through kombu's JSON: base64 inside the body (escaped JSON text instead
+when the bytes happen to be UTF-8), and the virtual transports (sqla, redis, SQS) base64 that body
+again; 17 KB of random bytes measured 33,982 bytes on sqla, 33,988 on Redis, 23,328 (body) on
+RabbitMQ and 45,320 on SQS, where a further base64 of the whole message makes 1 MiB hold 440 KB.
+
+SIGKILL on the SQLAlchemy transport (kombu 5.7; read in its source, seen in tests/test_celery.py):
+the task in hand and the one the worker holds are lost in BOTH variants. `kombu/transport/
+sqlalchemy/__init__.py` `Channel._get` marks the fetched row `visible=False` and commits at once;
+nothing sets it back or deletes it (`basic_ack` is the virtual `QoS.ack`, which only forgets the
+tag in the worker's memory, so acked rows stay too). Unacked messages live only in that memory
+(`kombu/transport/virtual/base.py` `QoS._delivered`) and are re-inserted as new rows by
+`QoS.restore_unacked_once` when the channel closes, which a killed worker never does; there is no
+visibility timeout (`restore_visible` exists for Redis only). So on sqla `task_acks_late` saves a
+task from a dead pool child (the surviving main process requeues it after `worker_lost_wait`),
+never from a dead worker. The worker holds one task beyond the running one, whatever the prefetch
+multiplier: sqla has no event loop, and the main process blocks in the pool's `apply_async` while
+the only child is busy (`worker_pool_putlocks`). An idle worker takes about 6 s to stop warm.
+
+The other transports, seen in one kill-and-restart run each (12 messages, 200 ms tasks): RabbitMQ
+and Redis lose the running task by default and nothing with acks-late; the prefetched ones come
+back at once on RabbitMQ, after `visibility_timeout` plus a restore sweep on Redis. SQS deletes the
+running task on accept by default (lost); with acks-late it came back after the queue's 30 s
+visibility timeout.
+
+Connection URL: `celery+sqlite:///relative/path.sqlite` (made absolute for the worker, as
+`sqla+sqlite:////abs/path`), `celery+redis://127.0.0.1:6379/0`,
+`celery+rabbitmq://guest:guest@127.0.0.1:5672//`, `celery+sqs://127.0.0.1:9324` (ElasticMQ,
+dummy credentials, queue created by kombu with the variant's visibility timeout).
+
+Options: the variants (`default`, `acks-late`) set and record every Celery setting that decides
+delivery; `broker_transport_options.*` are kombu transport options. kombu's sqla transport hands
+every transport option to `create_engine()`, so its polling interval (1 s between empty polls)
+cannot be set.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from celery import Celery
+from kombu import Queue
+
+from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
+from queuebench.errors import BrokerUnreachable, UsageError
+from queuebench.experiments.handler import handle
+
+TASK_NAME = "queuebench.process"
+TRANSPORT_OPTION = "broker_transport_options."
+DEFAULT_VISIBILITY_TIMEOUT_SEC = 30  # short, so that a redelivery shows within one run
+# Celery's JSON task body around the base64 of the payload:
+# [[{"__type__": "base64", "__value__": "..."}], {}, {"callbacks": null, ...}]
+TASK_BODY_FRAMING_BYTES = 116
+# Headers and properties around the body: measured 831 bytes for a 1-byte payload and 2,878 for
+# 17 KB; `argsrepr` (a repr of the arguments) is capped by Celery at 1,024 characters.
+MESSAGE_FRAMING_MAX_BYTES = 3_000
+
+
+def task_body_bytes(payload_bytes: int) -> int:
+    """Celery's JSON body for one bytes argument that is not UTF-8 (kombu base64s it)."""
+    return base64_size(payload_bytes) + TASK_BODY_FRAMING_BYTES
+
+
+def virtual_transport_wire_bytes(payload_bytes: int) -> int:
+    """kombu's virtual transports (sqla, redis, SQS) base64 the whole JSON body once more."""
+    return base64_size(task_body_bytes(payload_bytes)) + MESSAGE_FRAMING_MAX_BYTES
+
+
+def celery_variants(**transport_options: object) -> tuple[Variant, ...]:
+    """The two variants, each with every value that decides delivery written out."""
+    common = {"worker_pool": "prefork", "worker_concurrency": 1, "worker_prefetch_multiplier": 4,
+              "worker_lost_wait": 10.0,  # how long before a dead pool child's task is given up
+              **{TRANSPORT_OPTION + key: value for key, value in transport_options.items()}}
+    return (
+        Variant("default", {"task_acks_late": False, "task_reject_on_worker_lost": False, **common},
+                note="Celery's defaults: ack when the pool accepts the task, before it runs"),
+        Variant("acks-late", {"task_acks_late": True, "task_reject_on_worker_lost": True, **common},
+                note="ack after the task returns; requeue it if the pool child dies"),
+    )
+
+
+def _process(message: bytes) -> None:
+    handle(message)
+
+
+class CeleryProducer:
+    def __init__(self, app: Celery, queue: str) -> None:
+        self.app = app
+        self.queue = queue
+
+    def send(self, payload: bytes, *, key: str | None = None) -> None:
+        # send_task publishes synchronously and raises once Celery's publish retries run out.
+        self.app.send_task(TASK_NAME, args=(payload,), queue=self.queue)
+
+    def flush(self) -> None:
+        """Every send has been handed to the broker already."""
+
+    def close(self) -> None:
+        self.app.close()
+
+
+class CeleryAdapter(Adapter):
+    scheme = "celery+sqlite"
+    library = "celery"
+    broker = "sqlite"
+    capabilities = Capabilities(
+        ack="default: when the pool accepts the task, before it runs; acks-late: after it returns."
+            " On this transport an ack touches no row: a fetched row is marked visible=0 at once",
+        on_worker_killed="SIGKILL of the worker: the running task and the one it holds are lost"
+                         " in both variants (their rows stay visible=0 forever); SIGKILL of the"
+                         " pool child only: acks-late requeues the task, default loses it",
+        redelivery_after="never after SIGKILL (no visibility timeout); a warm shutdown finishes"
+                         " what it holds and re-inserts any unacked message as a new row",
+        ordering="FIFO by row id; requeued messages go to the back",
+        carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
+                      "bytes go as an escaped JSON string) and the virtual transport base64s "
+                      "the whole body again: 17 KB random bytes are 33,982 bytes in the row",
+    )
+    size_limit = SizeLimit(
+        max_bytes=1_000_000_000,  # SQLITE_MAX_LENGTH; the JSON message is one TEXT value
+        # seen with SQLITE_LIMIT_LENGTH lowered to 20,000 and a 17 KB payload
+        error="sqlalchemy.exc.DataError: (sqlite3.DataError) string or blob too big",
+        overhead=virtual_transport_wire_bytes,
+    )
+    variants = celery_variants()  # no transport options: sqla would pass them to create_engine
+    graceful_stop_signal = signal.SIGTERM  # warm shutdown
+
+    def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
+        super().__init__(url, queue=queue, variant=variant)
+        self.broker_url = self.map_url(url)
+        self._app: Celery | None = None
+
+    # --- what differs by broker -------------------------------------------------------------
+
+    @classmethod
+    def map_url(cls, url: str) -> str:
+        """The pair URL as a kombu broker URL."""
+        address = url.partition("://")[2]
+        if not address.startswith("/") or len(address) < 2:
+            raise UsageError(f"{cls.scheme} needs a file: {cls.scheme}:///path/queue.sqlite "
+                             "(the worker is another process, so no in-memory database)")
+        return f"sqla+sqlite:///{Path(address[1:]).resolve()}"
+
+    def backlog(self) -> Backlog:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.broker_url.removeprefix("sqla+"))
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(text(
+                    "SELECT m.visible, count(*) FROM kombu_message m JOIN kombu_queue q"
+                    " ON m.queue_id = q.id WHERE q.name = :queue GROUP BY m.visible"),
+                    {"queue": self.queue}).all()
+        finally:
+            engine.dispose()
+        counts = {bool(visible): n for visible, n in rows}
+        waiting, delivered = counts.get(True, 0), counts.get(False, 0)
+        # kombu keeps every delivered row, acked or not, and never delivers it again: the table
+        # cannot tell a stranded message from a processed one.
+        return Backlog(
+            waiting=waiting, stranded=None,
+            detail=f"{waiting} rows visible (waiting); {delivered} rows taken, processed or "
+                   "stranded alike (kombu keeps both)")
+
+    def broker_version(self) -> str | None:
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+
+    # --- the same for every broker ----------------------------------------------------------
+
+    @property
+    def app(self) -> Celery:
+        if self._app is None:
+            self._app = self.build_app()
+        return self._app
+
+    def build_app(self) -> Celery:
+        """A Celery app for this pair and variant, with the task registered; no global state."""
+        if self.broker_url.startswith("sqla+sqlite:///"):
+            Path(self.broker_url.removeprefix("sqla+sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True)
+        app = Celery("queuebench", broker=self.broker_url, set_as_current=False)
+        settings = dict(self.settings)
+        transport_options = {key.removeprefix(TRANSPORT_OPTION): settings.pop(key)
+                             for key in list(settings) if key.startswith(TRANSPORT_OPTION)}
+        app.conf.update(
+            task_default_queue=self.queue,
+            task_ignore_result=True,
+            broker_transport_options=transport_options,
+            broker_connection_retry_on_startup=True,  # Celery's behaviour; set to mute its warning
+            **settings,
+        )
+        app.task(name=TASK_NAME, shared=False)(_process)
+        return app
+
+    def consumer_argv(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "queuebench.adapters.celery_worker",
+                "worker", "-Q", self.queue, "--pool", str(self.settings["worker_pool"]),
+                "--concurrency", str(self.settings["worker_concurrency"]),
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
+
+    def check_reachable(self, timeout: float) -> None:
+        conn = self.app.connection_for_write()
+        try:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+            Queue(self.queue).bind(conn.default_channel).declare()
+        except (*conn.connection_errors, *conn.channel_errors, OSError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BrokerUnreachable(f"{self.scheme}: cannot reach {conn.as_uri()}: {reason}"
+                                    ) from None
+        finally:
+            conn.release()
+
+    def prepare(self) -> None:
+        with self.app.connection_for_write() as conn:
+            queue = Queue(self.queue).bind(conn.default_channel)
+            queue.declare()
+            queue.purge()
+
+    def producer(self) -> CeleryProducer:
+        return CeleryProducer(self.build_app(), self.queue)
+
+    def cleanup(self) -> None:
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+class CeleryRedisAdapter(CeleryAdapter):
+    """Celery over kombu's Redis transport: a list per queue, unacked messages in a hash."""
+
+    scheme = "celery+redis"
+    broker = "redis"
+    capabilities = Capabilities(
+        ack="default: when the pool accepts the task, before it runs; acks-late: after it returns",
+        on_worker_killed="default: the running task is lost, held ones come back; acks-late: all"
+                         " come back (after a receipt but before the ack: a duplicate)",
+        redelivery_after="visibility_timeout, then the next restore sweep of a running worker"
+                         " (at its start, then every unacked_restore_interval x _throttle s)",
+        ordering="FIFO per list; restored messages go back to the consuming end",
+        carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
+                      "bytes go as an escaped JSON string) and the virtual transport base64s "
+                      "the whole body again (as on sqla)",
+    )
+    size_limit = SizeLimit(
+        max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len
+        error="redis-py ConnectionError ... Broken pipe: the server closes the connection"
+              " (FIELD-NOTES; not measured here)",
+        overhead=virtual_transport_wire_bytes,
+    )
+    variants = celery_variants(visibility_timeout=DEFAULT_VISIBILITY_TIMEOUT_SEC,
+                               # a sweep every 10 s (kombu's default throttle: every 100 s)
+                               unacked_restore_interval=10, unacked_restore_throttle=1)
+
+    @classmethod
+    def map_url(cls, url: str) -> str:
+        return "redis://" + url.partition("://")[2]
+
+    def _client(self):
+        import redis
+
+        return redis.Redis.from_url(self.broker_url, socket_timeout=10)
+
+    def _unacked_tags(self, client) -> list[bytes]:
+        """Delivery tags in kombu's `unacked` hash whose routing key is this queue."""
+        from kombu.utils.json import loads
+
+        return [tag for tag, entry in client.hscan_iter("unacked")
+                if loads(entry)[2] == self.queue]
+
+    def prepare(self) -> None:
+        super().prepare()
+        with self._client() as client:
+            for tag in self._unacked_tags(client):  # left by a killed worker of an earlier run
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+
+    def backlog(self) -> Backlog:
+        with self._client() as client:
+            queued = client.llen(self.queue)
+            unacked = len(self._unacked_tags(client))
+        return Backlog(waiting=queued + unacked,
+                       detail=f"{queued} in the list; {unacked} unacked, due back after the "
+                              "visibility timeout once a worker runs")
+
+    def broker_version(self) -> str | None:
+        with self._client() as client:
+            return "Redis " + client.info("server")["redis_version"]
+
+
+class CeleryRabbitMQAdapter(CeleryAdapter):
+    """Celery over py-amqp: RabbitMQ holds unacked messages per connection."""
+
+    scheme = "celery+rabbitmq"
+    broker = "rabbitmq"
+    capabilities = Capabilities(
+        ack="default: when the pool accepts the task, before it runs; acks-late: after it returns",
+        on_worker_killed="default: the running task is lost, prefetched ones come back;"
+                         " acks-late: all come back (a duplicate if the receipt was written)",
+        redelivery_after="the broker sees the connection close: at once",
+        ordering="FIFO per queue; redelivered messages return near the head",
+        carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
+                      "bytes go as an escaped JSON string); AMQP carries that body as it is",
+    )
+    size_limit = SizeLimit(
+        max_bytes=128 * 1024 * 1024,  # max_message_size, RabbitMQ 3.10 (16 MiB on 4.x)
+        error="406 PRECONDITION_FAILED - message size N is larger than configured max size "
+              "134217728",
+        overhead=task_body_bytes,  # the limit is on the body; headers travel in their own frame
+    )
+    variants = celery_variants(confirm_publish=False)
+
+    @classmethod
+    def map_url(cls, url: str) -> str:
+        return "amqp://" + url.partition("://")[2]
+
+    def backlog(self) -> Backlog:
+        with self.app.connection_for_write() as conn:
+            _, ready, consumers = conn.default_channel.queue_declare(self.queue, passive=True)
+        return Backlog(waiting=ready, detail=f"{ready} ready ({consumers} consumers; the unacked "
+                                             "messages of a live consumer are not counted)")
+
+    def broker_version(self) -> str | None:
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+            version = conn.connection.server_properties.get("version", b"?")
+        return "RabbitMQ " + (version.decode() if isinstance(version, bytes) else str(version))
+
+
+class CelerySQSAdapter(CeleryAdapter):
+    """Celery over kombu's SQS transport (boto3, pycurl), here against ElasticMQ."""
+
+    scheme = "celery+sqs"
+    broker = "sqs"
+    capabilities = Capabilities(
+        ack="default: when the pool accepts the task, before it runs (DeleteMessage);"
+            " acks-late: after it returns",
+        on_worker_killed="default: the running task is lost, held ones come back; acks-late: all"
+                         " come back (a duplicate if the receipt was written)",
+        redelivery_after="the queue's visibility timeout (kombu creates the queue with it)",
+        ordering="best effort (standard queue)",
+        carries_bytes="kombu JSON wraps bytes as base64, the transport base64s the body and then"
+                      " the whole JSON message again (sqs_base64_encoding)",
+    )
+    size_limit = SizeLimit(
+        max_bytes=1024 * 1024,  # SQS since 2025; ElasticMQ 1.7 with sqs-limits = strict
+        error="botocore InvalidAttributeValue ... SendMessage operation: MessageTooLong"
+              " (ElasticMQ); AWS: InvalidParameterValue ... Message must be shorter than"
+              " 1048576 bytes",
+        overhead=lambda n: base64_size(virtual_transport_wire_bytes(n)),
+    )
+    variants = celery_variants(visibility_timeout=DEFAULT_VISIBILITY_TIMEOUT_SEC,
+                               region="elasticmq", wait_time_seconds=10, polling_interval=1.0)
+
+    @classmethod
+    def map_url(cls, url: str) -> str:
+        return "sqs://queuebench:queuebench@" + url.partition("://")[2].lstrip("/")
+
+    def _client(self):
+        import boto3
+
+        host = self.broker_url.partition("@")[2].rstrip("/")
+        return boto3.client("sqs", endpoint_url=f"http://{host}", region_name="elasticmq",
+                            aws_access_key_id="queuebench", aws_secret_access_key="queuebench")
+
+    def backlog(self) -> Backlog:
+        client = self._client()
+        url = client.get_queue_url(QueueName=self.queue)["QueueUrl"]
+        attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        visible = int(attributes["ApproximateNumberOfMessages"])
+        in_flight = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return Backlog(waiting=visible + in_flight,
+                       detail=f"{visible} visible; {in_flight} in flight, due back after the "
+                              "visibility timeout")
+
+    def broker_version(self) -> str | None:
+        return None  # the SQS API does not tell
+
