@@ -1,0 +1,134 @@
+"""What the two plain Kafka client pairs share: the topic, the group, and the broker's own count.
+
+The queue is a topic of one partition, consumed by a consumer group of the same name. Both pairs
+prepare, inspect and version the broker through kafka-python's admin client, so the check of the
+ledger against the broker is the same code for both; what is measured (producing and consuming)
+goes through each pair's own library.
+
+The broker's count: `waiting` = the partition's end offset minus the group's committed offset
+(minus the beginning offset while the group has committed nothing). A consumer that dies holds
+nothing on a Kafka broker, so nothing is ever `stranded`: what it had not committed is simply
+read again by the next member.
+
+Group protocol: both pairs use the classic protocol. kafka-python 3.0 has no other, and under
+the KIP-848 `consumer` protocol the session timeout is a broker setting
+(`group.consumer.session.timeout.ms`, 45 s by default) that a client cannot shorten, while the
+classic protocol takes the client's `session.timeout.ms` within the broker's
+`group.min.session.timeout.ms` (6 s) .. `group.max.session.timeout.ms` (30 min).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from kafka import TopicPartition
+from kafka.admin import KafkaAdminClient, OffsetSpec
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from queuebench.adapters.base import Adapter, Backlog
+from queuebench.errors import BrokerUnreachable
+
+# A killed member is evicted when its session times out: 10 s instead of the libraries' 45 s,
+# so a reliability run ends in well under a minute. Kafka 4 accepts 6 s .. 30 min.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 3_000  # both libraries' default; a third of the session, as advised
+AUTO_COMMIT_INTERVAL_MS = 5_000  # both libraries' default
+MAX_POLL_INTERVAL_MS = 300_000  # both libraries' default
+# How long one poll may block: `stopping` is seen within this.
+POLL_TIMEOUT_SEC = 0.5
+# The broker's default `message.max.bytes` (a whole record batch); both producers stop smaller
+# records first, so this one is never what a user meets with default settings.
+BROKER_MESSAGE_MAX_BYTES = 1_048_588
+# Keys are str(seq): up to 8 bytes for the runs queuebench makes (fewer than 10**8 messages).
+KEY_ALLOWANCE_BYTES = 8
+PREPARE_TIMEOUT_SEC = 30.0
+
+COMMON_CONSUMER_NOTE = (
+    "auto offset reset 'earliest' is required by the reliability test, which produces before "
+    "the group's first consumer starts (with the libraries' 'latest' a new group would skip "
+    "those messages); it only decides where a group with no committed offset starts, and is "
+    "not a delivery-guarantee change. Session timeout 10 s so a killed member is evicted fast.")
+
+
+def bootstrap_servers(pair_url: str) -> str:
+    """`kafka-python+kafka://h1:9092,h2:9092` -> `h1:9092,h2:9092`."""
+    return pair_url.partition("://")[2].strip("/") or "127.0.0.1:9092"
+
+
+class KafkaPairBase(Adapter):
+    """Topic admin, backlog and broker version for a plain Kafka client pair."""
+
+    broker: ClassVar[str] = "kafka"
+
+    def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
+        super().__init__(url, queue=queue, variant=variant)
+        self.bootstrap = bootstrap_servers(url)
+        self._admin: KafkaAdminClient | None = None
+
+    @property
+    def group_id(self) -> str:
+        return self.queue
+
+    @property
+    def partition(self) -> TopicPartition:
+        return TopicPartition(self.queue, 0)
+
+    def _connect_admin(self, timeout: float) -> KafkaAdminClient:
+        try:
+            return KafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    bootstrap_timeout_ms=int(timeout * 1000),
+                                    request_timeout_ms=int(max(timeout, 1.0) * 1000))
+        except KafkaError as exc:
+            raise BrokerUnreachable(
+                f"{self.scheme}: cannot reach Kafka at {self.bootstrap}: {exc}") from None
+
+    @property
+    def admin(self) -> KafkaAdminClient:
+        if self._admin is None:
+            self._admin = self._connect_admin(PREPARE_TIMEOUT_SEC)
+        return self._admin
+
+    def check_reachable(self, timeout: float) -> None:
+        self._connect_admin(timeout).close()
+
+    def broker_version(self) -> str | None:
+        # Kafka never states its release; kafka-python infers it from the API versions it serves.
+        broker_id = self.admin.describe_cluster()["brokers"][0]["broker_id"]
+        major, minor, *_ = self.admin.get_broker_version_data(broker_id).broker_version
+        return f"Kafka {major}.{minor} (inferred from its API versions)"
+
+    def prepare(self) -> None:
+        """Delete the group and the topic, then create the topic anew with one partition."""
+        deleted = self.admin.delete_groups([self.group_id])
+        if deleted.get(self.group_id) not in ("OK", "GroupIdNotFoundError"):
+            raise RuntimeError(f"cannot delete consumer group {self.group_id!r}: "
+                               f"{deleted.get(self.group_id)} (is a consumer still a member?)")
+        self.admin.delete_topics([self.queue], raise_errors=False)  # absent is fine
+        deadline = time.monotonic() + PREPARE_TIMEOUT_SEC
+        while True:
+            try:
+                self.admin.create_topics({self.queue: {"num_partitions": 1}},
+                                         wait_for_metadata=True)
+                return
+            except TopicAlreadyExistsError:  # the deletion is still being applied
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def backlog(self) -> Backlog:
+        tp = self.partition
+        end = self.admin.list_partition_offsets({tp: OffsetSpec.LATEST})[tp].offset
+        committed = self.admin.list_group_offsets({self.group_id: [tp]})[self.group_id][tp].offset
+        if committed >= 0:
+            return Backlog(waiting=end - committed, detail=f"end offset {end}, committed offset "
+                                                           f"{committed} (group {self.group_id!r})")
+        beginning = self.admin.list_partition_offsets({tp: OffsetSpec.EARLIEST})[tp].offset
+        return Backlog(waiting=end - beginning,
+                       detail=f"end offset {end}, beginning offset {beginning}; group "
+                              f"{self.group_id!r} has committed nothing")
+
+    def cleanup(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None

@@ -1,0 +1,257 @@
+"""The plain Kafka clients' own behaviour on the real broker, seen the way the runner sees it.
+
+The cross-pair contract suite lives elsewhere; these tests pin what is particular to Kafka: each
+client's size limit and exact error, where each commits on a graceful stop, and what a SIGKILL
+does: kafka-python repeats what was handled since its last auto-commit and loses nothing, while
+librdkafka's auto-commit can commit the message in hand before its work ends, which then is lost.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import confluent_kafka
+import kafka
+import pytest
+from kafka.errors import MessageSizeTooLargeError
+
+from queuebench.adapters.confluent import MESSAGE_FRAMING_BYTES, ConfluentKafkaAdapter
+from queuebench.adapters.kafka_common import (
+    BROKER_MESSAGE_MAX_BYTES,
+    SESSION_TIMEOUT_MS,
+    KafkaPairBase,
+    bootstrap_servers,
+)
+from queuebench.adapters.kafka_python import RECORD_BATCH_FRAMING_BYTES, KafkaPythonAdapter
+from queuebench.experiments.consumer import ConsumerProcess
+from queuebench.experiments.ledger import LedgerReader, tally, wrap
+
+BOOTSTRAP = "127.0.0.1:9092"
+# Bound on every wait: a restarted consumer waits for the killed member's session to end.
+WAIT_SEC = SESSION_TIMEOUT_MS / 1000 + 30
+WORK_MS = 400.0
+INTO_TASK_SEC = 0.1  # after a receipt, the next message is being handled
+PAIRS = {"kafka-python": KafkaPythonAdapter, "confluent-kafka": ConfluentKafkaAdapter}
+KEY = "0"  # one byte: the limits below are for a one-byte key
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_adapter(cls: type[KafkaPairBase], variant: str = "default") -> KafkaPairBase:
+    adapter = cls(f"{cls.scheme}://{BOOTSTRAP}", queue=f"qb-test-{uuid.uuid4().hex[:10]}",
+                  variant=variant)
+    adapter.prepare()
+    return adapter
+
+
+class Run:
+    """One run's messages, its consumer processes and its ledger."""
+
+    def __init__(self, adapter: KafkaPairBase, folder: Path) -> None:
+        self.adapter = adapter
+        self.folder = folder
+        self.run_id = uuid.uuid4()
+        self.ledger = LedgerReader(folder / "ledger", str(self.run_id))
+        self.consumers: list[ConsumerProcess] = []
+        self.sent = 0
+
+    def consumer(self, work_ms: float = WORK_MS) -> ConsumerProcess:
+        process = ConsumerProcess(self.adapter, ledger_dir=self.folder / "ledger",
+                                  work_ms=work_ms,
+                                  log_path=self.folder / f"consumer-{len(self.consumers)}.log")
+        self.consumers.append(process)
+        return process
+
+    def send(self, count: int) -> None:
+        producer = self.adapter.producer()
+        try:
+            for _ in range(count):
+                producer.send(wrap(self.run_id, self.sent, b"stock update"), key=str(self.sent))
+                self.sent += 1
+            producer.flush()
+        finally:
+            producer.close()
+
+    def seqs(self) -> list[int]:
+        return sorted(r.seq for r in self.ledger.poll())
+
+    def wait_received(self, count: int) -> None:
+        wait_for(lambda: len(self.ledger.poll()) >= count,
+                 f"{count} receipts; consumer log: {self.consumers[-1].log_tail()}")
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
+    runs: list[Run] = []
+
+    def make(cls: type[KafkaPairBase], variant: str = "default") -> Run:
+        runs.append(Run(make_adapter(cls, variant), tmp_path))
+        return runs[-1]
+
+    yield make
+    for run in runs:
+        for process in run.consumers:
+            process.ensure_stopped()
+        run.adapter.cleanup()
+
+
+def test_bootstrap_servers_come_from_the_url() -> None:
+    """The address part of the pair URL is the bootstrap list, several servers allowed."""
+    assert bootstrap_servers("kafka-python+kafka://h1:9092,h2:9093") == "h1:9092,h2:9093"
+    assert bootstrap_servers("confluent-kafka+kafka://127.0.0.1:9092/") == "127.0.0.1:9092"
+
+
+def test_kafka_python_default_variant_is_the_library_default() -> None:
+    """Only offset reset and the session timeout differ from kafka-python's own defaults."""
+    library = kafka.KafkaConsumer.DEFAULT_CONFIG
+    settings = KafkaPythonAdapter.find_variant("default").settings
+    for key in ("enable_auto_commit", "auto_commit_interval_ms", "heartbeat_interval_ms",
+                "max_poll_interval_ms", "max_poll_records"):
+        assert settings[key] == library[key], key
+    assert (library["auto_offset_reset"], settings["auto_offset_reset"]) == ("latest", "earliest")
+    assert library["session_timeout_ms"] == 45_000 and settings["session_timeout_ms"] == 10_000
+    producer = kafka.KafkaProducer.DEFAULT_CONFIG
+    assert (producer["acks"], producer["enable_idempotence"], producer["linger_ms"],
+            producer["max_request_size"]) == (-1, True, 0, 1_048_576)
+
+
+@pytest.mark.broker("kafka")
+def test_kafka_python_refuses_a_record_over_max_request_size_before_sending() -> None:
+    """kafka-python raises MessageSizeTooLargeError in send(); the broker never sees it."""
+    adapter = make_adapter(KafkaPythonAdapter)
+    largest = 1_048_576 - RECORD_BATCH_FRAMING_BYTES - len(KEY)
+    producer = adapter.producer()
+    try:
+        with pytest.raises(MessageSizeTooLargeError) as error:
+            producer.send(b"x" * (largest + 1), key=KEY)
+        producer.send(b"x" * largest, key=KEY)
+        producer.flush()
+    finally:
+        producer.close()
+    assert str(error.value) == (
+        "[Error 10] MessageSizeTooLargeError: The message is 1048577 bytes when serialized which "
+        "is larger than the maximum request size you have configured with the max_request_size "
+        "configuration")
+    assert adapter.backlog().waiting == 1  # only the one that fits
+    assert adapter.size_limit.wire_bytes(largest + 1) > adapter.size_limit.max_bytes
+    adapter.cleanup()
+
+
+@pytest.mark.broker("kafka")
+def test_confluent_refuses_a_message_over_message_max_bytes_before_sending() -> None:
+    """librdkafka's limit is 1,000,000 bytes; produce() raises MSG_SIZE_TOO_LARGE at once."""
+    adapter = make_adapter(ConfluentKafkaAdapter)
+    largest = 1_000_000 - MESSAGE_FRAMING_BYTES - len(KEY)
+    producer = adapter.producer()
+    try:
+        with pytest.raises(confluent_kafka.KafkaException) as error:
+            producer.send(b"x" * (largest + 1), key=KEY)
+        producer.send(b"x" * largest, key=KEY)
+        producer.flush()
+    finally:
+        producer.close()
+    kafka_error = error.value.args[0]
+    assert kafka_error.code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
+    assert kafka_error.str() == "Unable to produce message: Broker: Message size too large"
+    assert adapter.backlog().waiting == 1
+    assert adapter.size_limit.wire_bytes(largest + 1) > adapter.size_limit.max_bytes
+    adapter.cleanup()
+
+
+@pytest.mark.broker("kafka")
+def test_raising_only_the_client_limit_meets_the_broker_limit() -> None:
+    """Over the broker's message.max.bytes (1,048,588) the broker refuses with error 10."""
+    adapter = make_adapter(KafkaPythonAdapter)
+    value = b"x" * BROKER_MESSAGE_MAX_BYTES
+    producer = kafka.KafkaProducer(bootstrap_servers=BOOTSTRAP, max_request_size=2_000_000)
+    try:
+        with pytest.raises(MessageSizeTooLargeError, match=r"^\[Error 10\]"):
+            producer.send(adapter.queue, value).get(timeout=30)
+    finally:
+        producer.close()
+    failures = []
+    confluent = confluent_kafka.Producer({"bootstrap.servers": BOOTSTRAP,
+                                          "message.max.bytes": 2_000_000})
+    confluent.produce(adapter.queue, value, on_delivery=lambda err, _msg: failures.append(err))
+    assert confluent.flush(30) == 0
+    assert [str(e) for e in failures] == [
+        'KafkaError{code=MSG_SIZE_TOO_LARGE,val=10,str="Broker: Message size too large"}']
+    assert adapter.backlog().waiting == 0
+    adapter.cleanup()
+
+
+@pytest.mark.broker("kafka")
+@pytest.mark.parametrize("variant", ["default", "commit-after"])
+@pytest.mark.parametrize("library", list(PAIRS))
+def test_graceful_stop_commits_exactly_what_was_handled(library, variant, make_run) -> None:
+    """SIGTERM mid-batch: the message in hand finishes and the commit covers no more than that."""
+    run = make_run(PAIRS[library], variant)
+    run.send(6)
+    consumer = run.consumer()
+    consumer.start()
+    run.wait_received(2)
+    consumer.stop(timeout=30)
+    handled = run.seqs()
+    assert handled == list(range(len(handled))) and 2 <= len(handled) < 6
+    backlog = run.adapter.backlog()
+    assert backlog.waiting == 6 - len(handled), backlog.detail
+    assert f"committed offset {len(handled)} " in backlog.detail
+
+
+@pytest.mark.slow
+@pytest.mark.broker("kafka")
+def test_kafka_python_kill_repeats_what_was_handled_since_the_last_auto_commit(make_run) -> None:
+    """SIGKILL: records handled since the last auto-commit come again; nothing is lost."""
+    run = make_run(KafkaPythonAdapter)
+    run.send(3)
+    first = run.consumer()
+    first.start()
+    run.wait_received(3)
+    # Idle polls auto-commit within 5 s: the group's offset reaches 3.
+    wait_for(lambda: run.adapter.backlog().waiting == 0, "the auto-commit of the first three")
+    run.send(4)  # seqs 3..6
+    run.wait_received(5)  # 3 and 4 handled
+    time.sleep(INTO_TASK_SEC)  # 5 is in hand
+    first.kill()
+    assert run.seqs() == [0, 1, 2, 3, 4]
+    # kafka-python commits only inside poll(), and not within 5 s of the last commit.
+    assert run.adapter.backlog().waiting == 4
+
+    second = run.consumer()
+    second.start()
+    wait_for(lambda: 6 in run.seqs(), f"seq 6 after the restart; log: {second.log_tail()}")
+    second.stop(timeout=30)
+    result = tally(run.ledger.poll(), expected=7)
+    assert (result.lost, result.duplicates) == ((), (3, 4))
+    assert run.adapter.backlog().waiting == 0
+
+
+@pytest.mark.slow
+@pytest.mark.broker("kafka")
+def test_confluent_auto_commit_can_commit_the_message_in_hand_and_lose_it(make_run) -> None:
+    """librdkafka stores the offset as poll() returns the message and commits it in the
+    background: killed after that commit but before the work ends, the message is never seen
+    again."""
+    run = make_run(ConfluentKafkaAdapter)
+    run.send(1)
+    slow = run.consumer(work_ms=8_000)  # longer than the 5 s auto-commit interval
+    slow.start()
+    wait_for(lambda: run.adapter.backlog().waiting == 0, "the auto-commit of message 0")
+    slow.kill()
+    assert run.seqs() == []  # killed in the middle of message 0's work
+
+    fast = run.consumer(work_ms=0)
+    fast.start()
+    run.send(1)  # seq 1 comes after seq 0 in the partition
+    wait_for(lambda: 1 in run.seqs(), f"seq 1 after the restart; log: {fast.log_tail()}")
+    fast.stop(timeout=30)
+    assert tally(run.ledger.poll(), expected=2).lost == (0,)
