@@ -53,6 +53,19 @@ def _latency(m: dict, key: str) -> object:
     return _fmt(m["latency_ms"][key]) if m.get("latency_ms") else None
 
 
+def _kill_cost(by_pair: dict[str, list[dict]], names: list[str]) -> str:
+    """What surviving a kill cost in time: consume time after a kill against a graceful stop."""
+    costs = []
+    for name in names:
+        fmt = by_pair[name][0]["config"]["format"]
+        seconds = {r["config"]["stop"]: r["measurements"]["time_to_consume_sec"]
+                   for r in by_pair[name] if r["config"]["format"] == fmt}
+        if seconds.get("kill") and seconds.get("graceful"):
+            costs.append(f"{name} {_fmt(seconds['kill'], 1)} s after a kill against "
+                         f"{_fmt(seconds['graceful'], 1)} s after a graceful stop ({fmt})")
+    return f" Time to consume everything: {'; '.join(costs)}." if costs else ""
+
+
 def answer(results: list[dict]) -> list[str]:
     """The headline: most resilient, fastest, who cannot take the payload, who failed."""
     lines = []
@@ -68,7 +81,7 @@ def answer(results: list[dict]) -> list[str]:
         no_loss = [n for n, (lost, dup, _) in losses.items() if lost == 0 and dup > 0]
         if clean:
             lines.append(f"- **Most resilient:** {', '.join(clean)}: no message lost or "
-                         "duplicated in any stop or kill.")
+                         "duplicated in any stop or kill." + _kill_cost(by_pair, clean))
         if no_loss:
             lines.append("- **No loss, but duplicates:** " + "; ".join(
                 f"{n} ({losses[n][1]} duplicated)" for n in no_loss) + ".")
@@ -77,9 +90,9 @@ def answer(results: list[dict]) -> list[str]:
             details = []
             for name in lossy:
                 runs = [r for r in by_pair[name] if r["measurements"]["lost"]]
-                details.append(name + " (" + ", ".join(
-                    f"{r['measurements']['lost']} of {r['measurements']['total']} lost on "
-                    f"{r['config']['stop']} stop, {r['config']['format']}" for r in runs) + ")")
+                details.append(f"{name}: " + ", ".join(
+                    f"{r['measurements']['lost']} of {r['measurements']['total']} on "
+                    f"{r['config']['stop']} ({r['config']['format']})" for r in runs))
             lines.append("- **Loses messages:** " + "; ".join(details) + ".")
     for fmt in sorted({r["config"]["format"] for r in _ok(results, "throughput")}):
         runs = [r for r in _ok(results, "throughput") if r["config"]["format"] == fmt

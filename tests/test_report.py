@@ -59,7 +59,7 @@ def test_answer_names_resilient_lossy_fastest_and_no_go_with_their_figures():
     ]))
     answer = text.split("## Reliability")[0]
     assert "**Most resilient:** safe" in answer
-    assert "lossy (2 of 10 lost on kill stop, json)" in answer
+    assert "lossy: 2 of 10 on kill (json)" in answer
     assert "**Fastest (json):** quick, 900.0 msg/s consumed" in answer
     assert "**No Go** small" in answer and "payload 2,000 > 1,000" in answer
 
