@@ -46,6 +46,10 @@ LOSES_ON_KILL = {
     # faust commits done offsets every 2.8 s; exactly-once covers Kafka, not our handler's work.
     ("faust+kafka", "default"): False,
     ("faust+kafka", "exactly-once"): False,
+    # Dramatiq acks after the task: Redis brings a dead worker's messages back after its
+    # heartbeat timeout, RabbitMQ at once.
+    ("dramatiq+redis", "default"): False,
+    ("dramatiq+rabbitmq", "default"): False,
     ("sqlalchemy+sqlite", "default"): False,
     ("sqlalchemy+postgres", "default"): False,
 }

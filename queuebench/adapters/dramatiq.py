@@ -1,0 +1,420 @@
+"""Dramatiq actors over Redis and RabbitMQ: the producer sends to an actor, `dramatiq` runs it.
+
+Features: at-least-once. Dramatiq acks a message after the actor returns (`Worker.process_message`
+then `post_process_message`), so a worker killed mid-task loses nothing: the task in hand and the
+prefetched one (prefetch = 2 x threads = 2) come back, and a kill between the ledger receipt and
+the ack gives a duplicate. How they come back differs by broker:
+
+- RabbitMQ: the unacked messages are requeued by RabbitMQ the moment the worker's connection
+  drops, which a SIGKILL does at once (the kernel closes the socket).
+- Redis: a fetch moves message ids from the queue list into a per-worker set
+  `dramatiq:__acks__.<worker id>.<queue>` (`brokers/redis/dispatch.lua`). Every command refreshes
+  the worker's score in `dramatiq:__heartbeats__`; a "maintenance" pass, run inside a command
+  with probability `maintenance_chance` per million (default 1000 = 0.1%), pushes back the sets
+  of workers silent for `heartbeat_timeout` ms (default 60,000), but only for the queue that
+  command named. So at the defaults a killed worker's messages wait 60 s and then, on average,
+  1000 further commands on that queue: some 17 minutes for one idle worker polling once a second
+  (arithmetic, not measured). The default variant therefore sets `heartbeat_timeout` to 10 s and
+  `maintenance_chance` to every command (1,000,000), so they come back 10-11 s after the kill.
+  A live worker stays fresh even in a long task: its delay-queue consumer (`<queue>.DQ`,
+  prefetch 1000) fetches at least every `worker_timeout` (1 s), and that refreshes the heartbeat.
+  The cost of a maintenance pass is one ZRANGEBYSCORE, plus a KEYS per dead worker until its
+  sets are gone; `prepare` deletes every worker's sets for its queue so none is left behind.
+
+Graceful stop: SIGTERM (or SIGINT, which the main process turns into SIGTERM) is noticed by the
+worker process within a second (`cli.worker_process` sleeps 1 s between checks, and keeps
+working meanwhile); it then finishes the task in hand, stops fetching and gives back what it
+prefetched (Redis: `requeue` to the tail; RabbitMQ: closing the channel), within
+`--worker-shutdown-timeout` (default 600 s). Measured: 2-2.6 s with 300 ms tasks. A second
+SIGTERM kills the worker process (RET_KILLED).
+
+Latency: the Redis consumer polls (no blocking pop); after each empty or full-prefetch poll it
+sleeps 5 ms, doubling up to `worker_timeout` (1 s), so an idle worker picks up a new message up to
+a second late, and at N=50 the median latency was 3x RabbitMQ's, where the broker pushes.
+
+Bytes: dramatiq's default `JSONEncoder` cannot carry `bytes`, so the payload goes as base64 text
+(+33%) in a JSON message of about 175 bytes of framing plus the queue name (Redis adds a 57-byte
+`redis_message_id` option). The `PickleEncoder` would carry raw bytes, at the cost of unpickling
+what the broker hands over; we keep the library's default encoder.
+
+Publishing: `RabbitmqBroker(confirm_delivery=False)` (the default) does not wait for RabbitMQ, and
+when RabbitMQ refuses a message (over `max_message_size`) it closes the channel; dramatiq then
+retries the *next* message on a new channel, and the refused one would vanish unreported. The
+producer here notices that replaced channel (and `flush` makes a round trip) and raises
+`PublishRefused` with RabbitMQ's reason. Redis enqueues run a Lua script and raise at once.
+
+Connection URL: `dramatiq+redis://127.0.0.1:6379/0` (a `redis://` URL after the `+`);
+`dramatiq+rabbitmq://guest:guest@127.0.0.1:5672//` (an `amqp://` URL; `//` is the vhost `/`).
+
+Options (the `default` variant): the `dramatiq` command line (`processes`, `threads`,
+`worker_shutdown_timeout_ms`), the library defaults that decide delivery (read from the installed
+dramatiq, so they cannot drift: prefetch, idle timeout, middleware, `Retries` with 20 retries from
+15 s, `TimeLimit` 10 min), and per broker the Redis heartbeat settings above or RabbitMQ's
+`confirm_delivery` and prefetch. Dramatiq has no setting that acks before the task, so there is
+no second variant.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import signal
+import sys
+import time
+from urllib.parse import quote
+
+import dramatiq
+from dramatiq.actor import Actor
+from dramatiq.broker import Broker
+from dramatiq.middleware import Retries, TimeLimit, default_middleware
+from dramatiq.middleware.retries import DEFAULT_MIN_BACKOFF
+from dramatiq.worker import QUEUE_PREFETCH, WORKER_TIMEOUT
+
+from queuebench.adapters.base import (
+    Adapter,
+    Backlog,
+    Capabilities,
+    SizeLimit,
+    Variant,
+    base64_size,
+)
+from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
+from queuebench.experiments.handler import handle
+
+ACTOR_NAME = "queuebench_message"
+REDIS_NAMESPACE = "dramatiq"  # RedisBroker's default key prefix
+# The JSON message around the base64 text: 174 bytes plus the queue name, measured with
+# dramatiq 2.2 (ids and a 13-digit millisecond timestamp have fixed widths); Redis adds
+# ',"redis_message_id":"<uuid>"' in the options. Queue names are bounded by RabbitMQ's 255 bytes,
+# so the size check below can only err on the safe side, by at most that much.
+JSON_FRAMING_BYTES = 174
+REDIS_MESSAGE_ID_BYTES = 57
+MAX_QUEUE_NAME_BYTES = 255
+DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000  # dramatiq: 60,000
+DEFAULT_MAINTENANCE_CHANCE = 1_000_000  # per million commands; dramatiq: 1,000 (0.1%)
+
+
+def default_of(middleware: type, parameter: str) -> object:
+    return inspect.signature(middleware).parameters[parameter].default
+
+
+WORKER_SETTINGS = {  # dramatiq command-line option -> value
+    "processes": ("--processes", 1),
+    "threads": ("--threads", 1),
+    "worker_shutdown_timeout_ms": ("--worker-shutdown-timeout", 600_000),  # dramatiq's default
+}
+LIBRARY_DEFAULTS = {
+    "ack": "after the actor returns",
+    "queue_prefetch": QUEUE_PREFETCH or 2 * WORKER_SETTINGS["threads"][1],  # as Worker sets it
+    "worker_timeout_ms": WORKER_TIMEOUT,  # idle poll / wake-up interval
+    "encoder": "JSONEncoder, payload as base64 text",
+    "middleware": ", ".join(m.__name__ for m in default_middleware),
+    "max_retries": default_of(Retries, "max_retries"),  # an actor that raised, after a backoff
+    "retry_min_backoff_ms": DEFAULT_MIN_BACKOFF,
+    "time_limit_ms": default_of(TimeLimit, "time_limit"),
+    "graceful_stop": "SIGTERM or SIGINT, taken within 1 s: the task in hand finishes, "
+                     "prefetched ones go back",
+}
+
+
+def json_message_bytes(payload_bytes: int) -> int:
+    return base64_size(payload_bytes) + JSON_FRAMING_BYTES + MAX_QUEUE_NAME_BYTES
+
+
+def amqp_url(address: str) -> str:
+    """kombu-style `user:pw@host:port//` (vhost `/`) as a URL pika reads: `.../%2F`."""
+    address, question, query = address.partition("?")
+    netloc, _, vhost = address.partition("/")
+    return f"amqp://{netloc}/{quote(vhost or '/', safe='')}{question}{query}"
+
+
+def deliver(payload_base64: str) -> None:
+    """The actor: hand the payload to the shared handler; dramatiq acks when this returns."""
+    handle(base64.b64decode(payload_base64))
+
+
+def declare_actor(broker: Broker, queue: str) -> Actor:
+    """The one actor, under the same name and queue on the producer's and the worker's broker."""
+    return dramatiq.actor(deliver, actor_name=ACTOR_NAME, queue_name=queue, broker=broker)
+
+
+class PublishRefused(QueuebenchError):
+    """RabbitMQ closed the publishing channel: a message was refused (or the link dropped)."""
+
+
+class DramatiqProducer:
+    def __init__(self, broker: Broker, queue: str) -> None:
+        self.broker = broker
+        self.queue = queue
+        self.actor = declare_actor(broker, queue)
+
+    def send(self, payload: bytes, *, key: str | None = None) -> None:
+        self.actor.send(base64.b64encode(payload).decode("ascii"))
+
+    def flush(self) -> None:
+        """Redis: every enqueue is stored when its Lua script returns."""
+
+    def close(self) -> None:
+        close_broker(self.broker)
+
+
+def close_broker(broker: Broker) -> None:
+    broker.close()  # RabbitMQ: channels and connections
+    client = getattr(broker, "client", None)
+    if client is not None:  # RedisBroker.close() does nothing, leaving its pool connected
+        client.connection_pool.disconnect()
+
+
+class RabbitMQProducer(DramatiqProducer):
+    def send(self, payload: bytes, *, key: str | None = None) -> None:
+        channel = getattr(self.broker.state, "channel", None)  # per thread, made on first use
+        super().send(payload)
+        if channel is not None and getattr(self.broker.state, "channel", None) is not channel:
+            # dramatiq met a closed channel, made a new one and sent this message on it: what
+            # closed the old one was an earlier publish, which is gone.
+            raise PublishRefused(f"RabbitMQ closed the channel after an earlier publish to "
+                                 f"{self.queue!r}, which is lost: {closing_reason(channel)!r}")
+
+    def flush(self) -> None:
+        """A round trip on the publishing channel, so a refusal RabbitMQ sent is read now."""
+        import pika.exceptions
+
+        channel = self.broker.channel
+        try:
+            channel.queue_declare(self.queue, passive=True)
+        except pika.exceptions.AMQPChannelError as exc:
+            raise PublishRefused(f"RabbitMQ closed the channel publishing to {self.queue!r}: "
+                                 f"{closing_reason(channel) or exc!r}") from None
+
+
+def closing_reason(channel: object) -> object:
+    # pika keeps why the broker closed a BlockingChannel only in this private attribute.
+    return getattr(channel, "_closing_reason", None)
+
+
+def variant_settings(**broker_settings: object) -> dict[str, object]:
+    return {**{name: value for name, (_, value) in WORKER_SETTINGS.items()}, **LIBRARY_DEFAULTS,
+            **broker_settings}
+
+
+class DramatiqAdapter(Adapter):
+    """What both brokers share: the worker command, the producer, one broker object for checks."""
+
+    library = "dramatiq"
+    graceful_stop_signal = signal.SIGTERM
+    producer_class: type[DramatiqProducer] = DramatiqProducer
+
+    def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
+        super().__init__(url, queue=queue, variant=variant)
+        self.address = url.partition("://")[2]
+        if not self.address:
+            raise UsageError(f"{url!r}: expected {self.scheme}://HOST:PORT/...")
+        self._broker: Broker | None = None
+
+    def build_broker(self) -> Broker:
+        """A broker with this variant's settings; the worker module builds its own here too."""
+        raise NotImplementedError
+
+    @property
+    def dramatiq_broker(self) -> Broker:
+        if self._broker is None:
+            self._broker = self.build_broker()
+        return self._broker
+
+    def consumer_argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "dramatiq", "queuebench.adapters.dramatiq_worker:broker"]
+        for name, (flag, _) in WORKER_SETTINGS.items():
+            argv += [flag, str(self.settings[name])]
+        return [*argv, "--queues", self.queue]  # last: --queues takes every word after it
+
+    def producer(self) -> DramatiqProducer:
+        return self.producer_class(self.build_broker(), self.queue)
+
+    def cleanup(self) -> None:
+        if self._broker is not None:
+            close_broker(self._broker)
+            self._broker = None
+
+
+class DramatiqRedisAdapter(DramatiqAdapter):
+    scheme = "dramatiq+redis"
+    broker = "redis"
+    capabilities = Capabilities(
+        ack="after the actor returns (Lua `ack` deletes the message)",
+        on_worker_killed="nothing lost: the task in hand and the prefetched one stay in the dead "
+                         "worker's ack set and come back; a kill after the receipt but before "
+                         "the ack gives a duplicate",
+        redelivery_after="heartbeat_timeout (10 s here, 60 s by default) without a command from "
+                         "the worker, then the next maintenance pass on that queue (every "
+                         "command here; 0.1% of commands by default)",
+        ordering="FIFO per queue with one worker; recovered messages go to the tail",
+        carries_bytes="base64 text in dramatiq's JSON message (+33%, 231 bytes of framing "
+                      "plus the queue name)",
+    )
+    size_limit = SizeLimit(
+        max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len, for the JSON message (one argument)
+        error="Redis proto-max-bulk-len (512 MB): the server closes the connection; redis-py: "
+              "ConnectionError ... Broken pipe",
+        overhead=lambda n: json_message_bytes(n) + REDIS_MESSAGE_ID_BYTES,
+    )
+    variants = (
+        Variant("default", variant_settings(
+            redis_heartbeat_timeout_ms=DEFAULT_HEARTBEAT_TIMEOUT_MS,
+            redis_maintenance_chance_per_million=DEFAULT_MAINTENANCE_CHANCE,
+            redis_dead_message_ttl_ms=7 * 86_400_000),
+            note="library defaults, except that a dead worker's messages come back after 10 s "
+                 "(dramatiq: 60 s, then a maintenance pass on 0.1% of commands)"),
+    )
+
+    def build_broker(self) -> Broker:
+        from dramatiq.brokers.redis import RedisBroker
+
+        return RedisBroker(url=f"redis://{self.address}", namespace=REDIS_NAMESPACE,
+                           heartbeat_timeout=self.settings["redis_heartbeat_timeout_ms"],
+                           maintenance_chance=self.settings["redis_maintenance_chance_per_million"],
+                           dead_message_ttl=self.settings["redis_dead_message_ttl_ms"])
+
+    def _client(self, timeout: float):
+        import redis
+
+        return redis.Redis.from_url(f"redis://{self.address}", socket_connect_timeout=timeout,
+                                    socket_timeout=timeout)
+
+    def check_reachable(self, timeout: float) -> None:
+        import redis
+
+        client = self._client(timeout)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise BrokerUnreachable(f"{self.scheme}: cannot reach redis://{self.address}: {exc}"
+                                    ) from None
+        finally:
+            client.close()
+
+    def broker_version(self) -> str | None:
+        client = self._client(5.0)
+        try:
+            return "Redis " + str(client.info("server")["redis_version"])
+        finally:
+            client.close()
+
+    def prepare(self) -> None:
+        broker = self.dramatiq_broker
+        broker.declare_queue(self.queue)  # Redis keys appear with the first message
+        broker.flush(self.queue)  # list, messages, dead letters, and this broker's own ack set
+        # Every other worker's ack set too: a killed worker's would come back into the queue.
+        workers = broker.client.zrange(f"{REDIS_NAMESPACE}:__heartbeats__", 0, -1)
+        acks = [f"{REDIS_NAMESPACE}:__acks__.{worker.decode()}.{name}"
+                for worker in workers for name in (self.queue, f"{self.queue}.DQ")]
+        if acks:
+            broker.client.delete(*acks)
+
+    def backlog(self) -> Backlog:
+        dead_before_ms = int(time.time() * 1000) - self.settings["redis_heartbeat_timeout_ms"]
+        count = self.dramatiq_broker.client.register_script(BACKLOG_SCRIPT)
+        queued, live, dead, dead_lettered, stored = count(
+            keys=[REDIS_NAMESPACE], args=[self.queue, dead_before_ms])
+        orphans = max(0, stored - queued - live - dead)
+        return Backlog(
+            waiting=queued + live + dead, stranded=dead_lettered + orphans,
+            detail=f"{queued} queued; {live} taken by live workers, {dead} by workers silent for"
+                   f" over heartbeat_timeout (back at the next maintenance pass), all waiting as"
+                   f" they will be acked or come back; {dead_lettered} dead-lettered (.XQ, never"
+                   f" redelivered); {orphans} stored but neither queued nor taken")
+
+
+# Counted in one script, so that no message moves between list and ack set while we count.
+BACKLOG_SCRIPT = """
+local ns, queue, dead_before = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local q, dq = ns .. ":" .. queue, ns .. ":" .. queue .. ".DQ"
+local queued = redis.call("llen", q) + redis.call("llen", dq)
+local stored = redis.call("hlen", q .. ".msgs") + redis.call("hlen", dq .. ".msgs")
+local live, dead = 0, 0
+local workers = redis.call("zrange", ns .. ":__heartbeats__", 0, -1, "withscores")
+for i = 1, #workers, 2 do
+  local acks = ns .. ":__acks__." .. workers[i] .. "." .. queue
+  local taken = redis.call("scard", acks) + redis.call("scard", acks .. ".DQ")
+  if tonumber(workers[i + 1]) < dead_before then dead = dead + taken else live = live + taken end
+end
+return {queued, live, dead, redis.call("zcard", q .. ".XQ"), stored}
+"""
+
+
+class DramatiqRabbitMQAdapter(DramatiqAdapter):
+    scheme = "dramatiq+rabbitmq"
+    broker = "rabbitmq"
+    capabilities = Capabilities(
+        ack="after the actor returns (basic_ack)",
+        on_worker_killed="nothing lost: RabbitMQ requeues the task in hand and the prefetched "
+                         "one when the connection drops; a kill after the receipt but before "
+                         "the ack gives a duplicate",
+        redelivery_after="at once: the connection closes with the process",
+        ordering="FIFO per queue with one worker; requeued messages keep their place",
+        carries_bytes="base64 text in dramatiq's JSON message (+33%, 174 bytes of framing "
+                      "plus the queue name)",
+    )
+    size_limit = SizeLimit(
+        max_bytes=128 * 1024 * 1024,  # max_message_size of RabbitMQ 3.10, for the message body
+        error="ChannelClosedByBroker: (406) 'PRECONDITION_FAILED - message size N is larger "
+              "than configured max size 134217728' (pika; raised here as PublishRefused by "
+              "flush or the next send, as dramatiq's publish does not wait for it)",
+        overhead=json_message_bytes,
+    )
+    variants = (
+        Variant("default", variant_settings(
+            rabbitmq_prefetch_count=LIBRARY_DEFAULTS["queue_prefetch"],  # basic_qos
+            rabbitmq_confirm_delivery=False,
+            rabbitmq_delivery_mode="2 (persistent), durable queues",
+            rabbitmq_heartbeat="negotiated: RabbitMQ's 60 s"),
+            note="library defaults"),
+    )
+    producer_class = RabbitMQProducer
+
+    def build_broker(self) -> Broker:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=amqp_url(self.address),
+                              confirm_delivery=self.settings["rabbitmq_confirm_delivery"])
+
+    def _connect(self, timeout: float):
+        import pika
+
+        parameters = pika.URLParameters(amqp_url(self.address))
+        parameters.connection_attempts = 1
+        parameters.socket_timeout = parameters.stack_timeout = timeout
+        parameters.blocked_connection_timeout = timeout
+        return pika.BlockingConnection(parameters)
+
+    def check_reachable(self, timeout: float) -> None:
+        import pika.exceptions
+
+        try:
+            self._connect(timeout).close()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            raise BrokerUnreachable(f"{self.scheme}: cannot reach {amqp_url(self.address)}: "
+                                    f"{exc!r}") from None
+
+    def broker_version(self) -> str | None:
+        connection = self._connect(5.0)
+        try:  # pika exposes the server's properties only on the underlying connection
+            version = connection._impl.server_properties.get("version", b"?")
+            return "RabbitMQ " + (version.decode() if isinstance(version, bytes) else version)
+        finally:
+            connection.close()
+
+    def prepare(self) -> None:
+        broker = self.dramatiq_broker
+        broker.declare_queue(self.queue, ensure=True)  # the queue, its .DQ and its .XQ
+        broker.flush(self.queue)
+
+    def backlog(self) -> Backlog:
+        channel = self.dramatiq_broker.channel
+        ready = {suffix: channel.queue_declare(self.queue + suffix, passive=True)
+                 .method.message_count for suffix in ("", ".DQ", ".XQ")}
+        queued = ready[""] + ready[".DQ"]
+        return Backlog(
+            waiting=queued, stranded=ready[".XQ"],
+            detail=f"{queued} ready (queue and .DQ); messages a live consumer holds unacked are"
+                   f" not in RabbitMQ's message_count; {ready['.XQ']} dead-lettered (.XQ, never"
+                   f" redelivered)")
