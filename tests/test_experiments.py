@@ -50,6 +50,11 @@ LOSES_ON_KILL = {
     # heartbeat timeout, RabbitMQ at once.
     ("dramatiq+redis", "default"): False,
     ("dramatiq+rabbitmq", "default"): False,
+    # RQ's forking worker sends the job in hand to the failed registry (AbandonedJobError);
+    # Retry re-runs it; SimpleWorker's job waits out its timeout, then fails the same way.
+    ("rq+redis", "default"): True,
+    ("rq+redis", "retry"): False,
+    ("rq+redis", "simple-worker"): True,
     ("sqlalchemy+sqlite", "default"): False,
     ("sqlalchemy+postgres", "default"): False,
 }
@@ -75,9 +80,10 @@ def experiment_params(*, every_variant: bool = False) -> list:
 
 
 def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0):
-    config = ExperimentConfig(scenario, pair, variant, "json", len(payloads), 20, work_ms, 90.0,
-                              wait_sec=0.0 if stop else None, stop=stop)
     adapter = adapters.create(pair, queue=f"qb-test-{uuid.uuid4().hex[:8]}", variant=variant)
+    deadline = 60.0 + adapter.variant.redelivery_sec
+    config = ExperimentConfig(scenario, pair, variant, "json", len(payloads), 20, work_ms,
+                              deadline, wait_sec=0.0 if stop else None, stop=stop)
     return run_one(config, adapter, payloads, tmp_path / "experiment")
 
 

@@ -86,5 +86,5 @@ def test_writer_is_unbuffered(tmp_path):
     """Each receipt is on disk as soon as write returns (what survives a SIGKILL)."""
     writer = ReceiptWriter(tmp_path)
     writer.write(unwrap(wrap(uuid.uuid4(), 3, b"")), 1)
-    path = tmp_path / f"receipts-{os.getpid()}.log"
+    path = tmp_path / f"receipts-{os.getsid(0)}.log"
     assert path.read_text().split()[1] == "3"

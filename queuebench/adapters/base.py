@@ -81,6 +81,9 @@ class Variant:
     name: str
     settings: Mapping[str, object]
     note: str = ""
+    # The longest a killed consumer's message may wait before it is delivered again (leases,
+    # visibility timeouts, heartbeats): experiments wait this much longer before giving up.
+    redelivery_sec: float = 0.0
 
 
 class Adapter(ABC):

@@ -190,7 +190,7 @@ class Boto3SQSAdapter(Adapter):
             "read_timeout_sec": DEFAULT_READ_TIMEOUT_SEC,
         }, note="SQS is at-least-once by design: a message received and not deleted comes back "
                 "after the visibility timeout, so a crash costs a wait and maybe a duplicate, "
-                "never the message"),
+                "never the message", redelivery_sec=DEFAULT_VISIBILITY_TIMEOUT_SEC),
     )
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:

@@ -72,16 +72,19 @@ def virtual_transport_wire_bytes(payload_bytes: int) -> int:
     return base64_size(task_body_bytes(payload_bytes)) + MESSAGE_FRAMING_MAX_BYTES
 
 
-def celery_variants(**transport_options: object) -> tuple[Variant, ...]:
+def celery_variants(redelivery_sec: float = 0.0, **transport_options: object
+                    ) -> tuple[Variant, ...]:
     """The two variants, each with every value that decides delivery written out."""
     common = {"worker_pool": "prefork", "worker_concurrency": 1, "worker_prefetch_multiplier": 4,
               "worker_lost_wait": 10.0,  # how long before a dead pool child's task is given up
               **{TRANSPORT_OPTION + key: value for key, value in transport_options.items()}}
     return (
         Variant("default", {"task_acks_late": False, "task_reject_on_worker_lost": False, **common},
-                note="Celery's defaults: ack when the pool accepts the task, before it runs"),
+                note="Celery's defaults: ack when the pool accepts the task, before it runs",
+                redelivery_sec=redelivery_sec),
         Variant("acks-late", {"task_acks_late": True, "task_reject_on_worker_lost": True, **common},
-                note="ack after the task returns; requeue it if the pool child dies"),
+                note="ack after the task returns; requeue it if the pool child dies",
+                redelivery_sec=redelivery_sec),
     )
 
 
@@ -255,7 +258,8 @@ class CeleryRedisAdapter(CeleryAdapter):
               " (FIELD-NOTES; not measured here)",
         overhead=virtual_transport_wire_bytes,
     )
-    variants = celery_variants(visibility_timeout=DEFAULT_VISIBILITY_TIMEOUT_SEC,
+    variants = celery_variants(2 * DEFAULT_VISIBILITY_TIMEOUT_SEC,
+                               visibility_timeout=DEFAULT_VISIBILITY_TIMEOUT_SEC,
                                # a sweep every 10 s (kombu's default throttle: every 100 s)
                                unacked_restore_interval=10, unacked_restore_throttle=1)
 
@@ -356,7 +360,8 @@ class CelerySQSAdapter(CeleryAdapter):
               " 1048576 bytes",
         overhead=lambda n: base64_size(virtual_transport_wire_bytes(n)),
     )
-    variants = celery_variants(visibility_timeout=DEFAULT_VISIBILITY_TIMEOUT_SEC,
+    variants = celery_variants(2 * DEFAULT_VISIBILITY_TIMEOUT_SEC,
+                               visibility_timeout=DEFAULT_VISIBILITY_TIMEOUT_SEC,
                                region="elasticmq", wait_time_seconds=10, polling_interval=1.0)
 
     @classmethod

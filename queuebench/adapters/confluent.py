@@ -142,9 +142,11 @@ class ConfluentKafkaAdapter(KafkaPairBase):
     )
     variants = (
         Variant("default", consumer_settings(auto_commit=True),
+                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
                 note="librdkafka's defaults: offsets stored on poll(), auto-committed every 5 s; "
                      + COMMON_CONSUMER_NOTE),
         Variant("commit-after", consumer_settings(auto_commit=False),
+                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
                 note="at-least-once: auto-commit off, a synchronous commit of each message's "
                      "offset after the handler returns; " + COMMON_CONSUMER_NOTE),
     )

@@ -263,7 +263,8 @@ class DramatiqRedisAdapter(DramatiqAdapter):
             redis_maintenance_chance_per_million=DEFAULT_MAINTENANCE_CHANCE,
             redis_dead_message_ttl_ms=7 * 86_400_000),
             note="library defaults, except that a dead worker's messages come back after 10 s "
-                 "(dramatiq: 60 s, then a maintenance pass on 0.1% of commands)"),
+                 "(dramatiq: 60 s, then a maintenance pass on 0.1% of commands)",
+            redelivery_sec=DEFAULT_HEARTBEAT_TIMEOUT_MS / 1000),
     )
 
     def build_broker(self) -> Broker:

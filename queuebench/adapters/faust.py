@@ -207,11 +207,12 @@ class FaustAdapter(Adapter):
     )
     variants = (
         Variant("default", {**FAUST_SETTINGS, **AGENT_SHAPE},
-                note="faust's defaults (at-least-once), session timeout 10 s instead of 60 s"),
+                note="faust's defaults (at-least-once), session timeout 10 s instead of 60 s",
+                redelivery_sec=FAUST_SETTINGS["broker_session_timeout"]),
         Variant("exactly-once", {**FAUST_SETTINGS, **AGENT_SHAPE,
                                  "processing_guarantee": "exactly_once"},
                 note="offsets committed in Kafka transactions; the handler's own effects are "
-                     "outside them"),
+                     "outside them", redelivery_sec=FAUST_SETTINGS["broker_session_timeout"]),
     )
     graceful_stop_signal = signal.SIGTERM  # SIGINT is the same stop in mode's Worker
 

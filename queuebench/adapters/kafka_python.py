@@ -129,8 +129,10 @@ class KafkaPythonAdapter(KafkaPairBase):
     )
     variants = (
         Variant("default", consumer_settings(auto_commit=True),
+                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
                 note="kafka-python's defaults: auto-commit every 5 s; " + COMMON_CONSUMER_NOTE),
         Variant("commit-after", consumer_settings(auto_commit=False),
+                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
                 note="at-least-once: auto-commit off, a synchronous commit of each message's "
                      "offset after the handler returns; " + COMMON_CONSUMER_NOTE),
     )

@@ -121,7 +121,8 @@ class SqlQueueAdapter(Adapter):
     )
     variants = (
         Variant("default", {"lease_sec": DEFAULT_LEASE_SEC,
-                            "poll_interval_sec": DEFAULT_POLL_INTERVAL_SEC}),
+                            "poll_interval_sec": DEFAULT_POLL_INTERVAL_SEC},
+                redelivery_sec=DEFAULT_LEASE_SEC),
     )
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:

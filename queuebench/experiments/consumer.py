@@ -16,6 +16,22 @@ from queuebench.experiments.handler import ConsumerConfig
 DEFAULT_STOP_TIMEOUT_SEC = 30.0
 
 
+def session_members(session_id: int) -> list[int]:
+    """Every live process whose session is `session_id` (the consumer started its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited while we looked
+        # Fields after the parenthesised command: state, ppid, pgrp, session, ...
+        if int(stat.rpartition(")")[2].split()[3]) == session_id:
+            members.append(int(entry.name))
+    return members
+
+
 class ConsumerProcess:
     """The program a user would run for this pair, with the handler wired to our ledger."""
 
@@ -74,10 +90,15 @@ class ConsumerProcess:
         return time.monotonic() - started
 
     def kill(self) -> None:
-        """SIGKILL the worker and every process it started, as a machine or container loss would."""
+        """SIGKILL the worker and every process it started, as a machine or container loss would.
+
+        The whole session, not just the process group: some workers move their children into
+        groups of their own (RQ's work horse calls setpgrp), and those must die too.
+        """
         process = self._require_process()
-        with contextlib.suppress(ProcessLookupError):  # exited already; wait() reaps it
-            os.killpg(process.pid, signal.SIGKILL)
+        for pid in [process.pid, *session_members(process.pid)]:
+            with contextlib.suppress(ProcessLookupError):  # exited already
+                os.kill(pid, signal.SIGKILL)
         process.wait()
         self._process = None
 

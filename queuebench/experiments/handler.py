@@ -45,7 +45,7 @@ _writers: dict[int, ReceiptWriter] = {}
 
 
 def _writer() -> ReceiptWriter:
-    # Keyed by pid: a forking worker (RQ, Celery prefork) must not share its parent's file.
+    # Keyed by pid: a forked process opens its own descriptor rather than use its parent's.
     pid = os.getpid()
     if pid not in _writers:
         _writers[pid] = ReceiptWriter(Path(consumer_config().ledger_dir))

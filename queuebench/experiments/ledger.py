@@ -43,11 +43,16 @@ def unwrap(message: bytes) -> Envelope:
 
 
 class ReceiptWriter:
-    """Appends receipts for one consumer process; one `os.write` per receipt, no buffering."""
+    """Appends receipts for one consumer; one `os.write` per receipt, no buffering.
+
+    The file is named after the consumer's session, which the runner starts anew for each
+    consumer start: the processes a worker forks (RQ forks one per job) append to the same file,
+    each with its own O_APPEND descriptor, so each line lands whole.
+    """
 
     def __init__(self, ledger_dir: Path) -> None:
         ledger_dir.mkdir(parents=True, exist_ok=True)
-        path = ledger_dir / f"receipts-{os.getpid()}.log"
+        path = ledger_dir / f"receipts-{os.getsid(0)}.log"
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, envelope: Envelope, received_ns: int) -> None:

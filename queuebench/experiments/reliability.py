@@ -38,6 +38,8 @@ def run(experiment: Experiment) -> dict[str, object]:
         stopped_after = experiment.distinct_received()
         stop_sec, outcome = None, "deadline"
         if reached_half:
+            # Half a task's work after a receipt, so the stop lands mid-task, not between tasks.
+            time.sleep(config.work_ms / 2000)
             if config.stop == "kill":
                 consumer.kill()
             else:

@@ -67,12 +67,13 @@ class Plan:
     def work_ms_for(self, scenario: str) -> float:
         return DEFAULT_WORK_MS[scenario] if self.work_ms is None else self.work_ms
 
-    def deadline_for(self, scenario: str) -> float:
+    def deadline_for(self, scenario: str, redelivery_sec: float = 0.0) -> float:
         if self.deadline_sec is not None:
             return self.deadline_sec
-        # A minute for start-ups and leases, plus three times the work, plus 10 ms a message.
+        # A minute for start-ups, the variant's redelivery wait, three times the work, 10 ms a
+        # message for the queue itself.
         per_message = 3 * self.work_ms_for(scenario) / 1000 + 0.01
-        return 60 + self.messages_for(scenario) * per_message
+        return 60 + redelivery_sec + self.messages_for(scenario) * per_message
 
 
 def say(line: str) -> None:
@@ -157,7 +158,8 @@ def run_plan(plan: Plan, folder: RunFolder) -> list[Result]:
                             scenario=scenario, pair=entry.scheme, variant=variant, format=fmt,
                             messages=plan.messages_for(scenario), records=plan.records,
                             work_ms=plan.work_ms_for(scenario),
-                            deadline_sec=round(plan.deadline_for(scenario), 1),
+                            deadline_sec=round(plan.deadline_for(scenario, cls.find_variant(
+                                variant).redelivery_sec), 1),
                             wait_sec=plan.wait_sec if scenario == "reliability" else None,
                             stop=stop)
                         queue = f"qb-{folder.path.name[:16].lower()}-{len(results):03d}"

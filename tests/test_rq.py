@@ -1,0 +1,243 @@
+"""RQ's own behaviour, seen through `rq worker` started the way the runner starts it.
+
+The cross-pair contract suite lives elsewhere; these tests pin what is particular to RQ: jobs are
+pickled bytes, SIGTERM is a warm shutdown, a SIGKILL mid-job leaves the job in the
+StartedJobRegistry until maintenance fails it (or re-enqueues it with Retry), and the stock
+forking worker's horse survives a SIGKILL of its worker's process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from queuebench.adapters import create
+from queuebench.adapters.base import Variant
+from queuebench.adapters.rq import JOB_FUNCTION, RQAdapter
+from queuebench.errors import BrokerUnreachable
+from queuebench.experiments.consumer import ConsumerProcess
+from queuebench.experiments.ledger import LedgerReader, tally, unwrap, wrap
+
+REDIS_URL = "rq+redis://127.0.0.1:6379/0"
+WAIT_SEC = 15.0  # bound on ordinary waits; rq worker starts in about 0.3 s here
+WORK_MS = 300.0
+INTO_JOB_SEC = 0.15  # after a receipt, the next job is running (a fork takes about 30 ms)
+# Abandoned jobs are noticed 60 s + job_monitoring_interval after the kill, at the next
+# maintenance pass (maintenance_interval): 70 s at most with the variants' settings.
+ABANDONED_WAIT_SEC = 100.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class ResultTTLZeroRQAdapter(RQAdapter):
+    """The retry variant with `result_ttl=0`, a common setting for jobs nobody reads results of."""
+
+    variants = (Variant("retry", {**RQAdapter.find_variant("retry").settings,
+                                  "result_ttl_sec": 0}),)
+
+
+class Run:
+    """One adapter on a queue of its own, its consumer process and its ledger."""
+
+    def __init__(self, adapter: RQAdapter, folder: Path, *, work_ms: float) -> None:
+        self.adapter = adapter
+        self.run_id = uuid.uuid4()
+        self.ledger = LedgerReader(folder / "ledger", str(self.run_id))
+        self.consumer = ConsumerProcess(adapter, ledger_dir=folder / "ledger", work_ms=work_ms,
+                                        log_path=folder / "consumer.log")
+        self.sent = 0
+
+    def send(self, count: int, payload: bytes = b"stock update") -> None:
+        producer = self.adapter.producer()
+        try:
+            for _ in range(count):
+                producer.send(wrap(self.run_id, self.sent, payload))
+                self.sent += 1
+        finally:
+            producer.close()
+
+    def seqs(self) -> list[int]:
+        return sorted(r.seq for r in self.ledger.poll())
+
+    def wait_received(self, count: int) -> None:
+        wait_for(lambda: len(self.ledger.poll()) >= count,
+                 f"{count} receipts; consumer log: {self.consumer.log_tail()}")
+
+    def queued_seqs(self) -> list[int]:
+        return [unwrap(job.args[0]).seq for job in self.adapter.rq_queue().get_jobs()]
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
+    runs: list[Run] = []
+
+    def make(variant: str = "default", work_ms: float = WORK_MS,
+             adapter_class: type[RQAdapter] = RQAdapter) -> Run:
+        adapter = adapter_class(REDIS_URL, queue=f"qbtest-{uuid.uuid4().hex[:12]}",
+                                variant=variant)
+        adapter.prepare()
+        runs.append(Run(adapter, tmp_path / f"run{len(runs)}", work_ms=work_ms))
+        return runs[-1]
+
+    yield make
+    for run in runs:
+        run.consumer.ensure_stopped()
+        run.adapter.prepare()  # leaves nothing behind on a shared Redis
+        run.adapter.cleanup()
+
+
+def test_consumer_is_rq_worker_with_the_recorded_settings() -> None:
+    """Each variant runs `rq worker` with the worker class and timings its settings declare."""
+    forking = create(REDIS_URL, queue="q").consumer_argv()
+    assert forking[1:] == ["-m", "rq.cli", "worker", "--url", "redis://127.0.0.1:6379/0",
+                           "--worker-class", "rq.Worker",
+                           "--worker-ttl", "20", "--maintenance-interval", "5",
+                           "--job-monitoring-interval", "5", "q"]
+    simple = create(REDIS_URL, queue="q", variant="simple-worker").consumer_argv()
+    assert simple[simple.index("--worker-class") + 1] == "rq.SimpleWorker"
+    assert create(REDIS_URL, queue="q", variant="retry").job_options()["retry"].max == 3
+    assert create(REDIS_URL, queue="q").job_options()["retry"] is None
+
+
+def test_unreachable_redis_is_named_within_the_timeout() -> None:
+    """A closed port fails fast with the address in the message."""
+    adapter = create("rq+redis://127.0.0.1:1/0", queue="q")
+    started = time.monotonic()
+    with pytest.raises(BrokerUnreachable, match=r"127\.0\.0\.1:1/"):
+        adapter.check_reachable(timeout=2)
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.broker("redis")
+def test_job_carries_the_raw_bytes_pickled_and_compressed(make_run) -> None:
+    """The job's argument is the payload as sent; Redis holds it zlib-compressed, framing
+    within what the size limit declares."""
+    run = make_run()
+    payload = wrap(run.run_id, 0, os.urandom(100_000))  # incompressible, not UTF-8
+    producer = run.adapter.producer()
+    producer.send(payload)
+    producer.close()
+    [job] = run.adapter.rq_queue().get_jobs()
+    assert job.func_name == JOB_FUNCTION and job.args == (payload,)
+    stored = run.adapter.connection.hget(job.key, "data")
+    assert zlib.decompress(stored)  # RQ compresses the pickled call
+    assert len(payload) < len(stored) <= run.adapter.size_limit.wire_bytes(len(payload))
+    assert run.adapter.backlog().waiting == 1
+    run.adapter.prepare()
+    assert run.adapter.backlog().waiting == 0
+
+
+@pytest.mark.broker("redis")
+@pytest.mark.parametrize("variant", ["default", "simple-worker"])
+def test_rq_worker_processes_every_message_once(make_run, variant: str) -> None:
+    """`rq worker` hands each message to the handler once and leaves nothing behind."""
+    run = make_run(variant, work_ms=0)
+    run.send(20)
+    run.consumer.start()
+    run.wait_received(20)
+    run.consumer.stop(timeout=10)
+    result = tally(run.ledger.poll(), expected=20)
+    assert (result.lost, result.duplicates, result.corrupt) == ((), (), 0)
+    assert run.adapter.backlog().waiting == run.adapter.backlog().stranded == 0
+
+
+@pytest.mark.broker("redis")
+@pytest.mark.parametrize("variant", ["default", "simple-worker"])
+def test_sigterm_finishes_the_job_in_hand_and_takes_no_other(make_run, variant: str) -> None:
+    """SIGTERM is RQ's warm shutdown: the running job completes, the rest stay queued."""
+    run = make_run(variant, work_ms=1000)
+    run.send(4)
+    run.consumer.start()
+    run.wait_received(1)
+    time.sleep(INTO_JOB_SEC)  # message 1 is running
+    stop_sec = run.consumer.stop(timeout=10)
+    assert 0.5 < stop_sec < 2  # waited for the job in hand, then exited
+    assert run.seqs() == [0, 1]
+    assert run.queued_seqs() == [2, 3]
+
+
+@pytest.mark.broker("redis")
+def test_runner_kill_reaches_the_horse_in_its_own_process_group(make_run) -> None:
+    """rq.Worker's horse has a process group of its own; the runner's kill (the consumer's whole
+    session) still takes it down, so the job in hand is not finished behind the kill's back."""
+    run = make_run()
+    run.send(3)
+    run.consumer.start()
+    run.wait_received(1)
+    time.sleep(INTO_JOB_SEC)
+    run.consumer.kill()
+    time.sleep(3 * INTO_JOB_SEC)  # long enough for a surviving horse to finish message 1
+    assert run.seqs() == [0]
+    assert len(run.adapter.rq_queue().finished_job_registry.get_job_ids(cleanup=False)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.broker("redis")
+def test_sigkill_mid_job_fails_it_or_retries_it_after_the_heartbeat_expires(make_run) -> None:
+    """After a SIGKILL of worker and horse, the job in hand waits in the StartedJobRegistry;
+    about 65 s later maintenance moves it to the FailedJobRegistry (no Retry) or runs it again
+    (Retry). With result_ttl=0 the retried job fails after each run (RQ 3.0.0 bug).
+
+    The four cases run side by side, each on its own queue, to keep the wait to one."""
+    default, retry = make_run("default"), make_run("retry")
+    simple = make_run("simple-worker")
+    no_result = make_run("retry", adapter_class=ResultTTLZeroRQAdapter)
+    runs = (default, retry, simple, no_result)
+    for run in runs:
+        run.send(3)
+        run.consumer.start()
+    for run in runs:
+        run.wait_received(1)
+    time.sleep(INTO_JOB_SEC)  # message 1 is running everywhere
+    for run in runs:
+        run.consumer.kill()
+        assert run.seqs() == [0]
+        assert run.queued_seqs() == [2]
+    for run in runs:
+        run.consumer.start()
+    for run in runs:
+        run.wait_received(2)  # message 2, then the worker idles
+    # Worker dead, job in the StartedJobRegistry: Retry will bring it back, else it is lost.
+    assert (default.adapter.backlog().waiting, default.adapter.backlog().stranded) == (0, 1)
+    assert (simple.adapter.backlog().waiting, simple.adapter.backlog().stranded) == (0, 1)
+    assert (retry.adapter.backlog().waiting, retry.adapter.backlog().stranded) == (1, 0)
+
+    killed = time.monotonic()
+    failed = default.adapter.rq_queue().failed_job_registry
+    wait_for(lambda: len(retry.ledger.poll()) == 3 and len(no_result.ledger.poll()) == 5
+             and failed.get_job_ids(cleanup=False), "maintenance to handle the abandoned jobs",
+             timeout=ABANDONED_WAIT_SEC)
+    assert time.monotonic() - killed > 45  # nothing happens before the heartbeat expires
+
+    [job_id] = failed.get_job_ids(cleanup=False)
+    failure = default.adapter.rq_queue().fetch_job(job_id).latest_result()
+    assert "due to AbandonedJobError" in failure.exc_string
+    assert default.seqs() == [0, 2] and default.adapter.backlog().stranded == 1
+    assert retry.seqs() == [0, 1, 2]  # run again once, no duplicate
+    assert retry.adapter.backlog().waiting == retry.adapter.backlog().stranded == 0
+    assert no_result.seqs() == [0, 1, 1, 1, 2]  # ran 3 times, then failed
+    no_result_failed = no_result.adapter.rq_queue().failed_job_registry
+    wait_for(lambda: no_result_failed.get_job_ids(cleanup=False), "the retried job to fail")
+    [job_id] = no_result_failed.get_job_ids(cleanup=False)
+    failure = no_result.adapter.rq_queue().fetch_job(job_id).latest_result()
+    assert "Execution" in failure.exc_string and "not found in Redis" in failure.exc_string
+    # SimpleWorker's job expires only after job_timeout + 60 = 240 s: still held.
+    assert simple.adapter.rq_queue().started_job_registry.get_job_ids(cleanup=False)
+
+
+def test_graceful_stop_signal_is_rq_warm_shutdown() -> None:
+    """The runner stops RQ with SIGTERM, what `docker stop` and systemd send."""
+    assert RQAdapter.graceful_stop_signal == signal.SIGTERM
