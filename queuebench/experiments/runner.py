@@ -70,9 +70,9 @@ class Plan:
     def deadline_for(self, scenario: str, redelivery_sec: float = 0.0) -> float:
         if self.deadline_sec is not None:
             return self.deadline_sec
-        # A minute for start-ups, the variant's redelivery wait, three times the work, 10 ms a
-        # message for the queue itself.
-        per_message = 3 * self.work_ms_for(scenario) / 1000 + 0.01
+        # A minute for start-ups, the variant's redelivery wait, three times the work, and 50 ms a
+        # message for the queue itself (RQ's forking worker manages about 25 a second).
+        per_message = 3 * self.work_ms_for(scenario) / 1000 + 0.05
         return 60 + redelivery_sec + self.messages_for(scenario) * per_message
 
 
