@@ -6,7 +6,7 @@ QB      := $(VENV)/bin/queuebench
 INSTALLED := $(VENV)/.installed
 FORMATS := --format json --format protobuf
 
-.PHONY: install demo test unit lint reliability-test throughput-test report \
+.PHONY: install demo test unit lint reliability-test throughput-test report reference \
         services-up services-down services-status clean
 
 $(INSTALLED): pyproject.toml
@@ -38,9 +38,21 @@ reliability-test: $(INSTALLED) services-up
 throughput-test: $(INSTALLED) services-up
 	$(QB) run throughput --pair all --reachable-only $(FORMATS) --name throughput
 
-## Rebuild the newest run's report from its results.
+## Merge the newest complete run of each name (demo, reliability, throughput, ...) into
+## reports/comparison/report.md.
 report: $(INSTALLED)
-	$(QB) report reports/latest
+	$(QB) report
+
+## Seed 003 reproduced on this machine: reliability with 100 messages and throughput with 10,000,
+## of 100 records each, every pair and variant, both formats, merged into reports/REFERENCE.md.
+## Long: about two hours on 2 cores (RQ's forking worker alone manages ~25 jobs a second).
+reference: $(INSTALLED) services-up
+	$(QB) run reliability --pair all $(FORMATS) --messages 100 --name reference-reliability
+	$(QB) run throughput --pair all $(FORMATS) --messages 10000 --name reference-throughput
+	$(QB) report --name REFERENCE --output reports/REFERENCE \
+	    $$(ls -d reports/*-reference-reliability | tail -1) \
+	    $$(ls -d reports/*-reference-throughput | tail -1)
+	cp reports/REFERENCE/report.md reports/REFERENCE.md
 
 services-up: $(INSTALLED)
 	$(PY) -m queuebench.services up

@@ -7,6 +7,7 @@ Every error a user can cause is one line on stderr and a non-zero exit: 2 for us
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -15,7 +16,15 @@ from queuebench import adapters, report
 from queuebench.errors import QueuebenchError, UsageError
 from queuebench.experiments.environment import machine_manifest
 from queuebench.experiments.reliability import STOP_MODES
-from queuebench.experiments.results import RunFolder, load_run, write_atomically
+from queuebench.experiments.results import (
+    REPORT_FILE,
+    RESULTS_FILE,
+    RunFolder,
+    load_run,
+    merge_runs,
+    newest_runs,
+    write_atomically,
+)
 from queuebench.payloads import DEFAULT_STOCK_DB_URL, FORMATS, payload_sizes
 
 PROBE_TIMEOUT_SEC = 2.0
@@ -97,9 +106,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    folder = Path(args.folder)
-    document = load_run(folder)
-    path = folder / "report.md"
+    """One folder: rebuild its report. Several, or none (the newest run of each name under
+    --reports-dir): merge them into one comparison in --output."""
+    if len(args.folders) == 1 and not args.output:
+        document, output = load_run(Path(args.folders[0])), Path(args.folders[0])
+    else:
+        folders = [Path(f) for f in args.folders] or newest_runs(Path(args.reports_dir))
+        if not folders:
+            raise UsageError(f"no complete run in {args.reports_dir}; run `queuebench run` "
+                             "first")
+        document = merge_runs([load_run(f) for f in folders], args.name)
+        output = Path(args.output or Path(args.reports_dir) / "comparison")
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise QueuebenchError(f"cannot write {output}: {exc.strerror}") from None
+        write_atomically(output / RESULTS_FILE, json.dumps(document, indent=2) + "\n")
+    path = output / REPORT_FILE
     write_atomically(path, report.render(document))
     print(path)
     return 0
@@ -151,8 +174,14 @@ def build_parser() -> Parser:
     run.add_argument("--stock-db", default=DEFAULT_STOCK_DB_URL, metavar="URL")
     run.set_defaults(func=cmd_run)
 
-    rep = commands.add_parser("report", help="rebuild report.md from a run's results.json")
-    rep.add_argument("folder")
+    rep = commands.add_parser("report", help="rebuild a run's report.md from its results.json, "
+                              "or merge several runs into one comparison")
+    rep.add_argument("folders", nargs="*", metavar="FOLDER",
+                     help="run folders; none: the newest complete run of each name")
+    rep.add_argument("--output", help="folder for the merged results.json and report.md "
+                     "(default: REPORTS_DIR/comparison)")
+    rep.add_argument("--name", default="comparison", help="name of the merged run")
+    rep.add_argument("--reports-dir", default="reports")
     rep.set_defaults(func=cmd_report)
 
     commands.add_parser("consume", help="(started by the runner) a plain client's consumer "

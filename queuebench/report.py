@@ -157,13 +157,15 @@ def throughput_table(results: list[dict]) -> str:
 def size_table(sizes: list[dict]) -> str:
     if not sizes:
         return "No payload sizes were recorded."
-    pairs = list(sizes[0]["pairs"])
+    pairs = list(dict.fromkeys(pair for s in sizes for pair in s["pairs"]))  # merged runs differ
 
-    def verdict(fit: dict) -> str:
+    def verdict(fit: dict | None) -> str | None:
+        if fit is None:
+            return None
         return "fits" if fit["fits"] else f"**No Go** ({_fmt(fit['wire_bytes'])} on the wire)"
 
     rows = [[_fmt(s["records"]), s["format"], _fmt(s["bytes"])]
-            + [verdict(s["pairs"][p]) for p in pairs] for s in sizes]
+            + [verdict(s["pairs"].get(p)) for p in pairs] for s in sizes]
     return table(["records", "format", "bytes", *pairs], rows)
 
 

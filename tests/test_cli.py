@@ -134,3 +134,10 @@ def test_sizes_prints_every_format_for_the_seed_counts(capsys):
     for count in ("100", "5,000", "10,000"):
         for fmt in ("json", "protobuf", "pickle"):
             assert any(line.split()[:2] == [count, fmt] for line in out.splitlines())
+
+
+def test_report_without_any_run_is_one_line(tmp_path):
+    """`report` with no folder and no finished run under --reports-dir exits 2 and says so."""
+    proc = run_cli("report", "--reports-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "no complete run" in one_line_error(proc)

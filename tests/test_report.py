@@ -7,7 +7,14 @@ import json
 import pytest
 
 from queuebench.errors import QueuebenchError
-from queuebench.experiments.results import ExperimentConfig, Result, RunFolder, load_run
+from queuebench.experiments.results import (
+    ExperimentConfig,
+    Result,
+    RunFolder,
+    load_run,
+    merge_runs,
+    newest_runs,
+)
 from queuebench.report import render
 
 CAPABILITIES = {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r", "ordering": "o",
@@ -16,6 +23,9 @@ INFO = {"pair": "p", "variant": "default", "variant_note": "", "url": "u", "libr
         "broker": "b", "capabilities": CAPABILITIES,
         "size_limit": {"max_bytes": 1000, "error": "too big"}, "delivery_settings": {"x": 1},
         "library_version": "1.0", "broker_version": None}
+
+
+FITS = {"wire_bytes": 1, "fits": True}
 
 
 def measurements(lost=0, duplicates=0, consume=None, **extra) -> dict:
@@ -115,3 +125,30 @@ def test_seed_figures_stand_beside_ours_where_the_seed_has_them():
     assert "| kafka-python+kafka | json | throughput | 10,000 | 303.30 | 12.50 | 400.54 | 40.00 |" \
         in seed
     assert "other" not in seed
+
+
+def test_merge_keeps_every_result_and_is_complete_only_if_every_run_was(tmp_path):
+    """Merged runs hold all results, union the size table, and stay INCOMPLETE if one part is."""
+    first = RunFolder(tmp_path, "a", command="qa", manifest={"host": "h"})
+    first.set_payload_sizes([{"records": 100, "format": "json", "bytes": 1, "pairs": {"p": FITS}}])
+    first.add(Result(config("throughput", "p"), "ok", INFO, measurements(consume=5.0)))
+    first.finish(render)
+    second = RunFolder(tmp_path, "b", command="qb", manifest={"host": "h"})
+    second.set_payload_sizes([{"records": 100, "format": "json", "bytes": 1, "pairs": {"q": FITS}}])
+    second.add(Result(config("throughput", "q"), "ok", INFO, measurements(consume=9.0)))
+    merged = merge_runs([load_run(first.path), load_run(second.path)], "both")
+    assert [r["config"]["pair"] for r in merged["results"]] == ["p", "q"]
+    assert set(merged["payload_sizes"][0]["pairs"]) == {"p", "q"}
+    assert merged["run"]["complete"] is False
+    assert "**Fastest (json):** q" in render(merged)
+
+
+def test_newest_runs_picks_the_newest_complete_run_of_each_name(tmp_path):
+    """`report` with no folder merges the newest complete run of each run name."""
+    old = RunFolder(tmp_path, "x", command="c", manifest={})
+    old.finish(render)
+    old.path.rename(tmp_path / "20200101T000000Z-x")
+    new = RunFolder(tmp_path, "x", command="c", manifest={})
+    new.finish(render)
+    RunFolder(tmp_path, "y", command="c", manifest={})  # never finished: left out
+    assert newest_runs(tmp_path) == [new.path]

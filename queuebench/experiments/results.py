@@ -114,6 +114,40 @@ class RunFolder:
         os.replace(tmp, latest)
 
 
+def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
+    """One results document holding every result of `documents`, for a comparison report.
+
+    The environment is the first run's; the merged run is complete only if every part was.
+    """
+    sizes: dict[tuple[int, str], dict] = {}
+    for document in documents:
+        for row in document["payload_sizes"]:
+            merged = sizes.setdefault((row["records"], row["format"]), {**row, "pairs": {}})
+            merged["pairs"].update(row["pairs"])
+    runs = [document["run"] for document in documents]
+    return {
+        "schema": SCHEMA_VERSION,
+        "run": {"name": name, "command": " + ".join(run["command"] for run in runs),
+                "started_at": min(run["started_at"] for run in runs),
+                "finished_at": max((run["finished_at"] or "") for run in runs) or None,
+                "complete": all(run["complete"] for run in runs),
+                "merged_from": [run["name"] for run in runs]},
+        "environment": documents[0]["environment"],
+        "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
+        "results": [result for document in documents for result in document["results"]],
+    }
+
+
+def newest_runs(reports_dir: Path) -> list[Path]:
+    """The newest complete run folder of each run name (folders are named <UTC time>-<name>)."""
+    newest: dict[str, Path] = {}
+    for folder in sorted(reports_dir.glob("*T*Z-*")):
+        results = folder / RESULTS_FILE
+        if results.is_file() and json.loads(results.read_text())["run"]["complete"]:
+            newest[folder.name.split("-", 1)[1]] = folder
+    return sorted(newest.values())
+
+
 def load_run(folder: Path) -> dict[str, object]:
     """The results document of a run folder (or of `reports/latest`)."""
     path = folder / RESULTS_FILE
