@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
+from queuebench.adapters.base import Adapter
+from tests.harness import PairRun
 
 BROKER_PORTS = {"redis": 6379, "rabbitmq": 5672, "postgres": 5432, "kafka": 9092,
                 "elasticmq": 9324, "toxiproxy": 8474}
@@ -39,3 +44,18 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _state_in_tmp(tmp_path, monkeypatch):
     """Relative default paths (.state/...) land in the test's own folder."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def pair_runs(tmp_path: Path) -> Iterator[Callable[..., PairRun]]:
+    """Makes PairRuns (or runs of a subclass, `cls`), each in a folder of its own; closes them all
+    at teardown."""
+    runs: list[PairRun] = []
+
+    def make(adapter: Adapter, *, work_ms: float = 0.0, cls: type[PairRun] = PairRun) -> PairRun:
+        runs.append(cls(adapter, tmp_path / f"run{len(runs)}", work_ms=work_ms))
+        return runs[-1]
+
+    yield make
+    for run in runs:
+        run.close()

@@ -14,7 +14,6 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,9 @@ from queuebench import adapters  # noqa: E402
 from queuebench.adapters.celery import CeleryAdapter  # noqa: E402
 from queuebench.experiments.consumer import ConsumerProcess  # noqa: E402
 from queuebench.experiments.ledger import LedgerReader, unwrap, wrap  # noqa: E402
+from tests.harness import wait_for  # noqa: E402
 
 WORK_MS = 200  # long enough that a kill lands mid-task
-WAIT_SEC = 20.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def kombu_rows(db: Path) -> list[tuple[int, bool, int]]:
@@ -81,7 +72,7 @@ class Run:
 
     def kill_mid_task(self) -> None:
         self.worker.start()
-        wait_until(lambda: sum(self.received().values()) >= 2, "two receipts")
+        wait_for(lambda: sum(self.received().values()) >= 2, "two receipts")
         time.sleep(WORK_MS / 2000)  # halfway through the third task
         self.worker.kill()
 
@@ -89,8 +80,8 @@ class Run:
         """Run a worker until the queue is empty and `expected_receipts` are in, then stop it."""
         self.worker.start()
         try:
-            wait_until(lambda: self.adapter.backlog().waiting == 0
-                       and len(self.received()) >= expected_receipts, "the queue to drain")
+            wait_for(lambda: self.adapter.backlog().waiting == 0
+                     and len(self.received()) >= expected_receipts, "the queue to drain")
         finally:
             self.worker.stop()
 
@@ -151,7 +142,7 @@ def test_worker_processes_wrapped_messages_and_stops_warm(run_factory) -> None:
     """The worker writes one receipt per message; SIGTERM lets it finish what it holds."""
     run = run_factory("default", messages=8)
     run.worker.start()
-    wait_until(lambda: len(run.received()) >= 2, "two receipts")
+    wait_for(lambda: len(run.received()) >= 2, "two receipts")
     run.worker.stop()
     received_at_stop = run.received()
     assert run.taken_not_processed() == set()  # warm: everything it took, it finished
@@ -208,12 +199,12 @@ def test_acks_late_requeues_the_task_of_a_killed_pool_child(run_factory) -> None
     """
     run = run_factory("acks-late", messages=5)
     run.worker.start()
-    wait_until(lambda: len(run.received()) >= 1, "a receipt")
+    wait_for(lambda: len(run.received()) >= 1, "a receipt")
     time.sleep(WORK_MS / 2000)
     (child,) = pool_children(run.worker._process.pid)
     running = min(run.taken_not_processed())
     os.kill(child, signal.SIGKILL)
-    wait_until(lambda: len(run.received()) == run.expected, "every message, the requeued one too")
+    wait_for(lambda: len(run.received()) == run.expected, "every message, the requeued one too")
     run.worker.stop()
     copies = Counter(seq for _, _, seq in kombu_rows(run.db))
     assert [seq for seq, n in copies.items() if n > 1] == [running]  # put back as a second row

@@ -9,11 +9,11 @@ payload travels as base64 in JSON; RabbitMQ's refusal of a message over 128 MiB 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,21 +27,13 @@ from queuebench.adapters.dramatiq import (
     PublishRefused,
     amqp_url,
 )
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, tally, unwrap, wrap
+from queuebench.experiments.ledger import tally, unwrap, wrap
+from tests.harness import PairRun, wait_for
 
-WAIT_SEC = 20.0  # bound on every wait; the dramatiq command starts in about a second here
 WORK_MS = 300.0  # long enough for a signal to land mid-task
 INTO_TASK_SEC = 0.05  # after a receipt, the next message is running and one more is prefetched
 RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024  # RabbitMQ 3.10's default max_message_size
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.01)
+PAYLOAD = bytes(range(256))  # not UTF-8
 
 
 def queue_name() -> str:
@@ -59,45 +51,20 @@ def adapter(request: pytest.FixtureRequest) -> Iterator[DramatiqAdapter]:
     pair.cleanup()
 
 
-class Run:
-    """One run's messages, its `dramatiq` worker process and its ledger."""
+class DramatiqRun(PairRun):
+    """A run that sends bytes that are not UTF-8 and reads receipts back in the order written."""
 
-    def __init__(self, adapter: DramatiqAdapter, tmp_path: Path, *, work_ms: float) -> None:
-        self.adapter = adapter
-        self.run_id = uuid.uuid4()
-        self.ledger = LedgerReader(tmp_path / "ledger", str(self.run_id))
-        self.worker = ConsumerProcess(adapter, ledger_dir=tmp_path / "ledger", work_ms=work_ms,
-                                      log_path=tmp_path / "worker.log")
-
-    def send(self, count: int) -> None:
-        producer = self.adapter.producer()
-        try:
-            for seq in range(count):
-                producer.send(wrap(self.run_id, seq, bytes(range(256))))
-            producer.flush()
-        finally:
-            producer.close()
+    def send(self, count: int, payload: bytes = PAYLOAD) -> None:
+        super().send(count, payload)
 
     def seqs(self) -> list[int]:
         """Sequence numbers in the order their receipts were written."""
         return [r.seq for r in sorted(self.ledger.poll(), key=lambda r: r.received_ns)]
 
-    def wait_received(self, count: int) -> None:
-        wait_for(lambda: len(self.ledger.poll()) >= count,
-                 f"{count} receipts; worker log: {self.worker.log_tail()}")
-
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    runs: list[Run] = []
-
-    def make(adapter: DramatiqAdapter, work_ms: float = WORK_MS) -> Run:
-        runs.append(Run(adapter, tmp_path, work_ms=work_ms))
-        return runs[-1]
-
-    yield make
-    for run in runs:
-        run.worker.ensure_stopped()
+def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., DramatiqRun]:
+    return functools.partial(pair_runs, cls=DramatiqRun, work_ms=WORK_MS)
 
 
 def redis_queued_seqs(adapter: DramatiqAdapter) -> list[int]:
@@ -147,9 +114,9 @@ def test_worker_processes_every_message(adapter: DramatiqAdapter, make_run) -> N
     """The dramatiq command hands each wrapped message to the handler once, then acks it."""
     run = make_run(adapter, work_ms=0)
     run.send(12)
-    run.worker.start()
+    run.consumer.start()
     run.wait_received(12)
-    run.worker.stop(timeout=10)
+    run.consumer.stop(timeout=10)
     result = tally(run.ledger.poll(), expected=12)
     assert (result.lost, result.duplicates, result.corrupt) == ((), (), 0)
     assert adapter.backlog().waiting == 0
@@ -161,10 +128,10 @@ def test_sigterm_finishes_the_task_in_hand_and_gives_back_the_prefetched_one(
     task completes and is acked, the prefetched one goes back to the queue, nothing is lost."""
     run = make_run(adapter)
     run.send(10)
-    run.worker.start()
+    run.consumer.start()
     run.wait_received(1)
     time.sleep(INTO_TASK_SEC)
-    assert run.worker.stop(timeout=10) < 1 + WORK_MS / 1000 + 2
+    assert run.consumer.stop(timeout=10) < 1 + WORK_MS / 1000 + 2
     done = len(run.seqs())
     assert 2 <= done <= 8, run.seqs()  # at least the task in hand, at most about a second more
     assert run.seqs() == list(range(done))
@@ -180,11 +147,11 @@ def test_sigkill_mid_task_redelivers_what_the_worker_held(adapter: DramatiqAdapt
     attempt wrote no receipt, so there is no duplicate either."""
     run = make_run(adapter)
     run.send(6)
-    run.worker.start()
+    run.consumer.start()
     run.wait_received(2)
     time.sleep(INTO_TASK_SEC)  # message 2 is running; 3 is prefetched, or soon will be
     ready_before_kill = adapter.backlog().waiting
-    run.worker.kill()
+    run.consumer.kill()
     killed_ns = time.time_ns()
     assert run.seqs() == [0, 1]
     if adapter.broker == "rabbitmq":  # message_count leaves out what the consumer held unacked
@@ -195,7 +162,7 @@ def test_sigkill_mid_task_redelivers_what_the_worker_held(adapter: DramatiqAdapt
         assert held in ([2], [2, 3]) and queued == [s for s in range(2, 6) if s not in held]
     wait_for(lambda: adapter.backlog().waiting == 4, "the held messages counted as waiting")
 
-    run.worker.start()
+    run.consumer.start()
     run.wait_received(6)
     if adapter.broker == "rabbitmq":  # requeued at once, in their old place
         assert run.seqs() == [0, 1, 2, 3, 4, 5]
@@ -207,7 +174,7 @@ def test_sigkill_mid_task_redelivers_what_the_worker_held(adapter: DramatiqAdapt
         heartbeat_ms = adapter.settings["redis_heartbeat_timeout_ms"]
         assert heartbeat_ms - 500 < waited_ms < heartbeat_ms + 5_000
     wait_for(lambda: adapter.backlog().waiting == 0, "an empty queue")
-    run.worker.stop(timeout=10)
+    run.consumer.stop(timeout=10)
     result = tally(run.ledger.poll(), expected=6)
     assert (result.lost, result.duplicates) == ((), ())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,22 +27,13 @@ from queuebench.adapters.faust import (
     worker_app,
 )
 from queuebench.errors import UsageError
-from queuebench.experiments.consumer import ConsumerProcess
 from queuebench.experiments.handler import ConsumerConfig
-from queuebench.experiments.ledger import LedgerReader, tally, wrap
+from queuebench.experiments.ledger import tally
+from tests.harness import WAIT_SEC, PairRun, send_all, wait_for
 
-WAIT_SEC = 30.0  # bound on every wait; the worker starts in about 2.3 s, a rejoin takes ~10 s
 COMMIT_WAIT_SEC = 3 * float(FAUST_SETTINGS["broker_commit_interval"])
 
 kafka = pytest.mark.broker("kafka")
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def committed_offset(adapter: FaustAdapter) -> int:
@@ -50,70 +41,52 @@ def committed_offset(adapter: FaustAdapter) -> int:
     return adapter.offsets()[2] or 0
 
 
-class Run:
-    """One run's messages, its `faust worker` process and its ledger."""
+class FaustRun(PairRun):
+    """A run on a topic of its own, which it deletes when closed."""
 
-    def __init__(self, adapter: FaustAdapter, tmp_path: Path, *, work_ms: float) -> None:
-        self.adapter = adapter
-        self.run_id = uuid.uuid4()
-        self.ledger = LedgerReader(tmp_path / "ledger", str(self.run_id))
-        self.consumer = ConsumerProcess(adapter, ledger_dir=tmp_path / "ledger",
-                                        work_ms=work_ms, log_path=tmp_path / "consumer.log")
-        self.sent = 0
-
-    def send(self, count: int, *, extra: tuple[bytes, ...] = ()) -> None:
-        producer = self.adapter.producer()
-        try:
-            for raw in extra:
-                producer.send(raw)
-            for _ in range(count):
-                producer.send(wrap(self.run_id, self.sent, b"stock update"), key=str(self.sent))
-                self.sent += 1
-            producer.flush()
-        finally:
-            producer.close()
+    def send(self, count: int, payload: bytes = b"stock update", *,
+             extra: tuple[bytes, ...] = ()) -> None:
+        """`extra`, raw messages outside the envelope, go first."""
+        if extra:
+            send_all(self.adapter, extra)
+        super().send(count, payload)
 
     def seqs(self) -> list[int]:
+        """Sequence numbers in the ledger's order."""
         return [r.seq for r in self.ledger.poll()]
 
-    def wait_received(self, count: int) -> None:
+    def wait_received(self, count: int, timeout: float = WAIT_SEC) -> None:
         def enough() -> bool:
             self.consumer.check_alive()
-            return len(self.ledger.poll()) >= count
-        wait_for(enough, f"{count} receipts; worker log: {self.consumer.log_tail()}")
+            return self.received() >= count
+        wait_for(enough, f"{count} receipts; worker log: {self.consumer.log_tail()}", timeout)
 
     def wait_committed(self, offset: int, timeout: float = COMMIT_WAIT_SEC) -> None:
         wait_for(lambda: committed_offset(self.adapter) >= offset,
                  f"a commit of offset {offset}", timeout=timeout)
 
+    def close(self) -> None:
+        super().close()
+        self.adapter.cleanup()
+        # Leave the shared broker as found: our topic and faust's leader topic, and the group.
+        admin = KafkaAdminClient(bootstrap_servers=self.adapter.address)
+        try:
+            admin.delete_topics([self.adapter.queue, f"{self.adapter.group}-__assignor-__leader"],
+                                raise_errors=False)
+            admin.delete_groups([self.adapter.group])
+        finally:
+            admin.close()
+
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    runs: list[Run] = []
-    adapters: list[FaustAdapter] = []
-
-    def make(work_ms: float, variant: str = "default") -> Run:
+def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., FaustRun]:
+    def make(work_ms: float, variant: str = "default") -> FaustRun:
         adapter = create("faust+kafka", queue=f"qbtest-faust-{uuid.uuid4().hex[:8]}",
                          variant=variant)
         adapter.prepare()
-        adapters.append(adapter)
-        runs.append(Run(adapter, tmp_path / f"run{len(runs)}", work_ms=work_ms))
-        return runs[-1]
+        return pair_runs(adapter, work_ms=work_ms, cls=FaustRun)
 
-    yield make
-    for run in runs:
-        run.consumer.ensure_stopped()
-    for adapter in adapters:
-        adapter.cleanup()
-    if adapters:  # leave the shared broker as found: our topics and faust's leader topics
-        admin = KafkaAdminClient(bootstrap_servers=adapters[0].address)
-        try:
-            admin.delete_topics([name for a in adapters
-                                 for name in (a.queue, f"{a.group}-__assignor-__leader")],
-                                raise_errors=False)
-            admin.delete_groups([a.group for a in adapters])
-        finally:
-            admin.close()
+    return make
 
 
 def test_worker_app_is_one_raw_agent_with_a_group_per_queue(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ dequeue deletes the task, SIGINT lets the task in hand finish, SIGTERM and SIGKI
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 import uuid
@@ -16,20 +17,11 @@ import pytest
 
 from queuebench.adapters import create
 from queuebench.adapters.huey import HueyAdapter, HueyRedisAdapter
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, tally, unwrap, wrap
+from queuebench.experiments.ledger import tally, unwrap, wrap
+from tests.harness import PairRun, wait_for
 
-WAIT_SEC = 15.0  # bound on every wait; huey_consumer starts in about 0.3 s here
 WORK_MS = 200.0  # long enough for a signal to land mid-task
 INTO_TASK_SEC = 0.05  # after a receipt, the next task has been dequeued and is running
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.broker("redis"))])
@@ -46,48 +38,16 @@ def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HueyAdap
     pair.cleanup()
 
 
-class Run:
-    """One run's messages, its consumer process and its ledger."""
-
-    def __init__(self, adapter: HueyAdapter, tmp_path: Path, *, work_ms: float) -> None:
-        self.adapter = adapter
-        self.run_id = uuid.uuid4()
-        self.ledger = LedgerReader(tmp_path / "ledger", str(self.run_id))
-        self.consumer = ConsumerProcess(adapter, ledger_dir=tmp_path / "ledger",
-                                        work_ms=work_ms, log_path=tmp_path / "consumer.log")
-        self.sent = 0
-
-    def send(self, count: int, payload: bytes = b"stock update") -> None:
-        producer = self.adapter.producer()
-        try:
-            for _ in range(count):
-                producer.send(wrap(self.run_id, self.sent, payload))
-                self.sent += 1
-        finally:
-            producer.close()
-
-    def received(self) -> int:
-        return len(self.ledger.poll())
-
-    def wait_received(self, count: int) -> None:
-        wait_for(lambda: self.received() >= count, f"{count} receipts; consumer log: "
-                 f"{self.consumer.log_tail()}")
+class HueyRun(PairRun):
+    """A run that can also list the tasks still in huey's queue."""
 
     def queued_seqs(self) -> list[int]:
         return [unwrap(task.args[0]).seq for task in self.adapter.huey.pending()]
 
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    runs: list[Run] = []
-
-    def make(adapter: HueyAdapter, work_ms: float = WORK_MS) -> Run:
-        runs.append(Run(adapter, tmp_path, work_ms=work_ms))
-        return runs[-1]
-
-    yield make
-    for run in runs:
-        run.consumer.ensure_stopped()
+def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., HueyRun]:
+    return functools.partial(pair_runs, cls=HueyRun, work_ms=WORK_MS)
 
 
 def test_sqlite_url_becomes_absolute_for_the_worker(tmp_path: Path,

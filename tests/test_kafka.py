@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import confluent_kafka
@@ -27,7 +27,8 @@ from queuebench.adapters.kafka_common import (
 )
 from queuebench.adapters.kafka_python import RECORD_BATCH_FRAMING_BYTES, KafkaPythonAdapter
 from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, tally, wrap
+from queuebench.experiments.ledger import tally
+from tests.harness import PairRun, wait_for
 
 BOOTSTRAP = "127.0.0.1:9092"
 # Bound on every wait: a restarted consumer waits for the killed member's session to end.
@@ -38,14 +39,6 @@ PAIRS = {"kafka-python": KafkaPythonAdapter, "confluent-kafka": ConfluentKafkaAd
 KEY = "0"  # one byte: the limits below are for a one-byte key
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def make_adapter(cls: type[KafkaPairBase], variant: str = "default") -> KafkaPairBase:
     adapter = cls(f"{cls.scheme}://{BOOTSTRAP}", queue=f"qb-test-{uuid.uuid4().hex[:10]}",
                   variant=variant)
@@ -53,55 +46,36 @@ def make_adapter(cls: type[KafkaPairBase], variant: str = "default") -> KafkaPai
     return adapter
 
 
-class Run:
-    """One run's messages, its consumer processes and its ledger."""
+class KafkaRun(PairRun):
+    """A run whose consumer is a new process, with a log of its own, at each restart."""
 
-    def __init__(self, adapter: KafkaPairBase, folder: Path) -> None:
-        self.adapter = adapter
+    def __init__(self, adapter: KafkaPairBase, folder: Path, *, work_ms: float) -> None:
+        super().__init__(adapter, folder, work_ms=work_ms)
         self.folder = folder
-        self.run_id = uuid.uuid4()
-        self.ledger = LedgerReader(folder / "ledger", str(self.run_id))
         self.consumers: list[ConsumerProcess] = []
-        self.sent = 0
 
-    def consumer(self, work_ms: float = WORK_MS) -> ConsumerProcess:
-        process = ConsumerProcess(self.adapter, ledger_dir=self.folder / "ledger",
-                                  work_ms=work_ms,
-                                  log_path=self.folder / f"consumer-{len(self.consumers)}.log")
-        self.consumers.append(process)
-        return process
+    def new_consumer(self, work_ms: float = WORK_MS) -> ConsumerProcess:
+        self.consumer = ConsumerProcess(
+            self.adapter, ledger_dir=self.folder / "ledger", work_ms=work_ms,
+            log_path=self.folder / f"consumer-{len(self.consumers)}.log")
+        self.consumers.append(self.consumer)
+        return self.consumer
 
-    def send(self, count: int) -> None:
-        producer = self.adapter.producer()
-        try:
-            for _ in range(count):
-                producer.send(wrap(self.run_id, self.sent, b"stock update"), key=str(self.sent))
-                self.sent += 1
-            producer.flush()
-        finally:
-            producer.close()
+    def wait_received(self, count: int, timeout: float = WAIT_SEC) -> None:
+        super().wait_received(count, timeout)
 
-    def seqs(self) -> list[int]:
-        return sorted(r.seq for r in self.ledger.poll())
-
-    def wait_received(self, count: int) -> None:
-        wait_for(lambda: len(self.ledger.poll()) >= count,
-                 f"{count} receipts; consumer log: {self.consumers[-1].log_tail()}")
+    def close(self) -> None:
+        for process in self.consumers:
+            process.ensure_stopped()
+        self.adapter.cleanup()
 
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    runs: list[Run] = []
+def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., KafkaRun]:
+    def make(cls: type[KafkaPairBase], variant: str = "default") -> KafkaRun:
+        return pair_runs(make_adapter(cls, variant), cls=KafkaRun)
 
-    def make(cls: type[KafkaPairBase], variant: str = "default") -> Run:
-        runs.append(Run(make_adapter(cls, variant), tmp_path))
-        return runs[-1]
-
-    yield make
-    for run in runs:
-        for process in run.consumers:
-            process.ensure_stopped()
-        run.adapter.cleanup()
+    return make
 
 
 def test_bootstrap_servers_come_from_the_url() -> None:
@@ -196,7 +170,7 @@ def test_graceful_stop_commits_exactly_what_was_handled(library, variant, make_r
     """SIGTERM mid-batch: the message in hand finishes and the commit covers no more than that."""
     run = make_run(PAIRS[library], variant)
     run.send(6)
-    consumer = run.consumer()
+    consumer = run.new_consumer()
     consumer.start()
     run.wait_received(2)
     consumer.stop(timeout=30)
@@ -213,7 +187,7 @@ def test_kafka_python_kill_repeats_what_was_handled_since_the_last_auto_commit(m
     """SIGKILL: records handled since the last auto-commit come again; nothing is lost."""
     run = make_run(KafkaPythonAdapter)
     run.send(3)
-    first = run.consumer()
+    first = run.new_consumer()
     first.start()
     run.wait_received(3)
     # Idle polls auto-commit within 5 s: the group's offset reaches 3.
@@ -226,9 +200,10 @@ def test_kafka_python_kill_repeats_what_was_handled_since_the_last_auto_commit(m
     # kafka-python commits only inside poll(), and not within 5 s of the last commit.
     assert run.adapter.backlog().waiting == 4
 
-    second = run.consumer()
+    second = run.new_consumer()
     second.start()
-    wait_for(lambda: 6 in run.seqs(), f"seq 6 after the restart; log: {second.log_tail()}")
+    wait_for(lambda: 6 in run.seqs(), f"seq 6 after the restart; log: {second.log_tail()}",
+             WAIT_SEC)
     second.stop(timeout=30)
     result = tally(run.ledger.poll(), expected=7)
     assert (result.lost, result.duplicates) == ((), (3, 4))
@@ -243,15 +218,16 @@ def test_confluent_auto_commit_can_commit_the_message_in_hand_and_lose_it(make_r
     again."""
     run = make_run(ConfluentKafkaAdapter)
     run.send(1)
-    slow = run.consumer(work_ms=8_000)  # longer than the 5 s auto-commit interval
+    slow = run.new_consumer(work_ms=8_000)  # longer than the 5 s auto-commit interval
     slow.start()
     wait_for(lambda: run.adapter.backlog().waiting == 0, "the auto-commit of message 0")
     slow.kill()
     assert run.seqs() == []  # killed in the middle of message 0's work
 
-    fast = run.consumer(work_ms=0)
+    fast = run.new_consumer(work_ms=0)
     fast.start()
     run.send(1)  # seq 1 comes after seq 0 in the partition
-    wait_for(lambda: 1 in run.seqs(), f"seq 1 after the restart; log: {fast.log_tail()}")
+    wait_for(lambda: 1 in run.seqs(), f"seq 1 after the restart; log: {fast.log_tail()}",
+             WAIT_SEC)
     fast.stop(timeout=30)
     assert tally(run.ledger.poll(), expected=2).lost == (0,)

@@ -13,8 +13,7 @@ import signal
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -22,24 +21,15 @@ from queuebench.adapters import create
 from queuebench.adapters.base import Variant
 from queuebench.adapters.rq import JOB_FUNCTION, RQAdapter
 from queuebench.errors import BrokerUnreachable
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, tally, unwrap, wrap
+from queuebench.experiments.ledger import tally, unwrap, wrap
+from tests.harness import PairRun, wait_for
 
 REDIS_URL = "rq+redis://127.0.0.1:6379/0"
-WAIT_SEC = 15.0  # bound on ordinary waits; rq worker starts in about 0.3 s here
 WORK_MS = 300.0
 INTO_JOB_SEC = 0.15  # after a receipt, the next job is running (a fork takes about 30 ms)
 # Abandoned jobs are noticed 60 s + job_monitoring_interval after the kill, at the next
 # maintenance pass (maintenance_interval): 70 s at most with the variants' settings.
 ABANDONED_WAIT_SEC = 100.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class ResultTTLZeroRQAdapter(RQAdapter):
@@ -49,54 +39,28 @@ class ResultTTLZeroRQAdapter(RQAdapter):
                                   "result_ttl_sec": 0}),)
 
 
-class Run:
-    """One adapter on a queue of its own, its consumer process and its ledger."""
-
-    def __init__(self, adapter: RQAdapter, folder: Path, *, work_ms: float) -> None:
-        self.adapter = adapter
-        self.run_id = uuid.uuid4()
-        self.ledger = LedgerReader(folder / "ledger", str(self.run_id))
-        self.consumer = ConsumerProcess(adapter, ledger_dir=folder / "ledger", work_ms=work_ms,
-                                        log_path=folder / "consumer.log")
-        self.sent = 0
-
-    def send(self, count: int, payload: bytes = b"stock update") -> None:
-        producer = self.adapter.producer()
-        try:
-            for _ in range(count):
-                producer.send(wrap(self.run_id, self.sent, payload))
-                self.sent += 1
-        finally:
-            producer.close()
-
-    def seqs(self) -> list[int]:
-        return sorted(r.seq for r in self.ledger.poll())
-
-    def wait_received(self, count: int) -> None:
-        wait_for(lambda: len(self.ledger.poll()) >= count,
-                 f"{count} receipts; consumer log: {self.consumer.log_tail()}")
+class RQRun(PairRun):
+    """A run on a queue of its own, which it empties when closed."""
 
     def queued_seqs(self) -> list[int]:
         return [unwrap(job.args[0]).seq for job in self.adapter.rq_queue().get_jobs()]
 
+    def close(self) -> None:
+        super().close()
+        self.adapter.prepare()  # leaves nothing behind on a shared Redis
+        self.adapter.cleanup()
+
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    runs: list[Run] = []
-
+def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., RQRun]:
     def make(variant: str = "default", work_ms: float = WORK_MS,
-             adapter_class: type[RQAdapter] = RQAdapter) -> Run:
+             adapter_class: type[RQAdapter] = RQAdapter) -> RQRun:
         adapter = adapter_class(REDIS_URL, queue=f"qbtest-{uuid.uuid4().hex[:12]}",
                                 variant=variant)
         adapter.prepare()
-        runs.append(Run(adapter, tmp_path / f"run{len(runs)}", work_ms=work_ms))
-        return runs[-1]
+        return pair_runs(adapter, work_ms=work_ms, cls=RQRun)
 
-    yield make
-    for run in runs:
-        run.consumer.ensure_stopped()
-        run.adapter.prepare()  # leaves nothing behind on a shared Redis
-        run.adapter.cleanup()
+    return make
 
 
 def test_consumer_is_rq_worker_with_the_recorded_settings() -> None:

@@ -9,6 +9,7 @@ a SIGKILL costs a visibility timeout's wait, never the message.
 from __future__ import annotations
 
 import base64
+import functools
 import socket
 import threading
 import time
@@ -31,9 +32,9 @@ from queuebench.adapters.boto3_sqs import (
     sqs_client,
 )
 from queuebench.errors import BrokerUnreachable, UsageError
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, tally, unwrap, wrap
+from queuebench.experiments.ledger import tally, unwrap, wrap
 from queuebench.payloads import PayloadBuilder
+from tests.harness import PairRun, send_all, wait_for
 
 WAIT_SEC = 20.0  # bound on every wait that does not include a visibility timeout
 WORK_MS = 300.0  # long enough for a signal to land mid-task
@@ -41,14 +42,6 @@ INTO_TASK_SEC = 0.05  # after a receipt and its delete, the next message is bein
 LARGEST_FITTING_PAYLOAD = MAX_MESSAGE_BYTES * 3 // 4  # 786,432 bytes: base64 is exactly 1 MiB
 
 sqs = pytest.mark.broker("elasticmq")
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_SEC) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def new_adapter(cls: type[Boto3SQSAdapter] = Boto3SQSAdapter) -> Boto3SQSAdapter:
@@ -73,16 +66,6 @@ def counts(adapter: Boto3SQSAdapter) -> tuple[int, int]:
     )["Attributes"]
     return (int(attributes["ApproximateNumberOfMessages"]),
             int(attributes["ApproximateNumberOfMessagesNotVisible"]))
-
-
-def send_all(adapter: Boto3SQSAdapter, payloads: list[bytes]) -> None:
-    producer = adapter.producer()
-    try:
-        for payload in payloads:
-            producer.send(payload)
-        producer.flush()
-    finally:
-        producer.close()
 
 
 def test_url_names_the_endpoint_local_over_http_aws_over_https() -> None:
@@ -212,35 +195,16 @@ def test_producer_batches_by_ten_and_by_the_1_mib_total(adapter: Boto3SQSAdapter
     assert adapter.backlog().waiting == 28
 
 
-class Run:
-    """One run's messages, its consumer process and its ledger."""
-
-    def __init__(self, adapter: Boto3SQSAdapter, tmp_path: Path, *, work_ms: float) -> None:
-        self.adapter = adapter
-        self.run_id = uuid.uuid4()
-        self.ledger = LedgerReader(tmp_path / "ledger", str(self.run_id))
-        self.consumer = ConsumerProcess(adapter, ledger_dir=tmp_path / "ledger",
-                                        work_ms=work_ms, log_path=tmp_path / "consumer.log")
-
-    def send(self, count: int) -> None:
-        send_all(self.adapter, [wrap(self.run_id, seq, b"stock update") for seq in range(count)])
-
+class SQSRun(PairRun):
     def wait_received(self, count: int, timeout: float = WAIT_SEC) -> None:
+        """Waits for `count` distinct messages: a redelivered one counts once."""
         wait_for(lambda: len({r.seq for r in self.ledger.poll()}) >= count,
                  f"{count} distinct receipts; consumer log: {self.consumer.log_tail()}", timeout)
 
 
 @pytest.fixture
-def make_run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
-    runs: list[Run] = []
-
-    def make(adapter: Boto3SQSAdapter, work_ms: float = WORK_MS) -> Run:
-        runs.append(Run(adapter, tmp_path, work_ms=work_ms))
-        return runs[-1]
-
-    yield make
-    for run in runs:
-        run.consumer.ensure_stopped()
+def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., SQSRun]:
+    return functools.partial(pair_runs, cls=SQSRun, work_ms=WORK_MS)
 
 
 @sqs

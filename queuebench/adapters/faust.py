@@ -52,20 +52,19 @@ import collections
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faust
-import kafka.errors
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.transport.producer import Producer as FaustTransportProducer
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
+from queuebench.adapters.kafka_common import recreate_topic
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.experiments.handler import ConsumerConfig, handle
 
@@ -241,31 +240,7 @@ class FaustAdapter(Adapter):
         return f"Kafka {major}.{minor} (inferred by kafka-python from ApiVersions)"
 
     def prepare(self) -> None:
-        admin = self._admin()
-        deadline = time.monotonic() + ADMIN_TIMEOUT_SEC
-        if self.queue in admin.list_topics():
-            admin.delete_topics([self.queue])
-        self._delete_group(deadline)
-        while True:
-            try:
-                admin.create_topics({self.queue: {"num_partitions": 1, "replication_factor": 1}},
-                                    wait_for_metadata=True)
-                return
-            except TopicAlreadyExistsError:  # the deleted topic lingers a moment
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def _delete_group(self, deadline: float) -> None:
-        """Committed offsets outlive a deleted topic: drop them, so the new topic starts at 0."""
-        while True:
-            outcome = self._admin().delete_groups([self.group]).get(self.group)  # "OK" or a name
-            if outcome in ("OK", GroupIdNotFoundError.__name__):
-                return
-            error = getattr(kafka.errors, str(outcome), KafkaError)
-            if not getattr(error, "retriable", False) or time.monotonic() > deadline:
-                raise KafkaError(f"deleting consumer group {self.group}: {outcome}")
-            time.sleep(0.2)  # e.g. NotCoordinatorError while the broker loads its groups
+        recreate_topic(self._admin(), self.queue, self.group, ADMIN_TIMEOUT_SEC)
 
     def producer(self) -> FaustProducer:
         return FaustProducer(lambda: build_app(self.url, self.queue, self.settings), self.queue)

@@ -22,9 +22,10 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
+import kafka.errors
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, OffsetSpec
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
 
 from queuebench.adapters.base import Adapter, Backlog
 from queuebench.errors import BrokerUnreachable
@@ -49,6 +50,37 @@ COMMON_CONSUMER_NOTE = (
     "the group's first consumer starts (with the libraries' 'latest' a new group would skip "
     "those messages); it only decides where a group with no committed offset starts, and is "
     "not a delivery-guarantee change. Session timeout 10 s so a killed member is evicted fast.")
+
+
+def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: float) -> None:
+    """Drop the group's committed offsets and the topic, then create the topic with one partition.
+
+    Committed offsets outlive a deleted topic, hence the group first. A broker that has just
+    started answers with retriable errors while its group coordinator loads: those are retried.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            outcome = admin.delete_groups([group]).get(group)  # "OK" or an error class name
+        except KafkaError as exc:  # kafka-python raises what FindCoordinator answers
+            outcome = type(exc).__name__
+        if outcome in ("OK", GroupIdNotFoundError.__name__):
+            break
+        error = getattr(kafka.errors, str(outcome), KafkaError)
+        if not getattr(error, "retriable", False) or time.monotonic() > deadline:
+            raise KafkaError(f"cannot delete consumer group {group!r}: {outcome} "
+                             "(is a consumer still a member?)")
+        time.sleep(0.2)
+    admin.delete_topics([topic], raise_errors=False)  # absent is fine
+    while True:
+        try:
+            admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}},
+                                wait_for_metadata=True)
+            return
+        except TopicAlreadyExistsError:  # the deletion is still being applied
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def bootstrap_servers(pair_url: str) -> str:
@@ -99,22 +131,7 @@ class KafkaPairBase(Adapter):
         return f"Kafka {major}.{minor} (inferred from its API versions)"
 
     def prepare(self) -> None:
-        """Delete the group and the topic, then create the topic anew with one partition."""
-        deleted = self.admin.delete_groups([self.group_id])
-        if deleted.get(self.group_id) not in ("OK", "GroupIdNotFoundError"):
-            raise RuntimeError(f"cannot delete consumer group {self.group_id!r}: "
-                               f"{deleted.get(self.group_id)} (is a consumer still a member?)")
-        self.admin.delete_topics([self.queue], raise_errors=False)  # absent is fine
-        deadline = time.monotonic() + PREPARE_TIMEOUT_SEC
-        while True:
-            try:
-                self.admin.create_topics({self.queue: {"num_partitions": 1}},
-                                         wait_for_metadata=True)
-                return
-            except TopicAlreadyExistsError:  # the deletion is still being applied
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        recreate_topic(self.admin, self.queue, self.group_id, PREPARE_TIMEOUT_SEC)
 
     def backlog(self) -> Backlog:
         tp = self.partition
