@@ -17,16 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from kombu.utils.json import loads as kombu_loads
 
-celery = pytest.importorskip("celery")
-
-from kombu.utils.json import loads as kombu_loads  # noqa: E402
-
-from queuebench import adapters  # noqa: E402
-from queuebench.adapters.celery import CeleryAdapter  # noqa: E402
-from queuebench.experiments.consumer import ConsumerProcess  # noqa: E402
-from queuebench.experiments.ledger import LedgerReader, unwrap, wrap  # noqa: E402
-from tests.harness import wait_for  # noqa: E402
+from queuebench import adapters
+from queuebench.adapters.celery import CeleryAdapter
+from queuebench.experiments.consumer import ConsumerProcess
+from queuebench.experiments.ledger import LedgerReader, unwrap, wrap
+from tests.harness import wait_for
 
 WORK_MS = 200  # long enough that a kill lands mid-task
 
