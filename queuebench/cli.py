@@ -56,6 +56,8 @@ def non_negative(text: str) -> float:
 
 
 def cmd_pairs(_args: argparse.Namespace) -> int:
+    scheme_width = max(len(scheme) for scheme in adapters.PAIRS)
+    url_width = max(len(entry.default_url) for entry in adapters.PAIRS.values())
     for entry in adapters.PAIRS.values():
         try:
             adapter = adapters.adapter_class(entry)(entry.default_url, queue="queuebench-probe")
@@ -63,7 +65,7 @@ def cmd_pairs(_args: argparse.Namespace) -> int:
             state = "broker answers"
         except QueuebenchError as exc:
             state = str(exc)
-        print(f"{entry.scheme:<20} {entry.default_url:<45} {state}")
+        print(f"{entry.scheme:<{scheme_width}}  {entry.default_url:<{url_width}}  {state}")
     return 0
 
 

@@ -275,30 +275,15 @@ class DramatiqRedisAdapter(DramatiqAdapter):
                            maintenance_chance=self.settings["redis_maintenance_chance_per_million"],
                            dead_message_ttl=self.settings["redis_dead_message_ttl_ms"])
 
-    def _client(self, timeout: float):
-        import redis
-
-        return redis.Redis.from_url(f"redis://{self.address}", socket_connect_timeout=timeout,
-                                    socket_timeout=timeout)
-
     def check_reachable(self, timeout: float) -> None:
-        import redis
+        from queuebench.adapters.redis_probe import check_redis
 
-        client = self._client(timeout)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise BrokerUnreachable(f"{self.scheme}: cannot reach redis://{self.address}: {exc}"
-                                    ) from None
-        finally:
-            client.close()
+        check_redis(self.scheme, f"redis://{self.address}", timeout)
 
     def broker_version(self) -> str | None:
-        client = self._client(5.0)
-        try:
-            return "Redis " + str(client.info("server")["redis_version"])
-        finally:
-            client.close()
+        from queuebench.adapters.redis_probe import redis_version
+
+        return redis_version(f"redis://{self.address}")
 
     def prepare(self) -> None:
         broker = self.dramatiq_broker

@@ -215,29 +215,19 @@ class HueyRedisAdapter(HueyAdapter):
                             **LIBRARY_DEFAULTS, "redis_blocking_read_timeout_sec": 1}),
     )
 
-    def _client(self, timeout: float):
-        import redis
-
-        return redis.Redis.from_url(f"redis://{self.url.partition('://')[2]}",
-                                    socket_connect_timeout=timeout, socket_timeout=timeout)
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.url.partition('://')[2]}"
 
     def check_reachable(self, timeout: float) -> None:
-        import redis
+        from queuebench.adapters.redis_probe import check_redis
 
-        client = self._client(timeout)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise BrokerUnreachable(f"{self.scheme}: cannot reach {self.url}: {exc}") from None
-        finally:
-            client.close()
+        check_redis(self.scheme, self.redis_url, timeout)
 
     def broker_version(self) -> str | None:
-        client = self._client(5.0)
-        try:
-            return "Redis " + str(client.info("server")["redis_version"])
-        finally:
-            client.close()
+        from queuebench.adapters.redis_probe import redis_version
+
+        return redis_version(self.redis_url)
 
 
 class HueyPostgresAdapter(HueyAdapter):

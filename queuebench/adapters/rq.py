@@ -59,7 +59,7 @@ from rq.results import Result
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
-from queuebench.errors import BrokerUnreachable
+from queuebench.adapters.redis_probe import check_redis, redis_version
 from queuebench.experiments.handler import handle
 
 # Enqueued by name, so the producer needs no handler; the worker finds it already imported.
@@ -170,18 +170,10 @@ class RQAdapter(Adapter):
         return rq.Queue(self.queue, connection=connection or self.connection)
 
     def check_reachable(self, timeout: float) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=timeout,
-                                      socket_timeout=timeout)
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise BrokerUnreachable(
-                f"{self.scheme}: cannot reach {self.redis_url}: {exc}") from None
-        finally:
-            client.close()
+        check_redis(self.scheme, self.redis_url, timeout)
 
     def broker_version(self) -> str | None:
-        return "Redis " + str(self.connection.info("server")["redis_version"])
+        return redis_version(self.redis_url)
 
     def job_options(self) -> dict[str, object]:
         retry_max = self.settings["retry_max"]
