@@ -141,3 +141,11 @@ def test_report_without_any_run_is_one_line(tmp_path):
     proc = run_cli("report", "--reports-dir", str(tmp_path))
     assert proc.returncode == 2
     assert "no complete run" in one_line_error(proc)
+
+
+def test_output_into_a_closed_pipe_is_no_traceback():
+    """`queuebench pairs | head -1` ends quietly when the reader stops reading."""
+    proc = subprocess.run(f"{sys.executable} -m queuebench pairs | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("huey+sqlite")
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
