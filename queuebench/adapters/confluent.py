@@ -38,17 +38,17 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from queuebench.adapters.base import Capabilities, SizeLimit, Variant
+from queuebench.adapters.base import Capabilities, SizeLimit
 from queuebench.adapters.kafka_common import (
     AUTO_COMMIT_INTERVAL_MS,
     BROKER_MESSAGE_MAX_BYTES,
-    COMMON_CONSUMER_NOTE,
     HEARTBEAT_INTERVAL_MS,
     KEY_ALLOWANCE_BYTES,
     MAX_POLL_INTERVAL_MS,
     POLL_TIMEOUT_SEC,
     SESSION_TIMEOUT_MS,
     KafkaPairBase,
+    kafka_variants,
 )
 
 MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default client-side limit
@@ -140,16 +140,9 @@ class ConfluentKafkaAdapter(KafkaPairBase):
               f"{BROKER_MESSAGE_MAX_BYTES:,})",
         overhead=lambda n: n + MESSAGE_FRAMING_BYTES + KEY_ALLOWANCE_BYTES,
     )
-    variants = (
-        Variant("default", consumer_settings(auto_commit=True),
-                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
-                note="librdkafka's defaults: offsets stored on poll(), auto-committed every 5 s; "
-                     + COMMON_CONSUMER_NOTE),
-        Variant("commit-after", consumer_settings(auto_commit=False),
-                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
-                note="at-least-once: auto-commit off, a synchronous commit of each message's "
-                     "offset after the handler returns; " + COMMON_CONSUMER_NOTE),
-    )
+    variants = kafka_variants(
+        consumer_settings,
+        "librdkafka's defaults: offsets stored on poll(), auto-committed every 5 s")
 
     def producer(self) -> ConfluentProducer:
         return ConfluentProducer(self.bootstrap, self.queue)

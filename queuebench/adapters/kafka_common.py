@@ -20,6 +20,7 @@ classic protocol takes the client's `session.timeout.ms` within the broker's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 import kafka.errors
@@ -27,7 +28,7 @@ from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
 
-from queuebench.adapters.base import Adapter, Backlog
+from queuebench.adapters.base import Adapter, Backlog, Variant
 from queuebench.errors import BrokerUnreachable
 
 # A killed member is evicted when its session times out: 10 s instead of the libraries' 45 s,
@@ -50,6 +51,23 @@ COMMON_CONSUMER_NOTE = (
     "the group's first consumer starts (with the libraries' 'latest' a new group would skip "
     "those messages); it only decides where a group with no committed offset starts, and is "
     "not a delivery-guarantee change. Session timeout 10 s so a killed member is evicted fast.")
+
+
+def kafka_variants(consumer_settings: Callable[..., dict[str, object]],
+                   default_note: str) -> tuple[Variant, Variant]:
+    """The library's auto-commit defaults and the at-least-once commit-after variant.
+
+    Either way a killed member holds its partition until its session times out.
+    """
+    redelivery_sec = SESSION_TIMEOUT_MS / 1000
+    return (
+        Variant("default", consumer_settings(auto_commit=True), redelivery_sec=redelivery_sec,
+                note=f"{default_note}; {COMMON_CONSUMER_NOTE}"),
+        Variant("commit-after", consumer_settings(auto_commit=False),
+                redelivery_sec=redelivery_sec,
+                note="at-least-once: auto-commit off, a synchronous commit of each message's "
+                     "offset after the handler returns; " + COMMON_CONSUMER_NOTE),
+    )
 
 
 def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: float) -> None:

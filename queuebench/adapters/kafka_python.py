@@ -41,17 +41,17 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata
 
-from queuebench.adapters.base import Capabilities, SizeLimit, Variant
+from queuebench.adapters.base import Capabilities, SizeLimit
 from queuebench.adapters.kafka_common import (
     AUTO_COMMIT_INTERVAL_MS,
     BROKER_MESSAGE_MAX_BYTES,
-    COMMON_CONSUMER_NOTE,
     HEARTBEAT_INTERVAL_MS,
     KEY_ALLOWANCE_BYTES,
     MAX_POLL_INTERVAL_MS,
     POLL_TIMEOUT_SEC,
     SESSION_TIMEOUT_MS,
     KafkaPairBase,
+    kafka_variants,
 )
 
 MAX_REQUEST_SIZE = 1_048_576  # kafka-python's default producer limit
@@ -127,15 +127,8 @@ class KafkaPythonAdapter(KafkaPairBase):
               f"nothing sent; broker message.max.bytes is {BROKER_MESSAGE_MAX_BYTES})",
         overhead=lambda n: n + RECORD_BATCH_FRAMING_BYTES + KEY_ALLOWANCE_BYTES,
     )
-    variants = (
-        Variant("default", consumer_settings(auto_commit=True),
-                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
-                note="kafka-python's defaults: auto-commit every 5 s; " + COMMON_CONSUMER_NOTE),
-        Variant("commit-after", consumer_settings(auto_commit=False),
-                redelivery_sec=SESSION_TIMEOUT_MS / 1000,
-                note="at-least-once: auto-commit off, a synchronous commit of each message's "
-                     "offset after the handler returns; " + COMMON_CONSUMER_NOTE),
-    )
+    variants = kafka_variants(consumer_settings,
+                              "kafka-python's defaults: auto-commit every 5 s")
 
     def producer(self) -> KafkaPythonProducer:
         return KafkaPythonProducer(self.bootstrap, self.queue)
