@@ -8,6 +8,7 @@ forking worker's horse survives a SIGKILL of its worker's process group.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -148,6 +149,26 @@ def test_runner_kill_reaches_the_horse_in_its_own_process_group(make_run) -> Non
     assert len(run.adapter.rq_queue().finished_job_registry.get_job_ids(cleanup=False)) == 1
 
 
+def kill_each_during_message_1(runs: tuple[RQRun, ...]) -> None:
+    """SIGKILL each worker INTO_JOB_SEC after its own first receipt: workers started together
+    reach message 1 up to seconds apart on a loaded machine, so one shared sleep could land
+    after a fast worker has finished it."""
+    receipt_seen: dict[RQRun, float] = {}
+    killed: set[RQRun] = set()
+
+    def kill_the_due() -> bool:
+        for run in runs:
+            if run not in receipt_seen and run.received() >= 1:
+                receipt_seen[run] = time.monotonic()
+            into_message_1 = time.monotonic() - receipt_seen.get(run, math.inf)
+            if run not in killed and into_message_1 >= INTO_JOB_SEC:
+                run.consumer.kill()
+                killed.add(run)
+        return len(killed) == len(runs)
+
+    wait_for(kill_the_due, "message 0 to finish on every worker")
+
+
 @pytest.mark.slow
 @pytest.mark.broker("redis")
 def test_sigkill_mid_job_fails_it_or_retries_it_after_the_heartbeat_expires(make_run) -> None:
@@ -156,18 +177,16 @@ def test_sigkill_mid_job_fails_it_or_retries_it_after_the_heartbeat_expires(make
     (Retry). With result_ttl=0 the retried job fails after each run (RQ 3.0.0 bug).
 
     The four cases run side by side, each on its own queue, to keep the wait to one."""
-    default, retry = make_run("default"), make_run("retry")
-    simple = make_run("simple-worker")
-    no_result = make_run("retry", adapter_class=ResultTTLZeroRQAdapter)
+    # A second of work keeps message 1 running long after the kill is due, on a busy machine too.
+    default, retry = make_run("default", work_ms=1000), make_run("retry", work_ms=1000)
+    simple = make_run("simple-worker", work_ms=1000)
+    no_result = make_run("retry", work_ms=1000, adapter_class=ResultTTLZeroRQAdapter)
     runs = (default, retry, simple, no_result)
     for run in runs:
         run.send(3)
         run.consumer.start()
+    kill_each_during_message_1(runs)
     for run in runs:
-        run.wait_received(1)
-    time.sleep(INTO_JOB_SEC)  # message 1 is running everywhere
-    for run in runs:
-        run.consumer.kill()
         assert run.seqs() == [0]
         assert run.queued_seqs() == [2]
     for run in runs:
