@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -102,6 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = RunFolder(Path(args.reports_dir), args.name or "-".join(plan.experiments),
                        command=shlex.join(["queuebench", *sys.argv[1:]]),
                        manifest=machine_manifest())
+    # `kill`, `timeout` and CI runners send SIGTERM: end the run as Ctrl-C does, through the
+    # experiments' cleanup, so that no consumer outlives it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = run_plan(plan, folder)
     path = folder.finish(report.render)
     print(path)

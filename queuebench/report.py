@@ -104,6 +104,15 @@ def answer(results: list[dict]) -> list[str]:
                          f"{_fmt(m['consume_throughput'], 1)} msg/s consumed, "
                          f"{_fmt(m['produce_throughput'], 1)} msg/s produced, "
                          f"p99 latency {_latency(m, 'p99')} ms.")
+            brokers = sorted({r["pair_info"]["broker"] for r in runs})
+            if len(brokers) > 1:
+                fastest = [max((r for r in runs if r["pair_info"]["broker"] == broker),
+                               key=lambda r: r["measurements"]["consume_throughput"])
+                           for broker in brokers]
+                lines.append(f"- **Fastest per broker ({fmt}):** " + "; ".join(
+                    f"{r['pair_info']['broker']}: {_row_name(r)} "
+                    f"{_fmt(r['measurements']['consume_throughput'], 1)} msg/s" for r in fastest)
+                    + ".")
     for r in results:
         if r["status"] == "no-go":
             lines.append(f"- **No Go** {_row_name(r)} with {r['config']['records']:,} records "
@@ -148,10 +157,13 @@ def throughput_table(results: list[dict]) -> str:
                      _fmt(m["time_to_produce_sec"]), _fmt(m["produce_throughput"], 1),
                      _fmt(m["time_to_consume_sec"]), _fmt(m["consume_throughput"], 1),
                      _fmt(m["consume_mb_s"], 3), _latency(m, "p50"), _latency(m, "p95"),
-                     _latency(m, "p99"), _latency(m, "max"), m["lost"]])
+                     _latency(m, "p99"), _latency(m, "max"), _fmt(m["successful"]),
+                     m["outcome"]])
+    # A run cut by its deadline has not lost what it did not receive yet: it shows as fewer
+    # received, ended by "deadline", and its rates count only what arrived.
     return table(["pair", "format", "messages", "bytes/msg", "produce s", "produce msg/s",
                   "consume s", "consume msg/s", "consume MB/s", "p50 ms", "p95 ms", "p99 ms",
-                  "max ms", "lost"], rows)
+                  "max ms", "received", "ended by"], rows)
 
 
 def size_table(sizes: list[dict]) -> str:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from queuebench.cli import main
+from tests.harness import wait_for
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -149,3 +152,33 @@ def test_output_into_a_closed_pipe_is_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.stdout.startswith("huey+sqlite")
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+
+
+def processes_with_environ(text: str) -> list[int]:
+    """Live processes whose environment mentions `text` (the consumers of one run)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # it exited while we looked
+    return found
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_and_stops_its_consumer(tmp_path):
+    """`kill` on a run (what `timeout` and CI send) stops its consumer too, exit 130."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "queuebench", "run", "reliability", "--pair",
+         f"sqlalchemy+sqlite:///{tmp_path}/queue.sqlite", "--messages", "200", "--work-ms", "100",
+         "--reports-dir", str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: processes_with_environ(str(tmp_path)), "the run's consumer to start",
+                 timeout=60)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "queuebench: interrupted"
+    assert processes_with_environ(str(tmp_path)) == []

@@ -74,6 +74,16 @@ def test_answer_names_resilient_lossy_fastest_and_no_go_with_their_figures():
     assert "**No Go** small" in answer and "payload 2,000 > 1,000" in answer
 
 
+def test_answer_names_the_fastest_pair_of_each_broker():
+    """With several brokers, each one's fastest pair is named with its msg/s."""
+    runs = [result(config("throughput", pair), m=measurements(consume=rate))
+            for pair, rate in (("k1", 900.0), ("k2", 950.0), ("r1", 40.0), ("r2", 30.0))]
+    for run, broker in zip(runs, ("kafka", "kafka", "redis", "redis"), strict=True):
+        run["pair_info"]["broker"] = broker
+    answer = render(document(runs)).split("## Reliability")[0]
+    assert "**Fastest per broker (json):** kafka: k2 950.0 msg/s; redis: r1 40.0 msg/s." in answer
+
+
 def test_unmeasured_figures_are_na_and_errors_are_listed():
     """A missing figure is shown as n/a and an error is an error, never a verdict."""
     text = render(document([
@@ -83,6 +93,16 @@ def test_unmeasured_figures_are_na_and_errors_are_listed():
     assert "| n/a |" in text
     assert "## Errors" in text and "broken json: worker died" in text
     assert "Most resilient" not in text
+
+
+def test_throughput_cut_by_its_deadline_shows_what_arrived_not_a_loss():
+    """Messages a throughput run had not received by its deadline are not called lost."""
+    text = render(document([result(config("throughput", "slow"), m=measurements(
+        lost=6, consume=2.0, outcome="deadline"))]))
+    header, _, row = text.split("## Throughput")[1].strip().splitlines()[2:5]
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert (cells[" received "], cells[" ended by "]) == (" 4 ", " deadline ")
+    assert " lost " not in header
 
 
 def test_run_folder_is_readable_after_every_result_and_marked_incomplete(tmp_path):
