@@ -132,9 +132,11 @@ def reliability_table(results: list[dict]) -> str:
                    if check["checked"] else check["detail"])
         rows.append([_row_name(r), c["format"], c["stop"], m["lost"], m["duplicates"],
                      _fmt(m["time_to_produce_sec"]), _fmt(m["consumer_startup_sec"]),
-                     _fmt(m["time_to_consume_sec"]), m["outcome"], verdict])
+                     _fmt(m["graceful_stop_sec"]), _fmt(m["time_to_consume_sec"]),
+                     m["outcome"], verdict])
     return table(["pair", "format", "stop", "lost", "duplicated", "produce s", "startup s",
-                  "consume s (incl. start-up)", "ended by", "broker check"], rows)
+                  "graceful stop s", "consume s (incl. start-up)", "ended by", "broker check"],
+                 rows)
 
 
 def lost_detail(results: list[dict]) -> list[str]:

@@ -38,7 +38,7 @@ def measurements(lost=0, duplicates=0, consume=None, **extra) -> dict:
             "outcome": "complete", "duration_sec": 1.0, "payload_bytes": 100,
             "time_to_produce_sec": 0.1, "produce_throughput": 100.0, "consumer_startup_sec": 0.5,
             "time_to_consume_sec": 1.0, "consume_throughput": consume, "consume_mb_s": 0.01,
-            "stopped_after": 5,
+            "stopped_after": 5, "graceful_stop_sec": 31.8,
             "broker_check": {"checked": True, "waiting": 0, "stranded": lost, "agrees": True,
                              "detail": "d"}, **extra}
 
@@ -103,6 +103,15 @@ def test_throughput_cut_by_its_deadline_shows_what_arrived_not_a_loss():
     cells = dict(zip(header.split("|"), row.split("|"), strict=True))
     assert (cells[" received "], cells[" ended by "]) == (" 4 ", " deadline ")
     assert " lost " not in header
+
+
+def test_reliability_rows_show_how_long_a_graceful_stop_took():
+    """A warm shutdown that takes half a minute is a finding, shown beside the counts."""
+    text = render(document([result(config("reliability", "slow-stop", "graceful"),
+                                   m=measurements())]))
+    header, _, row = text.split("## Reliability")[1].strip().splitlines()[2:5]
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" graceful stop s "] == " 31.80 "
 
 
 def test_run_folder_is_readable_after_every_result_and_marked_incomplete(tmp_path):
