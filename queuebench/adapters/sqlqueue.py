@@ -211,6 +211,6 @@ class PostgresSqlQueueAdapter(SqlQueueAdapter):
     """The same queue on PostgreSQL, where the claim skips rows other consumers hold."""
 
     scheme = "sqlalchemy+postgres"
-    broker = "postgresql"
+    broker = "postgres"
     size_limit = SizeLimit(max_bytes=1_073_741_823,
                            error="PostgreSQL: invalid memory alloc request size (1 GB per field)")
