@@ -53,6 +53,10 @@ def _latency(m: dict, key: str) -> object:
     return _fmt(m["latency_ms"][key]) if m.get("latency_ms") else None
 
 
+def _consume_rate(result: dict) -> float:
+    return result["measurements"]["consume_throughput"]
+
+
 def _kill_cost(by_pair: dict[str, list[dict]], names: list[str]) -> str:
     """What surviving a kill cost in time: consume time after a kill against a graceful stop."""
     costs = []
@@ -98,7 +102,7 @@ def answer(results: list[dict]) -> list[str]:
         runs = [r for r in _ok(results, "throughput") if r["config"]["format"] == fmt
                 and r["measurements"].get("consume_throughput")]
         if runs:
-            best = max(runs, key=lambda r: r["measurements"]["consume_throughput"])
+            best = max(runs, key=_consume_rate)
             m = best["measurements"]
             lines.append(f"- **Fastest ({fmt}):** {_row_name(best)}, "
                          f"{_fmt(m['consume_throughput'], 1)} msg/s consumed, "
@@ -107,8 +111,7 @@ def answer(results: list[dict]) -> list[str]:
             brokers = sorted({r["pair_info"]["broker"] for r in runs})
             if len(brokers) > 1:
                 fastest = [max((r for r in runs if r["pair_info"]["broker"] == broker),
-                               key=lambda r: r["measurements"]["consume_throughput"])
-                           for broker in brokers]
+                               key=_consume_rate) for broker in brokers]
                 lines.append(f"- **Fastest per broker ({fmt}):** " + "; ".join(
                     f"{r['pair_info']['broker']}: {_row_name(r)} "
                     f"{_fmt(r['measurements']['consume_throughput'], 1)} msg/s" for r in fastest)

@@ -295,8 +295,9 @@ class CeleryRedisAdapter(CeleryAdapter):
                               "visibility timeout once a worker runs")
 
     def broker_version(self) -> str | None:
-        with self._client() as client:
-            return "Redis " + client.info("server")["redis_version"]
+        from queuebench.adapters.redis_probe import redis_version
+
+        return redis_version(self.broker_url)
 
 
 class CeleryRabbitMQAdapter(CeleryAdapter):
