@@ -61,9 +61,10 @@ def test_counts_must_be_positive_numbers(option, value):
     assert option in one_line_error(proc)
 
 
-def test_refused_broker_fails_fast_naming_the_address(tmp_path):
+@pytest.mark.parametrize("url", ["sqlalchemy+postgres://u:p@127.0.0.1:1/db",
+                                 "celery+redis://127.0.0.1:1/0"])
+def test_refused_broker_fails_fast_naming_the_address(tmp_path, url):
     """A broker port nobody listens on ends the run at once, exit 1, naming the address."""
-    url = "sqlalchemy+postgres://u:p@127.0.0.1:1/db"
     proc = run_cli("run", "throughput", "--pair", url, "--reports-dir", str(tmp_path))
     assert proc.returncode == 1
     line = one_line_error(proc)

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from celery import Celery
 from kombu import Queue
+from kombu.exceptions import OperationalError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
 from queuebench.errors import BrokerUnreachable, UsageError
@@ -214,7 +215,10 @@ class CeleryAdapter(Adapter):
         try:
             conn.ensure_connection(max_retries=1, timeout=timeout)
             Queue(self.queue).bind(conn.default_channel).declare()
-        except (*conn.connection_errors, *conn.channel_errors, OSError) as exc:
+        # ensure_connection re-raises a refused connection as kombu's OperationalError, which
+        # the Redis transport does not list among its connection errors.
+        except (*conn.connection_errors, *conn.channel_errors, OperationalError, OSError
+                ) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BrokerUnreachable(f"{self.scheme}: cannot reach {conn.as_uri()}: {reason}"
                                     ) from None
