@@ -1,10 +1,13 @@
 """The ledger decides lost and duplicated; its arithmetic must be exact."""
 
 import os
+import threading
+import time
 import uuid
 
 import pytest
 
+from queuebench.experiments import reliability
 from queuebench.experiments.ledger import (
     HEADER,
     LedgerReader,
@@ -88,3 +91,37 @@ def test_writer_is_unbuffered(tmp_path):
     writer.write(unwrap(wrap(uuid.uuid4(), 3, b"")), 1)
     path = tmp_path / f"receipts-{os.getsid(0)}.log"
     assert path.read_text().split()[1] == "3"
+
+
+def test_a_noted_start_is_not_a_receipt(tmp_path):
+    """Work that began but did not end counts as not received; only its start time is kept."""
+    run = uuid.uuid4()
+    writer = ReceiptWriter(tmp_path)
+    writer.write(unwrap(wrap(run, 0, b"a")), 10)
+    writer.started(unwrap(wrap(run, 1, b"b")), 20)
+    reader = LedgerReader(tmp_path, str(run))
+    assert [r.seq for r in reader.poll()] == [0]
+    assert reader.last_start_ns == 20
+
+
+def test_a_stop_is_aimed_at_the_middle_of_the_next_task(tmp_path):
+    """The newest start's midpoint has passed, so the runner waits for the next start."""
+    run = uuid.uuid4()
+    writer = ReceiptWriter(tmp_path)
+    writer.started(unwrap(wrap(run, 0, b"")), time.time_ns() - 50_000_000)  # ended already
+    next_start = []
+
+    def start_next_task():
+        time.sleep(0.1)
+        next_start.append(time.time_ns())
+        writer.started(unwrap(wrap(run, 1, b"")), next_start[0])
+
+    threading.Thread(target=start_next_task).start()
+    assert reliability.sleep_until_mid_task(LedgerReader(tmp_path, str(run)), work_ms=40)
+    assert time.time_ns() >= next_start[0] + 20_000_000
+
+
+def test_a_consumer_that_starts_no_task_is_stopped_as_it_is(tmp_path, monkeypatch):
+    """No start within the give-up time: report that the stop found no task in hand."""
+    monkeypatch.setattr(reliability, "MID_TASK_GIVE_UP_SEC", 0.05)
+    assert not reliability.sleep_until_mid_task(LedgerReader(tmp_path, "run"), work_ms=40)

@@ -114,6 +114,15 @@ def test_reliability_rows_show_how_long_a_graceful_stop_took():
     assert cells[" graceful stop s "] == " 31.80 "
 
 
+def test_a_stop_that_found_no_task_in_hand_says_so_on_its_row():
+    """A kill between tasks tests less than a kill mid-task; the row must not pass as one."""
+    text = render(document([
+        result(config("reliability", "aimed", "kill"), m=measurements(stopped_mid_task=True)),
+        result(config("reliability", "idle", "kill"), m=measurements(stopped_mid_task=False))]))
+    rows = text.split("## Reliability")[1].strip().splitlines()[4:6]
+    assert [row.split("|")[3].strip() for row in rows] == ["kill", "kill (between tasks)"]
+
+
 def test_run_folder_is_readable_after_every_result_and_marked_incomplete(tmp_path):
     """A crash mid-run leaves results.json complete JSON with the finished results."""
     folder = RunFolder(tmp_path, "t", command="c", manifest={"host": "h"})

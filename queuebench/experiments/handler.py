@@ -58,5 +58,6 @@ def handle(message: bytes) -> None:
     envelope = unwrap(message)
     work_ms = consumer_config().work_ms
     if work_ms > 0:
+        _writer().started(envelope, received_ns)  # lets the runner stop mid-task
         time.sleep(work_ms / 1000)
     _writer().write(envelope, received_ns)

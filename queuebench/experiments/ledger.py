@@ -5,6 +5,8 @@ in nanoseconds, the payload length) followed by the payload. Each consumer proce
 line per processed message to its own file with a single unbuffered `os.write`, so a SIGKILL
 loses nothing already written. The runner merges the files: expected minus received is lost,
 received more than once is duplicated, and the send and receive times give end-to-end latency.
+When messages take work, a line also notes when work on each began, so the runner can aim a
+stop at the task in hand.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 HEADER = struct.Struct(">4s16sQQI")
 MAGIC = b"QBv1"
+STARTED = "started"  # the status of a line that notes work beginning, not a receipt
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,13 @@ class ReceiptWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, envelope: Envelope, received_ns: int) -> None:
-        status = "ok" if envelope.payload_ok else "corrupt"
+        self._append(envelope, received_ns, "ok" if envelope.payload_ok else "corrupt")
+
+    def started(self, envelope: Envelope, received_ns: int) -> None:
+        """Note that work on `envelope` began; it counts as received only once `write` runs."""
+        self._append(envelope, received_ns, STARTED)
+
+    def _append(self, envelope: Envelope, received_ns: int, status: str) -> None:
         line = f"{envelope.run_id} {envelope.seq} {envelope.sent_ns} {received_ns} {status}\n"
         os.write(self._fd, line.encode())
 
@@ -76,6 +85,7 @@ class LedgerReader:
         self.ledger_dir = ledger_dir
         self.run_id = run_id
         self.receipts: list[Receipt] = []
+        self.last_start_ns = 0  # when the newest noted work began
         self._offsets: dict[Path, int] = {}
 
     def poll(self) -> list[Receipt]:
@@ -88,7 +98,11 @@ class LedgerReader:
             self._offsets[path] = self._offsets.get(path, 0) + len(complete)
             for line in complete.decode().splitlines():
                 parts = line.split()
-                if len(parts) == 5 and parts[0] == self.run_id:
+                if len(parts) != 5 or parts[0] != self.run_id:
+                    continue
+                if parts[4] == STARTED:
+                    self.last_start_ns = max(self.last_start_ns, int(parts[3]))
+                else:
                     self.receipts.append(
                         Receipt(int(parts[1]), int(parts[2]), int(parts[3]), parts[4] == "ok"))
         return self.receipts
