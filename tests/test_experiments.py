@@ -102,6 +102,7 @@ def test_graceful_stop_loses_nothing(pair, variant, payloads, tmp_path):
     """Stopping the consumer with its library's shutdown signal mid-run loses no message."""
     m = assert_accounted_for(run("reliability", pair, variant, payloads, tmp_path,
                                  stop="graceful", work_ms=150))
+    assert m["stopped_mid_task"]
     assert m["lost"] == 0
     assert m["consumer_starts"] == 2
 
@@ -112,6 +113,7 @@ def test_kill_mid_task_costs_what_the_library_documents(pair, variant, payloads,
     """A SIGKILL mid-task loses the task in hand exactly where the library acks before work."""
     m = assert_accounted_for(run("reliability", pair, variant, payloads, tmp_path,
                                  stop="kill", work_ms=300))
+    assert m["stopped_mid_task"]
     assert (m["lost"] > 0) == LOSES_ON_KILL[(pair, variant)], m
 
 
