@@ -48,7 +48,7 @@ report: $(INSTALLED)
 ## The reliability runs of different brokers share nothing and count messages, not seconds, so
 ## three run at once; the throughput runs time the machine and run one after another. One run
 ## per broker, so a broker can be redone alone (`make reference-throughput-redis`, then
-## `make reference-report`). Measured on 2 cores: 20 min of reliability, 55 min of throughput
+## `make reference-report`). Measured on 2 cores: 13 min of reliability, 55 min of throughput
 ## (RQ's forking worker alone manages ~35 jobs a second). An experiment that fails is an error
 ## row of its run and of REFERENCE.md: the rest go on.
 REFERENCE_GROUPS := kafka sqs redis rabbitmq postgres embedded

@@ -247,8 +247,9 @@ def render(document: dict) -> str:
            f"Run {run['started_at']} on {env.get('host')}, {status}. Command: `{run['command']}`",
            "", "## The answer", "", *answer(results), ""]
     out += ["## Reliability", "",
-            "Produce with the consumer off, start it, stop it (graceful) or SIGKILL it (kill) at "
-            "half, restart it, count what the ledger received.", "",
+            "Produce with the consumer off, start it, stop it (graceful) or SIGKILL it (kill) "
+            "halfway through a task once half are processed, restart it, count what the ledger "
+            "received.", "",
             reliability_table(results), ""]
     if details := lost_detail(results):
         out += ["Sequence numbers lost or duplicated:", "", *details, ""]
