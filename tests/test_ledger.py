@@ -108,7 +108,7 @@ def test_a_stop_is_aimed_at_the_middle_of_the_next_task(tmp_path):
     """The newest start's midpoint has passed, so the runner waits for the next start."""
     run = uuid.uuid4()
     writer = ReceiptWriter(tmp_path)
-    writer.started(unwrap(wrap(run, 0, b"")), time.time_ns() - 50_000_000)  # ended already
+    writer.started(unwrap(wrap(run, 0, b"")), time.time_ns() - 500_000_000)  # ended already
     next_start = []
 
     def start_next_task():
@@ -116,9 +116,11 @@ def test_a_stop_is_aimed_at_the_middle_of_the_next_task(tmp_path):
         next_start.append(time.time_ns())
         writer.started(unwrap(wrap(run, 1, b"")), next_start[0])
 
-    threading.Thread(target=start_next_task).start()
-    assert reliability.sleep_until_mid_task(LedgerReader(tmp_path, str(run)), work_ms=40)
-    assert time.time_ns() >= next_start[0] + 20_000_000
+    thread = threading.Thread(target=start_next_task)
+    thread.start()
+    assert reliability.sleep_until_mid_task(LedgerReader(tmp_path, str(run)), work_ms=400)
+    assert time.time_ns() >= next_start[0] + 200_000_000
+    thread.join()
 
 
 def test_a_consumer_that_starts_no_task_is_stopped_as_it_is(tmp_path, monkeypatch):
