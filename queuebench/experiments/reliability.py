@@ -29,9 +29,9 @@ MID_TASK_GIVE_UP_SEC = 2.0
 def sleep_until_mid_task(ledger: LedgerReader, work_ms: float) -> bool:
     """Sleep until halfway through a task in hand, so a stop lands mid-task; False if none came.
 
-    A receipt is written when a task ends, and a 20 ms task can end, and the next one start a
-    little later, before the runner's progress poll sees it. Handlers also note when work starts:
-    aim at the newest start, or if its midpoint has passed, watch closely for the next one.
+    A receipt is written when a task ends, so when the 50 ms progress poll sees one, a 20 ms
+    task may be over and the next not yet begun. Handlers therefore also note when work starts:
+    aim at the midpoint of the newest start or, if that has passed, watch closely for the next.
     """
     half_work_ns = work_ms * 500_000
     give_up = time.monotonic() + MID_TASK_GIVE_UP_SEC
