@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from queuebench.errors import QueuebenchError
+from queuebench.experiments.environment import machine_manifest
 from queuebench.experiments.results import (
     ExperimentConfig,
     Result,
@@ -167,18 +170,28 @@ def test_seed_figures_stand_beside_ours_where_the_seed_has_them():
 
 def test_merge_keeps_every_result_and_is_complete_only_if_every_run_was(tmp_path):
     """Merged runs hold all results, union the size table, and stay INCOMPLETE if one part is."""
-    first = RunFolder(tmp_path, "a", command="qa", manifest={"host": "h"})
+    first = RunFolder(tmp_path, "a", command="qa", manifest={"host": "h", "commit": "c1"})
     first.set_payload_sizes([{"records": 100, "format": "json", "bytes": 1, "pairs": {"p": FITS}}])
     first.add(Result(config("throughput", "p"), "ok", INFO, measurements(consume=5.0)))
     first.finish(render)
-    second = RunFolder(tmp_path, "b", command="qb", manifest={"host": "h"})
+    second = RunFolder(tmp_path, "b", command="qb", manifest={"host": "h", "commit": "c2"})
     second.set_payload_sizes([{"records": 100, "format": "json", "bytes": 1, "pairs": {"q": FITS}}])
     second.add(Result(config("throughput", "q"), "ok", INFO, measurements(consume=9.0)))
     merged = merge_runs([load_run(first.path), load_run(second.path)], "both")
     assert [r["config"]["pair"] for r in merged["results"]] == ["p", "q"]
     assert set(merged["payload_sizes"][0]["pairs"]) == {"p", "q"}
     assert merged["run"]["complete"] is False
+    assert merged["environment"]["commit"] == "c1, c2"  # parts run at different commits say so
     assert "**Fastest (json):** q" in render(merged)
+
+
+def test_the_manifest_names_the_commit_the_code_ran_from():
+    """A result can be traced to its code: the checkout's commit, marked if it had changes."""
+    git = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                         text=True, cwd=Path(__file__).parent)
+    head = git.stdout.strip()
+    expected = (head, head + "+changes") if git.returncode == 0 else (None,)  # not a checkout
+    assert machine_manifest()["commit"] in expected
 
 
 def test_newest_runs_picks_the_newest_complete_run_of_each_name(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
 
@@ -25,6 +26,23 @@ def library_version(distribution: str) -> str | None:
         return None
 
 
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def source_commit() -> str | None:
+    """The git commit the code ran from, "+changes" if tracked files differ; None outside git."""
+    commit = _git("rev-parse", "--short=10", "HEAD")
+    if commit and _git("status", "--porcelain", "--untracked-files=no"):
+        return commit + "+changes"
+    return commit
+
+
 def machine_manifest() -> dict[str, object]:
     mem_kb = _first_line_with("/proc/meminfo", "MemTotal")
     return {
@@ -35,4 +53,5 @@ def machine_manifest() -> dict[str, object]:
         "memory_gib": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None,
         "python": platform.python_version(),
         "queuebench": library_version("queuebench"),
+        "commit": source_commit(),
     }

@@ -117,7 +117,8 @@ class RunFolder:
 def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
     """One results document holding every result of `documents`, for a comparison report.
 
-    The environment is the first run's; the merged run is complete only if every part was.
+    The environment is the first run's, with every part's commit; the merged run is complete
+    only if every part was.
     """
     sizes: dict[tuple[int, str], dict] = {}
     for document in documents:
@@ -125,6 +126,10 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
             merged = sizes.setdefault((row["records"], row["format"]), {**row, "pairs": {}})
             merged["pairs"].update(row["pairs"])
     runs = [document["run"] for document in documents]
+    environment = dict(documents[0]["environment"])
+    part_commits = [document["environment"].get("commit") for document in documents]
+    if commits := [commit for commit in dict.fromkeys(part_commits) if commit]:
+        environment["commit"] = ", ".join(commits)
     return {
         "schema": SCHEMA_VERSION,
         "run": {"name": name, "command": " + ".join(run["command"] for run in runs),
@@ -132,7 +137,7 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
                 "finished_at": max((run["finished_at"] or "") for run in runs) or None,
                 "complete": all(run["complete"] for run in runs),
                 "merged_from": [run["name"] for run in runs]},
-        "environment": documents[0]["environment"],
+        "environment": environment,
         "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
         "results": [result for document in documents for result in document["results"]],
     }
