@@ -37,6 +37,9 @@ def _git(*args: str) -> str | None:
 
 def source_commit() -> str | None:
     """The git commit the code ran from, "+changes" if tracked files differ; None outside git."""
+    # Only a checkout that tracks this very file: an installed copy may sit in another repository.
+    if _git("ls-files", "--error-unmatch", Path(__file__).name) is None:
+        return None
     commit = _git("rev-parse", "--short=10", "HEAD")
     if commit and _git("status", "--porcelain", "--untracked-files=no"):
         return commit + "+changes"
