@@ -6,17 +6,25 @@ dequeue deletes the task, SIGINT lets the task in hand finish, SIGTERM and SIGKI
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
+import os
+import pickle
 import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from huey.registry import Message
+from huey.serializer import Serializer
+from huey.utils import Error
 
 from queuebench.adapters import create
-from queuebench.adapters.huey import HueyAdapter, HueyRedisAdapter
+from queuebench.adapters.huey import HueyAdapter, HueyRedisAdapter, JSONSerializer
 from queuebench.experiments.ledger import tally, unwrap, wrap
 from tests.harness import PairRun, wait_for
 
@@ -35,6 +43,22 @@ def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HueyAdap
     pair.prepare()
     yield pair
     pair.prepare()  # leaves nothing behind on a shared Redis
+    pair.cleanup()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.broker("redis")),
+                        pytest.param("postgres", marks=pytest.mark.broker("postgres"))])
+def json_adapter(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HueyAdapter]:
+    """Each huey pair's json-serializer variant, on a queue of this test's own."""
+    url = {"sqlite": f"huey+sqlite:///{tmp_path}/huey.sqlite",
+           "redis": "huey+redis://127.0.0.1:6379/0",
+           "postgres": "huey+postgres://queuebench:queuebench@127.0.0.1:5432/queuebench",
+           }[request.param]
+    pair: HueyAdapter = create(url, queue=f"qbtest{uuid.uuid4().hex[:12]}",
+                               variant="json-serializer")
+    pair.prepare()
+    yield pair
+    pair.prepare()
     pair.cleanup()
 
 
@@ -142,3 +166,74 @@ def test_sigkill_mid_task_loses_that_task_for_good(adapter: HueyAdapter, make_ru
     run.consumer.stop(timeout=10)
     result = tally(run.ledger.poll(), expected=6)
     assert (result.lost, result.duplicates) == ((2,), ())
+
+
+class MakesADirectoryWhenUnpickled:
+    """What a writer to the broker could store in place of a task: unpickling it runs os.mkdir."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.path),)
+
+
+def test_json_serializer_unpickles_nothing(tmp_path: Path) -> None:
+    """huey's default serializer runs what it unpickles; the JSON one refuses the same bytes."""
+    planted = pickle.dumps(MakesADirectoryWhenUnpickled(tmp_path / "by-json"))
+    with pytest.raises(ValueError):  # not JSON: JSONDecodeError or UnicodeDecodeError
+        JSONSerializer().deserialize(planted)
+    assert not (tmp_path / "by-json").exists()
+    Serializer().deserialize(pickle.dumps(MakesADirectoryWhenUnpickled(tmp_path / "by-pickle")))
+    assert (tmp_path / "by-pickle").is_dir()
+
+
+def test_json_serializer_round_trips_what_huey_stores() -> None:
+    """Messages (bytes arguments, datetimes, a chained task), results and errors come back as
+    they went; a type JSON cannot carry is refused when enqueued, not pickled."""
+    eta = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    then = Message("id-2", "t", None, 0, 0, None, ({"a": [1, 2.5]},), {}, None, None, None, None,
+                   None, None, None)
+    message = Message("id-1", "queuebench_message", eta, 2, 1.5, 10, (bytes(range(256)),), {},
+                      then, None, None, eta, None, ("cid", 2, 0, then), None)
+    serializer = JSONSerializer()
+    for value in (message, Error({"error": "boom", "retries": 0}), None, (1, "x", b"\0")):
+        stored = serializer.serialize(value)
+        json.loads(stored)
+        assert serializer.deserialize(stored) == value
+    assert type(serializer.deserialize(serializer.serialize(message))) is Message
+    with pytest.raises(TypeError, match="cannot carry a set"):
+        serializer.serialize(Message("id", "t", args=({1, 2},)))
+
+
+def test_json_serializer_variant_differs_from_default_in_the_serializer_only() -> None:
+    """Same worker command and delivery settings; the wire size follows base64."""
+    default = create("huey+redis://127.0.0.1:6379/0", queue="q")
+    json_variant = create("huey+redis://127.0.0.1:6379/0", queue="q", variant="json-serializer")
+    assert json_variant.consumer_argv() == default.consumer_argv()
+    assert {**json_variant.settings, "serializer": "pickle"} == dict(default.settings)
+    assert json_variant.settings["serializer"] == "json"
+    assert json_variant.size_limit.max_bytes == default.size_limit.max_bytes
+    assert json_variant.size_limit.wire_bytes(3_000) > 4_000 > default.size_limit.wire_bytes(3_000)
+
+
+def test_json_serializer_variant_stores_json_and_consumer_processes_every_message(
+        json_adapter: HueyAdapter, make_run) -> None:
+    """The broker holds JSON with the payload as base64; huey_consumer, given the same serializer
+    by the worker module, hands each message to the handler once."""
+    run = make_run(json_adapter, work_ms=0)
+    run.send(20, payload=os.urandom(1_000))
+    stored = json_adapter.huey.storage.enqueued_items()
+    assert len(stored) == 20
+    for data in stored:
+        [argument] = json.loads(data)["__huey_message__"][6]["__tuple__"]
+        assert list(argument) == ["__bytes__"]
+        sent = base64.b64decode(argument["__bytes__"])
+        assert len(data) <= json_adapter.size_limit.wire_bytes(len(sent))
+    assert run.queued_seqs() == list(range(20))
+    run.consumer.start()
+    run.wait_received(20)
+    run.consumer.stop(timeout=10)
+    result = tally(run.ledger.poll(), expected=20)
+    assert (result.lost, result.duplicates, result.corrupt) == ((), (), 0)
+    assert json_adapter.backlog().waiting == 0

@@ -8,19 +8,24 @@ forking worker's horse survives a SIGKILL of its worker's process group.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from queuebench.adapters import create
 from queuebench.adapters.base import Variant
 from queuebench.adapters.rq import JOB_FUNCTION, RQAdapter
+from queuebench.adapters.rq_json import JSONSerializer as RQJSONSerializer
 from queuebench.errors import BrokerUnreachable
 from queuebench.experiments.ledger import tally, unwrap, wrap
 from tests.harness import PairRun, wait_for
@@ -65,16 +70,40 @@ def make_run(pair_runs: Callable[..., PairRun]) -> Callable[..., RQRun]:
 
 
 def test_consumer_is_rq_worker_with_the_recorded_settings() -> None:
-    """Each variant runs `rq worker` with the worker class and timings its settings declare."""
-    forking = create(REDIS_URL, queue="q").consumer_argv()
-    assert forking[1:] == ["-m", "rq.cli", "worker", "--url", "redis://127.0.0.1:6379/0",
-                           "--worker-class", "rq.Worker",
-                           "--worker-ttl", "20", "--maintenance-interval", "5",
-                           "--job-monitoring-interval", "5", "q"]
+    """Each variant runs `rq worker` with the worker class, timings and serializer its settings
+    declare; the Redis URL goes in RQ_REDIS_URL, which RQ's CLI reads for `--url`."""
+    forking = create(REDIS_URL, queue="q")
+    assert forking.consumer_argv()[1:] == ["-m", "rq.cli", "worker", "--worker-class", "rq.Worker",
+                                           "--worker-ttl", "20", "--maintenance-interval", "5",
+                                           "--job-monitoring-interval", "5", "q"]
+    assert forking.consumer_env() == {"RQ_REDIS_URL": "redis://127.0.0.1:6379/0"}
     simple = create(REDIS_URL, queue="q", variant="simple-worker").consumer_argv()
     assert simple[simple.index("--worker-class") + 1] == "rq.SimpleWorker"
+    json_argv = create(REDIS_URL, queue="q", variant="json-serializer").consumer_argv()
+    assert json_argv[json_argv.index("--serializer") + 1] == \
+        "queuebench.adapters.rq_json.JSONSerializer"
+    assert json_argv[json_argv.index("--worker-class") + 1] == "rq.Worker"
     assert create(REDIS_URL, queue="q", variant="retry").job_options()["retry"].max == 3
     assert create(REDIS_URL, queue="q").job_options()["retry"] is None
+
+
+def test_password_goes_to_the_worker_in_its_environment_only() -> None:
+    """`ps` shows every local user a command line: the password is in RQ_REDIS_URL instead."""
+    adapter = create("rq+redis://:S3cret@127.0.0.1:6379/3", queue="q")
+    assert "S3cret" not in " ".join(adapter.consumer_argv())
+    assert adapter.consumer_env() == {"RQ_REDIS_URL": "redis://:S3cret@127.0.0.1:6379/3"}
+
+
+def test_json_serializer_carries_bytes_and_imports_no_handler() -> None:
+    """Bytes survive the JSON serializer; importing it (the worker does, before forking) leaves
+    the handler to each work horse, as with pickle, so only the serializer differs."""
+    script = ("import sys; from queuebench.adapters.rq_json import JSONSerializer as S; "
+              "data = ('f', None, [bytes(range(256))], {'k': (1, 'x')}); "
+              "assert S.loads(S.dumps(data)) == ['f', None, [bytes(range(256))], {'k': [1, 'x']}]; "
+              "assert 'queuebench.experiments.handler' not in sys.modules")
+    subprocess.run([sys.executable, "-c", script], check=True)
+    with pytest.raises(TypeError, match="cannot carry a set"):
+        RQJSONSerializer.dumps({1, 2})
 
 
 def test_unreachable_redis_is_named_within_the_timeout() -> None:
@@ -106,7 +135,62 @@ def test_job_carries_the_raw_bytes_pickled_and_compressed(make_run) -> None:
 
 
 @pytest.mark.broker("redis")
-@pytest.mark.parametrize("variant", ["default", "simple-worker"])
+def test_worker_finds_redis_from_its_environment_and_ps_shows_no_password(pair_runs) -> None:
+    """A worker started as the runner starts it reaches a password-protected URL's database
+    through RQ_REDIS_URL; its command line and consumer.log carry no password.
+
+    Database 3, so that a worker that fell back to RQ's default (localhost, database 0) would
+    never see the jobs. The project's Redis has no password and accepts any."""
+    adapter = RQAdapter("rq+redis://:S3cret@127.0.0.1:6379/3",
+                        queue=f"qbtest-{uuid.uuid4().hex[:12]}")
+    adapter.prepare()
+    run = pair_runs(adapter, work_ms=0, cls=RQRun)
+    run.send(3)
+    run.consumer.start()
+    run.wait_received(3, timeout=15)
+    command_lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command_lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # exited while we looked
+    ours = [line for line in command_lines if adapter.queue in line]
+    assert ours and not any("S3cret" in line for line in ours)
+    run.consumer.stop(timeout=10)
+    assert "S3cret" not in run.consumer.log_path.read_text()
+
+
+@pytest.mark.broker("redis")
+def test_json_serializer_variant_stores_json_not_pickle(make_run) -> None:
+    """json-serializer: Redis holds the job as zlib-compressed JSON, the payload as base64 text;
+    the job function and argument are those of the default variant."""
+    run = make_run("json-serializer")
+    payload = wrap(run.run_id, 0, os.urandom(100_000))  # incompressible, not UTF-8
+    producer = run.adapter.producer()
+    producer.send(payload)
+    producer.close()
+    [job] = run.adapter.rq_queue().get_jobs()
+    assert job.func_name == JOB_FUNCTION and list(job.args) == [payload]
+    stored = run.adapter.connection.hget(job.key, "data")
+    func_name, _, [argument], _ = json.loads(zlib.decompress(stored))
+    assert func_name == JOB_FUNCTION and list(argument) == ["__bytes__"]
+    assert len(stored) <= run.adapter.size_limit.wire_bytes(len(payload))
+    assert run.adapter.size_limit.wire_bytes(10) != RQAdapter.size_limit.wire_bytes(10)
+
+
+@pytest.mark.broker("redis")
+def test_json_serializer_still_runs_any_function_a_job_names(make_run, tmp_path) -> None:
+    """JSON stops unpickling, not code: RQ imports and calls whatever a job names, so whoever can
+    write to the Redis still runs code in the worker (here os.mkdir; os.system works as well)."""
+    run = make_run("json-serializer", work_ms=0)
+    made = tmp_path / "made-by-a-json-job"
+    run.adapter.rq_queue().enqueue("os.mkdir", str(made))
+    run.consumer.start()
+    wait_for(made.exists, f"the worker to run os.mkdir; log: {run.consumer.log_tail()}")
+
+
+@pytest.mark.broker("redis")
+@pytest.mark.parametrize("variant", ["default", "simple-worker", "json-serializer"])
 def test_rq_worker_processes_every_message_once(make_run, variant: str) -> None:
     """`rq worker` hands each message to the handler once and leaves nothing behind."""
     run = make_run(variant, work_ms=0)

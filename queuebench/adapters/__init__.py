@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from queuebench.adapters.base import Adapter
 from queuebench.errors import MissingExtra, UsageError
+from queuebench.redact import redact
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def resolve_url(text: str) -> tuple[PairEntry, str]:
     """Map `scheme` or `scheme://...` to its registry entry and a full URL."""
     scheme, sep, _ = text.partition("://")
     if not sep and ":" in text:
-        raise UsageError(f"malformed pair URL {text!r}: expected SCHEME://ADDRESS, "
+        raise UsageError(f"malformed pair URL {redact(text)!r}: expected SCHEME://ADDRESS, "
                          "e.g. huey+sqlite:///.state/huey.sqlite")
     entry = PAIRS.get(scheme)
     if entry is None:
@@ -109,7 +110,7 @@ def resolve_url(text: str) -> tuple[PairEntry, str]:
     try:
         port = urlsplit(url).port  # raises ValueError on a non-numeric or out-of-range port
     except ValueError as exc:
-        raise UsageError(f"malformed pair URL {url!r}: {exc}") from None
+        raise UsageError(f"malformed pair URL {redact(url)!r}: {exc}") from None
     del port
     return entry, url
 

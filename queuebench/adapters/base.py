@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Protocol
 
+from queuebench.redact import redact
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -30,6 +32,9 @@ class Capabilities:
     redelivery_after: str  # what a lost-in-flight message waits for before it comes again
     ordering: str
     carries_bytes: str  # how raw bytes reach the broker, e.g. "base64 in a JSON body (+33%)"
+    # What the worker decodes a message with, and what whoever can write to the broker can make
+    # it do, e.g. "pickle: whoever can write to the broker runs code in the worker".
+    serializer: str
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,11 @@ class Variant:
 
 
 class Adapter(ABC):
-    """One broker+library pair, addressed by a compound URL such as `huey+sqlite:///q.db`."""
+    """One broker+library pair, addressed by a compound URL such as `huey+sqlite:///q.db`.
+
+    `self.url` keeps the password, for connecting; whatever leaves the adapter (`describe`,
+    errors, the worker's command line) shows it masked (`queuebench.redact`).
+    """
 
     scheme: ClassVar[str]  # the registry's key; its default URL and extra live there too
     library: ClassVar[str]  # distribution whose version goes into the manifest
@@ -124,7 +133,7 @@ class Adapter(ABC):
             "pair": self.scheme,
             "variant": self.variant.name,
             "variant_note": self.variant.note,
-            "url": self.url,
+            "url": redact(self.url),
             "library": self.library,
             "broker": self.broker,
             "capabilities": asdict(self.capabilities),
@@ -151,6 +160,11 @@ class Adapter(ABC):
     def consumer_argv(self) -> list[str]:
         """The program a user would run to consume; plain clients run `queuebench consume`."""
         return [sys.executable, "-m", "queuebench", "consume"]
+
+    def consumer_env(self) -> dict[str, str]:
+        """Environment variables the consumer needs besides its configuration: what must not go
+        on its command line (a password there is shown to every local user by `ps`)."""
+        return {}
 
     def consume(self, handle: Callable[[bytes], None], stopping: threading.Event) -> None:
         """Receive until `stopping` is set, calling `handle` per message, then acking it.

@@ -50,6 +50,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
+from queuebench.redact import redact
 
 MAX_MESSAGE_BYTES = 1_048_576  # AWS since 2025 (262,144 before); ElasticMQ strict since 1.7.0
 MAX_BATCH_ENTRIES = 10
@@ -77,8 +78,11 @@ def endpoint_for(pair_url: str) -> Endpoint:
     """`boto3+sqs://host:port` -> plain http (ElasticMQ); `sqs.<region>.amazonaws.com` -> https."""
     address = urlsplit(pair_url)
     if not address.hostname:
-        raise UsageError(f"{pair_url!r}: expected boto3+sqs://HOST:PORT, "
+        raise UsageError(f"{redact(pair_url)!r}: expected boto3+sqs://HOST:PORT, "
                          "e.g. boto3+sqs://127.0.0.1:9324 or boto3+sqs://sqs.eu-west-1.amazonaws.com")
+    if "@" in address.netloc:  # else the endpoint, printed in errors, would carry a password
+        raise UsageError(f"{redact(pair_url)!r}: credentials do not go in the URL; boto3 takes "
+                         "them from its usual chain (environment, ~/.aws)")
     aws = AWS_HOST.fullmatch(address.hostname)
     if aws:
         return Endpoint(f"https://{address.netloc}", aws.group(1), aws=True)
@@ -166,6 +170,7 @@ class Boto3SQSAdapter(Adapter):
         redelivery_after="the queue's visibility timeout (10 s here; SQS default 30 s)",
         ordering="none (standard queue): best effort, out of order within a batch",
         carries_bytes="base64 text in the message body (+33%): SQS bodies are Unicode text",
+        serializer="none: the body's base64 is decoded to the raw bytes, nothing is unpickled",
     )
     size_limit = SizeLimit(
         max_bytes=MAX_MESSAGE_BYTES,  # of the body as sent: the base64 text

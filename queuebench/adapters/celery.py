@@ -51,6 +51,7 @@ from kombu.exceptions import OperationalError
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.experiments.handler import handle
+from queuebench.redact import redact
 
 TASK_NAME = "queuebench.process"
 TRANSPORT_OPTION = "broker_transport_options."
@@ -61,6 +62,10 @@ TASK_BODY_FRAMING_BYTES = 116
 # Headers and properties around the body: measured 831 bytes for a 1-byte payload and 2,878 for
 # 17 KB; `argsrepr` (a repr of the arguments) is capped by Celery at 1,024 characters.
 MESSAGE_FRAMING_MAX_BYTES = 3_000
+# Celery's defaults, task_serializer "json" and accept_content ["json"], which no variant changes.
+CELERY_SERIALIZER = ("JSON (Celery's default task_serializer; accept_content is json only, so a "
+                     "message in pickle or any other format is refused); a task runs only if "
+                     "the worker registered its name")
 
 
 def task_body_bytes(payload_bytes: int) -> int:
@@ -125,6 +130,7 @@ class CeleryAdapter(Adapter):
         carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
                       "bytes go as an escaped JSON string) and the virtual transport base64s "
                       "the whole body again: 17 KB random bytes are 33,982 bytes in the row",
+        serializer=CELERY_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=1_000_000_000,  # SQLITE_MAX_LENGTH; the JSON message is one TEXT value
@@ -211,17 +217,34 @@ class CeleryAdapter(Adapter):
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
 
     def check_reachable(self, timeout: float) -> None:
-        conn = self.app.connection_for_write()
+        # Connects and asks, declares nothing (issue 8): a queue declare creates the queue on
+        # RabbitMQ and SQS, and on sqla the database file, kombu's tables and a queue row.
+        from queuebench.redact import redact
+
+        if self.broker_url.startswith("sqla+sqlite:///"):
+            from queuebench.adapters.sqlite_probe import check_sqlite_file
+
+            check_sqlite_file(self.scheme, Path(self.broker_url.removeprefix("sqla+sqlite:///")))
+            return
+        # Bounded by `timeout`: kombu's Redis and SQS transports otherwise wait for a silent
+        # broker without end (no socket timeout) or for minutes (botocore's 60 s and retries).
+        options = {"redis": {"socket_timeout": timeout, "socket_connect_timeout": timeout},
+                   "sqs": {"client-config": {"connect_timeout": timeout / 2,
+                                             "read_timeout": timeout / 2,
+                                             "retries": {"total_max_attempts": 1}}},
+                   }.get(self.broker, {})
+        conn = self.app.connection_for_write(connect_timeout=timeout, transport_options=options)
         try:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
-            Queue(self.queue).bind(conn.default_channel).declare()
+            # Opening the connection is the question: an AMQP handshake, a PING (Redis), a
+            # ListQueues (SQS). The one retry comes at once, so that both fit in `timeout`.
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         # ensure_connection re-raises a refused connection as kombu's OperationalError, which
         # the Redis transport does not list among its connection errors.
         except (*conn.connection_errors, *conn.channel_errors, OperationalError, OSError
                 ) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise BrokerUnreachable(f"{self.scheme}: cannot reach {conn.as_uri()}: {reason}"
-                                    ) from None
+            raise BrokerUnreachable(redact(f"{self.scheme}: cannot reach {conn.as_uri()}: "
+                                           f"{reason}")) from None
         finally:
             conn.release()
 
@@ -255,6 +278,7 @@ class CeleryRedisAdapter(CeleryAdapter):
         carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
                       "bytes go as an escaped JSON string) and the virtual transport base64s "
                       "the whole body again (as on sqla)",
+        serializer=CELERY_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len
@@ -317,6 +341,7 @@ class CeleryRabbitMQAdapter(CeleryAdapter):
         ordering="FIFO per queue; redelivered messages return near the head",
         carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
                       "bytes go as an escaped JSON string); AMQP carries that body as it is",
+        serializer=CELERY_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size, RabbitMQ 3.10 (16 MiB on 4.x)
@@ -357,6 +382,7 @@ class CelerySQSAdapter(CeleryAdapter):
         ordering="best effort (standard queue)",
         carries_bytes="kombu JSON wraps bytes as base64, the transport base64s the body and then"
                       " the whole JSON message again (sqs_base64_encoding)",
+        serializer=CELERY_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=1024 * 1024,  # SQS since 2025; ElasticMQ 1.7 with sqs-limits = strict
@@ -374,7 +400,11 @@ class CelerySQSAdapter(CeleryAdapter):
 
     @classmethod
     def map_url(cls, url: str) -> str:
-        return "sqs://queuebench:queuebench@" + url.partition("://")[2].lstrip("/")
+        address = url.partition("://")[2].lstrip("/")
+        if "@" in address:  # kombu would read AWS keys from it; ElasticMQ takes the dummy ones
+            raise UsageError(f"{redact(url)!r}: expected {cls.scheme}://HOST:PORT, without "
+                             "credentials (ElasticMQ; dummy ones are set)")
+        return "sqs://queuebench:queuebench@" + address
 
     def _client(self):
         import boto3

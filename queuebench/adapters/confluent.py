@@ -131,6 +131,7 @@ class ConfluentKafkaAdapter(KafkaPairBase):
                          "reads on from the committed offset",
         ordering="offset order (one partition)",
         carries_bytes="raw bytes as the message value; key = str(seq)",
+        serializer="none: raw bytes reach the handler, nothing is unpickled or decoded",
     )
     size_limit = SizeLimit(
         max_bytes=MESSAGE_MAX_BYTES,

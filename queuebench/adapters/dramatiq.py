@@ -92,6 +92,8 @@ REDIS_MESSAGE_ID_BYTES = 57
 MAX_QUEUE_NAME_BYTES = 255
 DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000  # dramatiq: 60,000
 DEFAULT_MAINTENANCE_CHANCE = 1_000_000  # per million commands; dramatiq: 1,000 (0.1%)
+DRAMATIQ_SERIALIZER = ("JSON (dramatiq's default JSONEncoder), nothing is unpickled; a message "
+                       "runs only if its actor name is declared on the worker's broker")
 
 
 def default_of(middleware: type, parameter: str) -> object:
@@ -250,6 +252,7 @@ class DramatiqRedisAdapter(DramatiqAdapter):
         ordering="FIFO per queue with one worker; recovered messages go to the tail",
         carries_bytes="base64 text in dramatiq's JSON message (+33%, 231 bytes of framing "
                       "plus the queue name)",
+        serializer=DRAMATIQ_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len, for the JSON message (one argument)
@@ -339,6 +342,7 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
         ordering="FIFO per queue with one worker; requeued messages keep their place",
         carries_bytes="base64 text in dramatiq's JSON message (+33%, 174 bytes of framing "
                       "plus the queue name)",
+        serializer=DRAMATIQ_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size of RabbitMQ 3.10, for the message body
@@ -374,12 +378,16 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
 
     def check_reachable(self, timeout: float) -> None:
         import pika.exceptions
+        from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
-        try:
+        from queuebench.redact import redact
+
+        try:  # connects and closes; declares nothing
             self._connect(timeout).close()
-        except (pika.exceptions.AMQPError, OSError) as exc:
-            raise BrokerUnreachable(f"{self.scheme}: cannot reach {amqp_url(self.address)}: "
-                                    f"{exc!r}") from None
+        # A silent broker ends in AMQPConnectorStackTimeout, which is no AMQPError.
+        except (pika.exceptions.AMQPError, AMQPConnectorException, OSError) as exc:
+            raise BrokerUnreachable(redact(f"{self.scheme}: cannot reach "
+                                           f"{amqp_url(self.address)}: {exc!r}")) from None
 
     def broker_version(self) -> str | None:
         connection = self._connect(5.0)

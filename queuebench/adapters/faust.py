@@ -67,6 +67,7 @@ from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, 
 from queuebench.adapters.kafka_common import recreate_topic
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.experiments.handler import ConsumerConfig, handle
+from queuebench.redact import redact
 
 ADMIN_TIMEOUT_SEC = 30.0
 SEND_TIMEOUT_SEC = 60.0
@@ -101,8 +102,8 @@ def record_wire_bytes(payload_bytes: int) -> int:
 
 def kafka_address(pair_url: str) -> str:
     address = pair_url.partition("://")[2].rstrip("/")
-    if not address or "/" in address:
-        raise UsageError(f"{pair_url!r}: expected faust+kafka://HOST:PORT")
+    if not address or "/" in address or "@" in address:  # "@": no credentials in a Kafka URL
+        raise UsageError(f"{redact(pair_url)!r}: expected faust+kafka://HOST:PORT")
     return address
 
 
@@ -196,6 +197,8 @@ class FaustAdapter(Adapter):
                          "then from the last committed offset",
         ordering="partition order (one partition), one event at a time",
         carries_bytes="raw bytes as the record value (faust serializer 'raw')",
+        serializer="none: faust's 'raw' codec hands the record's bytes to the agent, nothing is "
+                   "unpickled",
     )
     size_limit = SizeLimit(
         max_bytes=MAX_REQUEST_BYTES,  # compared with aiokafka's estimate of the record

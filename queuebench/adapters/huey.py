@@ -19,6 +19,13 @@ because the worker is another process); `huey+redis://127.0.0.1:6379/0`;
 The huey instance is named after the queue, which is how huey keeps queues apart in one database
 (on Redis huey drops the name's non-alphanumeric characters).
 
+Serializer: huey pickles every task (and result) it stores and unpickles what it dequeues, so
+whoever can write to the SQLite file, the Redis or the database runs code in the worker. The
+`json-serializer` variant gives `Huey(serializer=...)` a `Serializer` subclass that writes JSON
+instead (`JSONSerializer` below: bytes as base64 text, +33%): nothing from the broker is
+unpickled, and a task runs only if its name is registered on the worker. Delivery is the same as
+`default` (at-most-once).
+
 Options (the `default` variant): the `huey_consumer` worker settings `workers`, `worker_type`
 and the empty-queue polling `initial_delay`, `backoff` and `max_delay` (SQLite is polled; Redis
 blocks in BRPOP), passed on its command line; everything else is huey's default, recorded too.
@@ -28,22 +35,41 @@ to 10 s (measured: a message sent after 5 s idle waited 0.6 s, after 15 s idle 0
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
 from huey.api import TaskWrapper
+from huey.registry import Message
+from huey.serializer import Serializer
+from huey.utils import Error
 
-from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
+from queuebench.adapters.base import (
+    Adapter,
+    Backlog,
+    Capabilities,
+    SizeLimit,
+    Variant,
+    base64_size,
+)
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.experiments.handler import handle
+from queuebench.redact import redact
 
 TASK_NAME = "queuebench_message"
 # huey pickles a Message tuple (task id, task name, args, ...) around the payload: measured
 # 151 bytes under 256 B of payload, 163 from 64 KiB to 4 GiB (pickle's length fields grow).
 PICKLE_FRAMING_BYTES = 163
+# The json-serializer variant's JSON task around the base64 text: the Message's 15 fields, the
+# task id (a 36-character uuid) and name; measured 189 bytes whatever the payload, rounded up.
+JSON_FRAMING_BYTES = 256
 
 WORKER_SETTINGS = {  # huey_consumer option -> value; these are huey 3.5's defaults
     "workers": ("-w", 1),
@@ -60,6 +86,72 @@ LIBRARY_DEFAULTS = {
     "serializer": "pickle",
     "scheduler": "a thread, every 1 s, periodic tasks on",
 }
+PICKLE_SERIALIZER = ("pickle (huey's default Serializer): whoever can write to the broker runs "
+                     "code in the worker; json-serializer: JSON, nothing is unpickled and a task "
+                     "runs only if its name is registered on the worker")
+
+
+def json_wire_bytes(payload_bytes: int) -> int:
+    return base64_size(payload_bytes) + JSON_FRAMING_BYTES
+
+
+def _tagged(value: object) -> object:
+    """`value` in terms JSON has: what it lacks goes as a one-key object naming its type."""
+    if isinstance(value, Message):  # namedtuples: before tuple
+        return {"__huey_message__": [_tagged(field) for field in value]}
+    if isinstance(value, Error):
+        return {"__huey_error__": _tagged(value.metadata)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"__bytes__": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, datetime):
+        return {"__datetime__": value.isoformat()}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_tagged(item) for item in value]}
+    if isinstance(value, list):
+        return [_tagged(item) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _tagged(item) for key, item in value.items()}
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise TypeError(f"huey's JSON serializer cannot carry a {type(value).__name__}")
+
+
+_UNTAG: dict[str, Callable[[object], object]] = {
+    "__huey_message__": lambda fields: Message(*fields),
+    "__huey_error__": Error,
+    "__bytes__": lambda text: base64.b64decode(text, validate=True),
+    "__datetime__": datetime.fromisoformat,
+    "__tuple__": tuple,
+}
+
+
+def _untagged(obj: dict[str, object]) -> object:
+    if len(obj) == 1:
+        [(key, value)] = obj.items()
+        if key in _UNTAG:
+            return _UNTAG[key](value)
+    return obj
+
+
+class JSONSerializer(Serializer):
+    """huey's Serializer with JSON in place of pickle, for `Huey(serializer=JSONSerializer())`.
+
+    huey stores Message namedtuples (task name, id, args, eta, ...), results and errors; JSON has
+    no bytes, tuples or datetimes, so those travel tagged (`{"__bytes__": "<base64>"}`), and a
+    value of any other type is refused when it is enqueued, never pickled.
+    """
+
+    def _serialize(self, data: object) -> bytes:
+        return json.dumps(_tagged(data), separators=(",", ":")).encode()
+
+    def _deserialize(self, data: bytes) -> object:
+        return json.loads(data, object_hook=_untagged)
+
+
+SERIALIZERS: dict[str, Callable[[], Serializer] | None] = {
+    "pickle": None,  # huey's own default
+    "json": JSONSerializer,
+}
 
 
 def deliver(message: bytes) -> None:
@@ -70,28 +162,44 @@ def deliver(message: bytes) -> None:
 def sqlite_path(pair_url: str) -> Path:
     address = pair_url.partition("://")[2]
     if not address.startswith("/") or len(address) < 2:
-        raise UsageError(f"{pair_url!r}: expected huey+sqlite:///path/to/file.sqlite "
+        raise UsageError(f"{redact(pair_url)!r}: expected huey+sqlite:///path/to/file.sqlite "
                          "(a file: the worker is another process)")
     return Path(address[1:]).resolve()
 
 
-def huey_for(pair_url: str, queue: str) -> tuple[Huey, TaskWrapper]:
-    """The huey instance for a pair URL, with the message task registered.
+def huey_variants(**broker_settings: object) -> tuple[Variant, Variant]:
+    """huey's defaults, and the same with the JSON serializer: delivery is the same in both."""
+    default = {**{k: v for k, (_, v) in WORKER_SETTINGS.items()}, **LIBRARY_DEFAULTS,
+               **broker_settings}
+    return (
+        Variant("default", default),
+        Variant("json-serializer", {**default, "serializer": "json"},
+                note="huey's defaults with JSONSerializer in place of pickle: nothing from the "
+                     "broker is unpickled; the payload goes as base64 text (+33%)"),
+    )
+
+
+def huey_for(pair_url: str, queue: str, serializer: str = "pickle") -> tuple[Huey, TaskWrapper]:
+    """The huey instance for a pair URL and serializer (a key of SERIALIZERS), with the message
+    task registered.
 
     Producer and worker both build theirs here, so the task has the same registered name
-    (`queuebench.adapters.huey.queuebench_message`) on both sides.
+    (`queuebench.adapters.huey.queuebench_message`) and serializer on both sides.
     """
     backend, _, address = pair_url.partition("+")[2].partition("://")
+    make_serializer = SERIALIZERS[serializer]
+    options = {} if make_serializer is None else {"serializer": make_serializer()}
     if backend == "sqlite":
         path = sqlite_path(pair_url)
         path.parent.mkdir(parents=True, exist_ok=True)
-        huey: Huey = SqliteHuey(queue, filename=str(path))
+        huey: Huey = SqliteHuey(queue, filename=str(path), **options)
     elif backend == "redis":
-        huey = RedisHuey(queue, url=f"redis://{address}")
+        huey = RedisHuey(queue, url=f"redis://{address}", **options)
     elif backend == "postgres":
-        huey = PostgresHuey(queue, dsn=f"postgresql://{address}", connect_timeout=10)
+        huey = PostgresHuey(queue, dsn=f"postgresql://{address}", connect_timeout=10, **options)
     else:
-        raise UsageError(f"{pair_url!r}: huey pairs are huey+sqlite, huey+redis, huey+postgres")
+        raise UsageError(f"{redact(pair_url)!r}: huey pairs are huey+sqlite, huey+redis, "
+                         "huey+postgres")
     return huey, huey.task(name=TASK_NAME)(deliver)
 
 
@@ -127,7 +235,10 @@ class HueyAdapter(Adapter):
                          "SIGINT lets it finish",
         redelivery_after="never",
         ordering="FIFO (priority, then insertion id) with one worker",
-        carries_bytes="raw bytes as the task argument, pickled (151-163 bytes of framing)",
+        carries_bytes="raw bytes as the task argument, pickled (151-163 bytes of framing); "
+                      "json-serializer: base64 text (+33%) in a JSON task (189 bytes of "
+                      "framing)",
+        serializer=PICKLE_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=1_000_000_000,  # compared with wire bytes: the pickled task
@@ -135,36 +246,37 @@ class HueyAdapter(Adapter):
               "bytes for the pickled task)",
         overhead=lambda n: n + PICKLE_FRAMING_BYTES,
     )
-    variants = (
-        Variant("default", {**{k: v for k, (_, v) in WORKER_SETTINGS.items()},
-                            **LIBRARY_DEFAULTS, "sqlite_journal_mode": "wal",
-                            "sqlite_busy_timeout_sec": 5}),
-    )
+    variants = huey_variants(sqlite_journal_mode="wal", sqlite_busy_timeout_sec=5)
     graceful_stop_signal = signal.SIGINT  # huey_consumer's default graceful signal
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)
         if self.broker == "sqlite":  # the worker must find the same file from any directory
             self.url = f"{self.scheme}:///{sqlite_path(url)}"
+        if self.serializer != "pickle":  # base64 in JSON: the pair's limit, other framing
+            self.size_limit = dataclasses.replace(type(self).size_limit,
+                                                  overhead=json_wire_bytes)
         self._huey: Huey | None = None
+
+    @property
+    def serializer(self) -> str:
+        return str(self.settings["serializer"])
+
+    def build_huey(self) -> tuple[Huey, TaskWrapper]:
+        """This pair's huey instance and task; `huey_worker` builds the worker's here too."""
+        return huey_for(self.url, self.queue, self.serializer)
 
     @property
     def huey(self) -> Huey:
         if self._huey is None:
-            self._huey, _ = huey_for(self.url, self.queue)
+            self._huey, _ = self.build_huey()
         return self._huey
 
     def check_reachable(self, timeout: float) -> None:
-        path = sqlite_path(self.url)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=timeout)
-            try:
-                conn.execute("select 1")
-            finally:
-                conn.close()
-        except (OSError, sqlite3.Error) as exc:
-            raise BrokerUnreachable(f"{self.scheme}: cannot open {path}: {exc}") from None
+        # Asks the file system only: opening the database would create it (issue 8).
+        from queuebench.adapters.sqlite_probe import check_sqlite_file
+
+        check_sqlite_file(self.scheme, sqlite_path(self.url))
 
     def broker_version(self) -> str | None:
         return f"SQLite {sqlite3.sqlite_version}"
@@ -173,7 +285,7 @@ class HueyAdapter(Adapter):
         self.huey.flush()  # this queue's tasks, schedule, results and counters
 
     def producer(self) -> HueyProducer:
-        return HueyProducer(*huey_for(self.url, self.queue))
+        return HueyProducer(*self.build_huey())
 
     def consumer_argv(self) -> list[str]:
         argv = [sys.executable, "-m", "huey.bin.huey_consumer",
@@ -203,6 +315,7 @@ class HueyRedisAdapter(HueyAdapter):
         redelivery_after="never",
         ordering="FIFO (LPUSH, BRPOP) with one worker",
         carries_bytes=HueyAdapter.capabilities.carries_bytes,
+        serializer=PICKLE_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,
@@ -210,10 +323,7 @@ class HueyRedisAdapter(HueyAdapter):
               "ConnectionError ... Broken pipe",
         overhead=lambda n: n + PICKLE_FRAMING_BYTES,
     )
-    variants = (
-        Variant("default", {**{k: v for k, (_, v) in WORKER_SETTINGS.items()},
-                            **LIBRARY_DEFAULTS, "redis_blocking_read_timeout_sec": 1}),
-    )
+    variants = huey_variants(redis_blocking_read_timeout_sec=1)
 
     @property
     def redis_url(self) -> str:
@@ -238,17 +348,16 @@ class HueyPostgresAdapter(HueyAdapter):
         on_worker_killed=HueyAdapter.capabilities.on_worker_killed,
         redelivery_after="never",
         ordering="FIFO (priority, then id) with one worker",
-        carries_bytes="raw bytes as the task argument, pickled into a BYTEA column",
+        carries_bytes="raw bytes as the task argument, pickled into a BYTEA column; "
+                      "json-serializer: base64 text (+33%) in a JSON task, in the same column",
+        serializer=PICKLE_SERIALIZER,
     )
     size_limit = SizeLimit(
         max_bytes=1_073_741_823,
         error="PostgreSQL: invalid memory alloc request size (1 GB per BYTEA field)",
         overhead=lambda n: n + PICKLE_FRAMING_BYTES,
     )
-    variants = (
-        Variant("default", {**{k: v for k, (_, v) in WORKER_SETTINGS.items()},
-                            **LIBRARY_DEFAULTS, "postgres_listen_read_timeout_sec": 1}),
-    )
+    variants = huey_variants(postgres_listen_read_timeout_sec=1)
 
     def _connect(self, timeout: float):
         import psycopg
@@ -262,8 +371,11 @@ class HueyPostgresAdapter(HueyAdapter):
         try:
             self._connect(timeout).close()
         except psycopg.Error as exc:
+            from queuebench.redact import redact
+
             reason = str(exc).strip().splitlines()[0]
-            raise BrokerUnreachable(f"{self.scheme}: cannot reach {self.url}: {reason}") from None
+            raise BrokerUnreachable(
+                redact(f"{self.scheme}: cannot reach {self.url}: {reason}")) from None
 
     def broker_version(self) -> str | None:
         with self._connect(5.0) as conn:

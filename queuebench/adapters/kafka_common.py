@@ -29,7 +29,8 @@ from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.errors import GroupIdNotFoundError, KafkaError, TopicAlreadyExistsError
 
 from queuebench.adapters.base import Adapter, Backlog, Variant
-from queuebench.errors import BrokerUnreachable
+from queuebench.errors import BrokerUnreachable, UsageError
+from queuebench.redact import redact
 
 # A killed member is evicted when its session times out: 10 s instead of the libraries' 45 s,
 # so a reliability run ends in well under a minute. Kafka 4 accepts 6 s .. 30 min.
@@ -103,7 +104,11 @@ def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: flo
 
 def bootstrap_servers(pair_url: str) -> str:
     """`kafka-python+kafka://h1:9092,h2:9092` -> `h1:9092,h2:9092`."""
-    return pair_url.partition("://")[2].strip("/") or "127.0.0.1:9092"
+    servers = pair_url.partition("://")[2].strip("/") or "127.0.0.1:9092"
+    if "@" in servers:  # else a password would be printed as part of a server's address
+        raise UsageError(f"{redact(pair_url)!r}: a Kafka URL names servers only "
+                         "(HOST:PORT,...); Kafka clients take no credentials from it")
+    return servers
 
 
 class KafkaPairBase(Adapter):

@@ -118,6 +118,7 @@ class KafkaPythonAdapter(KafkaPairBase):
                          "reads on from the committed offset",
         ordering="offset order (one partition)",
         carries_bytes="raw bytes as the record value; key = str(seq)",
+        serializer="none: raw bytes reach the handler, nothing is unpickled or decoded",
     )
     size_limit = SizeLimit(
         max_bytes=MAX_REQUEST_SIZE,

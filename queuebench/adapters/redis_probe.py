@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 
 from queuebench.errors import BrokerUnreachable
+from queuebench.redact import redact
 
 VERSION_TIMEOUT_SEC = 5.0
 
@@ -19,7 +20,7 @@ def check_redis(scheme: str, redis_url: str, timeout: float) -> None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise BrokerUnreachable(f"{scheme}: cannot reach {redis_url}: {exc}") from None
+        raise BrokerUnreachable(f"{scheme}: cannot reach {redact(redis_url)}: {exc}") from None
     finally:
         client.close()
 

@@ -35,7 +35,17 @@ zlib-compressed: incompressible payloads gain 62-82 bytes plus 5 per 16 KiB (1,0
 (protobuf, 496,435). Enqueue also builds `repr(payload)` for the job's description (kept: 75
 characters).
 
-Connection URL: `rq+redis://127.0.0.1:6379/0` (the part after `rq+` is a redis-py URL).
+Serializer: RQ pickles the job (function name, arguments) and `rq worker` unpickles what it
+fetches, so whoever can write to the Redis runs code in the worker. The `json-serializer` variant
+uses RQ's JSONSerializer (`queuebench.adapters.rq_json`, which adds base64 for bytes) on both
+sides: nothing is unpickled, but a job still names its function by import path and the worker
+calls whatever that names (`os.system`, builtins too: `rq.utils.import_attribute`), so a writer
+to the Redis still runs code; only an allow-list of functions (a custom job class) would stop it.
+Delivery is the same as `default`.
+
+Connection URL: `rq+redis://127.0.0.1:6379/0` (the part after `rq+` is a redis-py URL). The
+worker gets it in `RQ_REDIS_URL`, not `--url`: a password on the command line is shown to every
+local user by `ps`.
 
 Options: `rq worker --worker-class --worker-ttl --maintenance-interval --job-monitoring-interval`
 and the enqueue options `job_timeout`, `result_ttl`, `failure_ttl`, `retry`; all recorded in each
@@ -44,6 +54,7 @@ variant's settings.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -69,6 +80,13 @@ JOB_FUNCTION = f"{handle.__module__}.{handle.__qualname__}"
 PICKLE_ZLIB_FRAMING_BYTES = 104
 ZLIB_BLOCK_BYTES, ZLIB_BLOCK_HEADER_BYTES = 16_384, 5
 
+
+def json_zlib_wire_bytes(payload_bytes: int) -> int:
+    """The json-serializer variant's job data for an incompressible payload: zlib gives back
+    base64's third but not quite all of it; measured +77 bytes for 1 byte, +270 for 16 KiB,
+    +10,047 for 1,000,000 and +17,508 for 1,749,204 (1.0%)."""
+    return payload_bytes + payload_bytes // 98 + 120
+
 # The timings that decide when an abandoned job is noticed; RQ's defaults are 420, 600 and 30 s,
 # with which a killed job waits 90 s, then up to 600 s more. Same in every variant.
 WORKER_OPTIONS = {
@@ -83,7 +101,10 @@ JOB_OPTIONS = {
     "result_ttl_sec": 500,
     "failure_ttl_sec": 365 * 24 * 3600,  # RQ's default: failed jobs stay for inspection
     "retry_max": None,
+    "serializer": "pickle",  # RQ's default
 }
+# Settings name -> what `rq worker --serializer` and rq.Queue take; None: RQ's default (pickle).
+SERIALIZERS = {"pickle": None, "json": "queuebench.adapters.rq_json.JSONSerializer"}
 FORKING = {"worker_class": "rq.Worker",
            "abandoned_after_sec": "job_monitoring_interval + 60 = 65 after the last heartbeat; "
                                   "125 if killed before the horse started"}
@@ -129,7 +150,11 @@ class RQAdapter(Adapter):
         ordering="FIFO (RPUSH, LMOVE) with one worker; a retried job goes to the back",
         carries_bytes="raw bytes as the job argument, pickled then zlib-compressed (62-82 "
                       "bytes + 5 per 16 KiB on incompressible data; 1.75 MB of JSON is stored "
-                      "as 238 KB)",
+                      "as 238 KB); json-serializer: base64 text in JSON, then zlib",
+        serializer="pickle (RQ's default): whoever can write to the Redis runs code in the "
+                   "worker; json-serializer: JSON, nothing is unpickled, but the worker calls "
+                   "whatever function a job names by import path (os.system too), so a writer "
+                   "to the Redis still runs code",
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # compared with the job hash's `data` field
@@ -151,12 +176,19 @@ class RQAdapter(Adapter):
                                   "abandoned_after_sec": "job_timeout + 60 = 240 after the start "
                                                          "(no heartbeat during a job)"},
                 note="rq.SimpleWorker: jobs run in the worker process, no fork; no Retry"),
+        Variant("json-serializer", {**WORKER_SETTINGS, **JOB_OPTIONS, **FORKING,
+                                    "serializer": "json"},
+                note="rq.Worker, no Retry, RQ's JSONSerializer (bytes as base64) in place of "
+                     "pickle"),
     )
     graceful_stop_signal = signal.SIGTERM  # RQ's warm shutdown (SIGINT too)
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)
         self.redis_url = "redis://" + url.partition("://")[2]
+        if self.serializer is not None:  # the pair's limit, JSON's framing
+            self.size_limit = dataclasses.replace(type(self).size_limit,
+                                                  overhead=json_zlib_wire_bytes)
         self._connection: redis.Redis | None = None
 
     @property
@@ -166,8 +198,14 @@ class RQAdapter(Adapter):
                                                     socket_timeout=30)
         return self._connection
 
+    @property
+    def serializer(self) -> str | None:
+        """The dotted path of this variant's RQ serializer; None for RQ's default, pickle."""
+        return SERIALIZERS[str(self.settings["serializer"])]
+
     def rq_queue(self, connection: redis.Redis | None = None) -> rq.Queue:
-        return rq.Queue(self.queue, connection=connection or self.connection)
+        return rq.Queue(self.queue, connection=connection or self.connection,
+                        serializer=self.serializer)
 
     def check_reachable(self, timeout: float) -> None:
         check_redis(self.scheme, self.redis_url, timeout)
@@ -213,11 +251,18 @@ class RQAdapter(Adapter):
         return RQProducer(self.rq_queue(connection), self.job_options())
 
     def consumer_argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "rq.cli", "worker", "--url", self.redis_url,
+        """`rq worker`; its Redis URL goes in the environment (`consumer_env`)."""
+        argv = [sys.executable, "-m", "rq.cli", "worker",
                 "--worker-class", str(self.settings["worker_class"])]
         for name, (flag, _) in WORKER_OPTIONS.items():
             argv += [flag, str(self.settings[name])]
+        if self.serializer is not None:
+            argv += ["--serializer", self.serializer]
         return [*argv, self.queue]
+
+    def consumer_env(self) -> dict[str, str]:
+        """RQ's CLI reads `--url` from `RQ_REDIS_URL`: the password stays off the command line."""
+        return {"RQ_REDIS_URL": self.redis_url}
 
     def worker_alive(self, worker_name: str) -> bool:
         """Is the worker running? Its Redis hash outlives a SIGKILL by `worker_ttl + 60` s, so a

@@ -113,6 +113,7 @@ class SqlQueueAdapter(Adapter):
         redelivery_after="the lease (visibility timeout)",
         ordering="FIFO by id, except redeliveries",
         carries_bytes="raw bytes in a BLOB / BYTEA column",
+        serializer="none: raw bytes reach the handler, nothing is unpickled or decoded",
     )
     size_limit = SizeLimit(
         max_bytes=1_000_000_000,
@@ -136,17 +137,25 @@ class SqlQueueAdapter(Adapter):
         return self._engine
 
     def check_reachable(self, timeout: float) -> None:
-        try:
-            engine = open_engine(self.url, timeout=timeout)
-        except OSError as exc:  # the SQLite file's folder cannot be made
-            raise BrokerUnreachable(f"{self.scheme}: cannot use {self.url}: {exc}") from None
+        from queuebench.redact import redact
+
+        url = engine_url(self.url)
+        if url.startswith("sqlite"):
+            # Asks the file system only: connecting would create the file, and the WAL pragma
+            # every connection sets writes it (issue 8). In-memory needs nothing.
+            from queuebench.adapters.sqlite_probe import check_sqlite_file
+
+            if url != "sqlite://":
+                check_sqlite_file(self.scheme, Path(url.removeprefix("sqlite:///")))
+            return
+        engine = open_engine(self.url, timeout=timeout)
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0]
             raise BrokerUnreachable(
-                f"{self.scheme}: cannot reach {engine.url!r}: {reason}") from None
+                redact(f"{self.scheme}: cannot reach {engine.url!r}: {reason}")) from None
         finally:
             engine.dispose()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from queuebench.redact import redact
 from queuebench.services.catalog import ServiceSpec
 from queuebench.services.processes import (
     CommandFailed,
@@ -41,7 +42,7 @@ class ServiceStatus:
 
     def __str__(self) -> str:
         pid = f" pid {self.pid}" if self.pid else ""
-        return f"{self.name:<10} {self.state:<8}{pid}  {self.detail}"
+        return redact(f"{self.name:<10} {self.state:<8}{pid}  {self.detail}")
 
 
 class Service:
