@@ -39,6 +39,25 @@ def test_truncated_payload_is_marked_corrupt():
     assert not unwrap(message[:-1]).payload_ok
 
 
+def test_flipped_bits_of_the_same_length_are_counted_corrupt(tmp_path):
+    """A payload whose bytes changed on the way, its length intact, is corrupt, not fine."""
+    run = uuid.uuid4()
+    message = bytearray(wrap(run, 0, b"abcdef"))
+    message[HEADER.size + 2] ^= 0b0000_0100  # one bit of the payload's third byte
+    message = bytes(message)
+    assert len(message) == len(wrap(run, 0, b"abcdef"))
+    envelope = unwrap(message)
+    assert not envelope.payload_ok
+    writer = ReceiptWriter(tmp_path)
+    writer.write(envelope, 10)
+    writer.write(unwrap(wrap(run, 1, b"abcdef")), 11)  # an intact one beside it
+    lines = (tmp_path / f"receipts-{os.getsid(0)}.log").read_text().splitlines()
+    assert [line.split()[4] for line in lines] == ["corrupt", "ok"]
+    result = tally(LedgerReader(tmp_path, str(run)).poll(), expected=2)
+    assert result.corrupt == 1
+    assert result.received == 2 and result.lost == ()
+
+
 def test_foreign_bytes_are_rejected():
     """A message that is not ours raises instead of producing a bogus receipt."""
     with pytest.raises(ValueError, match="not a queuebench message"):
