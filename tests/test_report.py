@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from queuebench.adapters.base import Backlog
 from queuebench.errors import QueuebenchError
+from queuebench.experiments import throughput
+from queuebench.experiments.common import broker_check
 from queuebench.experiments.environment import machine_manifest
+from queuebench.experiments.ledger import Receipt, tally
 from queuebench.experiments.results import (
     ExperimentConfig,
     Result,
@@ -71,7 +76,8 @@ def test_answer_names_resilient_lossy_fastest_and_no_go_with_their_figures():
         result(config("throughput", "small"), status="no-go", error="payload 2,000 > 1,000"),
     ]))
     answer = text.split("## Reliability")[0]
-    assert "**Most resilient:** safe" in answer
+    assert ("**Most resilient (kills only):** safe: no message lost or duplicated when killed "
+            "(not stopped gracefully in this run).") in answer  # only killed in this run
     assert "lossy: 2 of 10 on kill (json)" in answer
     assert "**Fastest (json):** quick, 900.0 msg/s consumed" in answer
     assert "**No Go** small" in answer and "payload 2,000 > 1,000" in answer
@@ -84,7 +90,8 @@ def test_answer_names_the_fastest_pair_of_each_broker():
     for run, broker in zip(runs, ("kafka", "kafka", "redis", "redis"), strict=True):
         run["pair_info"]["broker"] = broker
     answer = render(document(runs)).split("## Reliability")[0]
-    assert "**Fastest per broker (json):** kafka: k2 950.0 msg/s; redis: r1 40.0 msg/s." in answer
+    assert ("**Fastest per broker (json):** kafka: k2 950.0 msg/s (10 messages in 1.0 s); "
+            "redis: r1 40.0 msg/s (10 messages in 1.0 s).") in answer
 
 
 def test_unmeasured_figures_are_na_and_errors_are_listed():
@@ -104,7 +111,7 @@ def test_throughput_cut_by_its_deadline_shows_what_arrived_not_a_loss():
         lost=6, consume=2.0, outcome="deadline"))]))
     header, _, row = text.split("## Throughput")[1].strip().splitlines()[2:5]
     cells = dict(zip(header.split("|"), row.split("|"), strict=True))
-    assert (cells[" received "], cells[" ended by "]) == (" 4 ", " deadline ")
+    assert (cells[" received "], cells[" ended by "]) == (" 4 ", " incomplete (deadline) ")
     assert " lost " not in header
 
 
@@ -203,3 +210,167 @@ def test_newest_runs_picks_the_newest_complete_run_of_each_name(tmp_path):
     new.finish(render)
     RunFolder(tmp_path, "y", command="c", manifest={})  # never finished: left out
     assert newest_runs(tmp_path) == [new.path]
+
+
+def answer_of(results: list[dict]) -> str:
+    return render(document(results)).split("## Reliability")[0]
+
+
+def section_rows(text: str, section: str) -> list[dict[str, str]]:
+    """The rows of the first table under `section`, as {header: cell} with cells stripped."""
+    lines = [line for line in text.split(f"## {section}")[1].split("\n## ")[0].splitlines()
+             if line.startswith("|")]
+    headers = [h.strip() for h in lines[0].strip("|").split("|")]
+    return [dict(zip(headers, (c.strip() for c in line.strip("|").split("|")), strict=True))
+            for line in lines[2:]]
+
+
+def test_a_row_cut_short_by_its_deadline_is_incomplete_not_a_loss():
+    """Issue 8: with --deadline 1 a pair that never loses was headlined as losing 29 of 60."""
+    cut = measurements(lost=4, outcome="deadline")
+    text = render(document([
+        result(config("reliability", "sqlite", "graceful"), m=measurements()),
+        result(config("reliability", "sqlite", "kill"), m=cut),  # an old file: "ok"
+        result(config("reliability", "pg", "kill"), status="incomplete", m=cut),  # the runner now
+        result(config("throughput", "quick"), m=measurements(consume=900.0)),
+        result(config("throughput", "cut"), status="incomplete",
+               m=measurements(lost=6, consume=5000.0, outcome="deadline")),
+    ]))
+    answer = text.split("## Reliability")[0]
+    assert "Loses messages" not in answer
+    assert "in any stop or kill" not in answer
+    assert "**Fastest (json):** quick" in answer
+    incomplete = [line for line in answer.splitlines() if "Incomplete" in line]
+    assert len(incomplete) == 1
+    assert all(name in incomplete[0] for name in ("sqlite json kill", "pg json kill", "cut json"))
+    rows = section_rows(text, "Reliability")
+    assert [(r["pair"], r["lost"], r["ended by"]) for r in rows[1:]] == [
+        ("sqlite", "not received: 4 (cut short)", "incomplete (deadline)"),
+        ("pg", "not received: 4 (cut short)", "incomplete (deadline)")]
+    assert section_rows(text, "Throughput")[1]["ended by"] == "incomplete (deadline)"
+
+
+def test_most_resilient_claims_only_the_stops_that_ran_for_the_pair():
+    """A pair only stopped gracefully was never killed: its clean record says so."""
+    answer = answer_of([
+        result(config("reliability", "both", "graceful"), m=measurements()),
+        result(config("reliability", "both", "kill"), m=measurements()),
+        result(config("reliability", "soft", "graceful"), m=measurements()),
+        result(config("reliability", "gentle", "graceful"), m=measurements()),
+    ])
+    assert "**Most resilient:** both: no message lost or duplicated in any stop or kill." in answer
+    assert ("soft, gentle: no message lost or duplicated when stopped gracefully "
+            "(not killed in this run)") in answer
+    full = next(line for line in answer.splitlines() if "in any stop or kill" in line)
+    assert "soft" not in full and "gentle" not in full
+
+
+def test_fastest_ranks_only_clean_runs_long_enough_and_names_count_and_time():
+    """The headline rate names N and the time behind it; a sub-second rate is not ranked."""
+    def run(pair, broker, fmt="json", **m):
+        r = result(config("throughput", pair, fmt=fmt), m=measurements(**m))
+        r["pair_info"]["broker"] = broker
+        return r
+
+    answer = answer_of([
+        run("quick", "kafka", consume=900.0, time_to_consume_sec=11.1),
+        run("blink", "kafka", consume=50_000.0, time_to_consume_sec=0.4),
+        run("leaky", "kafka", consume=5000.0, time_to_consume_sec=5.0, lost=2),
+        run("garbled", "kafka", consume=4000.0, time_to_consume_sec=5.0, corrupt=1),
+        run("slowpoke", "redis", consume=30.0, time_to_consume_sec=20.0),
+        run("flash", "redis", "protobuf", consume=9000.0, time_to_consume_sec=0.2),
+    ])
+    fastest = next(line for line in answer.splitlines() if "**Fastest (json)" in line)
+    assert fastest.startswith(
+        "- **Fastest (json):** quick, 900.0 msg/s consumed (10 messages in 11.1 s)")
+    assert "blink, 50,000.0 msg/s measured over 0.4 s, too short to rank" in fastest
+    assert "leaky" not in fastest and "garbled" not in fastest
+    assert ("**Fastest per broker (json):** kafka: quick 900.0 msg/s (10 messages in 11.1 s); "
+            "redis: slowpoke 30.0 msg/s (10 messages in 20.0 s).") in answer
+    protobuf = next(line for line in answer.splitlines() if "**Fastest (protobuf)" in line)
+    assert "no rate was measured long enough to rank" in protobuf
+    assert "flash, 9,000.0 msg/s measured over 0.2 s, too short to rank" in protobuf
+
+
+class FakeExperiment:
+    """Enough of an Experiment for throughput.run: 2 payloads of 1 and 3 MB, only seq 0 came."""
+
+    def __init__(self):
+        self.payloads = [b"a" * 1_000_000, b"b" * 3_000_000]
+        self.config = ExperimentConfig("throughput", "p", "default", "json", 2, 1, 0.0, 60.0)
+        self.adapter = SimpleNamespace(prepare=lambda: None,
+                                       backlog=lambda: Backlog(waiting=1, detail="1 queued"))
+        self.consumer = SimpleNamespace(stop=lambda: 0.0, ensure_stopped=lambda: None)
+        self.first_ns = 1_000_000_000
+        arrived = [Receipt(0, self.first_ns, self.first_ns + 1_000_000_000, True)]
+        self.ledger = SimpleNamespace(poll=lambda: arrived)
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(len(p) for p in self.payloads)
+
+    def produce(self):
+        return self.first_ns, 0.5
+
+    def wait_settled(self, deadline):
+        return "deadline"
+
+
+def test_consume_mb_s_counts_only_the_bytes_that_arrived(monkeypatch):
+    """A run that received the 1 MB message of 4 MB sent in 1 s consumed 1 MB/s, not 4."""
+    monkeypatch.setattr(throughput, "_warm_up", lambda experiment, deadline: 0.1)
+    m = throughput.run(FakeExperiment())
+    assert (m["successful"], m["time_to_consume_sec"]) == (1, 1.0)
+    assert m["consume_throughput"] == 1.0
+    assert m["consume_mb_s"] == 1.0
+    assert m["produce_mb_s"] == 8.0  # everything was sent, in 0.5 s
+
+
+def test_broker_check_cannot_tell_where_the_broker_cannot_count_stranded_messages():
+    """A broker that keeps processed and stranded rows alike neither agrees nor disagrees."""
+    lost_one = tally([Receipt(0, 1, 2, True)], 2)
+    assert broker_check(Backlog(waiting=0, stranded=None, detail="d"), lost_one)["agrees"] is None
+    assert broker_check(Backlog(waiting=3, stranded=None, detail="d"), lost_one)["agrees"] is False
+    assert broker_check(Backlog(waiting=0, stranded=1, detail="d"), lost_one)["agrees"] is True
+    assert broker_check(Backlog(waiting=0, stranded=2, detail="d"), lost_one)["agrees"] is False
+    cannot = measurements(broker_check={"checked": True, "waiting": 0, "stranded": None,
+                                        "agrees": None, "detail": "rows kept"})
+    old = measurements(broker_check={"checked": True, "waiting": 0, "stranded": None,
+                                     "agrees": True, "detail": "rows kept"})  # an old file
+    text = render(document([result(config("reliability", "new", "kill"), m=cannot),
+                            result(config("reliability", "old", "kill"), m=old)]))
+    assert [r["broker check"] for r in section_rows(text, "Reliability")] == [
+        "cannot tell: rows kept", "cannot tell: rows kept"]
+
+
+def test_corrupt_receipts_are_shown_and_keep_a_pair_from_the_headlines():
+    """Bytes changed in transit are a finding of their own, never most resilient or fastest."""
+    text = render(document([
+        result(config("reliability", "garbled", "graceful"), m=measurements(corrupt=2)),
+        result(config("reliability", "garbled", "kill"), m=measurements(corrupt=1)),
+        result(config("reliability", "clean", "graceful"), m=measurements()),
+        result(config("reliability", "clean", "kill"), m=measurements()),
+        result(config("throughput", "garbled"), m=measurements(consume=900.0, corrupt=1)),
+        result(config("throughput", "clean"), m=measurements(consume=50.0)),
+    ]))
+    answer = text.split("## Reliability")[0]
+    assert "- **Changes bytes:** garbled (4 corrupt)." in answer.splitlines()
+    assert "**Most resilient:** clean:" in answer
+    assert "**Fastest (json):** clean," in answer
+    assert [r["corrupt"] for r in section_rows(text, "Reliability")] == ["2", "1", "0", "0"]
+    assert [r["corrupt"] for r in section_rows(text, "Throughput")] == ["1", "0"]
+
+
+def test_the_settings_table_shows_each_pairs_serializer_and_old_files_render():
+    """The serializer column reads n/a for a file written before it; missing figures too."""
+    with_serializer = result(config("throughput", "pickled"), m=measurements(consume=5.0))
+    with_serializer["pair_info"]["capabilities"] = {**CAPABILITIES, "serializer": "pickle: RCE"}
+    old = measurements(consume=5.0)
+    for key in ("corrupt", "broker_check", "graceful_stop_sec", "stopped_after"):
+        del old[key]
+    text = render(document([with_serializer, result(config("throughput", "old"), m=old),
+                            result(config("reliability", "old", "kill"), m=old)]))
+    assert [r["serializer"] for r in section_rows(text, "Pairs and delivery settings")] == [
+        "pickle: RCE", "n/a"]
+    assert section_rows(text, "Reliability")[0]["broker check"] == "n/a"
+    assert section_rows(text, "Throughput")[1]["corrupt"] == "n/a"

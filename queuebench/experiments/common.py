@@ -119,12 +119,18 @@ def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
     """Does what the broker still holds agree with the ledger?
 
     It agrees when nothing is left waiting (the ledger's lost messages will not come later) and
-    the broker holds no more stranded messages than the ledger lost.
+    the broker holds no more stranded messages than the ledger lost. Where the broker cannot
+    count stranded messages, `agrees` is None (cannot tell), unless messages still wait: False.
     """
     if backlog is None:
         return {"checked": False, "detail": "the broker cannot tell what it holds"}
-    stranded_fits = backlog.stranded is None or backlog.stranded <= len(result.lost)
-    agrees = backlog.waiting == 0 and stranded_fits
+    agrees: bool | None
+    if backlog.waiting != 0:
+        agrees = False
+    elif backlog.stranded is None:
+        agrees = None
+    else:
+        agrees = backlog.stranded <= len(result.lost)
     return {"checked": True, "waiting": backlog.waiting, "stranded": backlog.stranded,
             "agrees": agrees, "detail": backlog.detail}
 
@@ -132,6 +138,11 @@ def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
 def throughput_figures(count: int, payload_bytes: int, seconds: float) -> dict[str, float | None]:
     return {"msg_s": rate(count, seconds),
             "mb_s": round(payload_bytes / seconds / 1e6, 3) if seconds > 0 else None}
+
+
+def received_payload_bytes(payloads: list[bytes], receipts: list[Receipt]) -> int:
+    """Bytes of the distinct messages that arrived: a message received twice counts once."""
+    return sum(len(payloads[seq]) for seq in {r.seq for r in receipts} if 0 <= seq < len(payloads))
 
 
 def check_tally(experiment: Experiment) -> tuple[list[Receipt], Tally]:

@@ -16,6 +16,7 @@ from queuebench.experiments.common import (
     broker_check,
     check_tally,
     delivery_figures,
+    received_payload_bytes,
     throughput_figures,
 )
 from queuebench.experiments.ledger import LedgerReader, wrap
@@ -56,7 +57,9 @@ def run(experiment: Experiment) -> dict[str, object]:
     last_ns = max((r.received_ns for r in receipts), default=None)
     consume_sec = (last_ns - first_send_ns) / 1e9 if last_ns else 0.0
     produced = throughput_figures(result.expected, experiment.payload_bytes, produce_sec)
-    consumed = throughput_figures(result.received, experiment.payload_bytes, consume_sec)
+    # Consumed MB/s counts the bytes that arrived, not all that were sent.
+    arrived_bytes = received_payload_bytes(experiment.payloads, receipts)
+    consumed = throughput_figures(result.received, arrived_bytes, consume_sec)
     return {
         **delivery_figures(receipts, result),
         "outcome": outcome,
