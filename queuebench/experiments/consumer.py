@@ -6,33 +6,20 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter
 from queuebench.errors import ConsumerFailed
 from queuebench.experiments.handler import ConsumerConfig
+from queuebench.experiments.watchdog import session_members
+from queuebench.redact import redact
 
 # A slow warm shutdown is a result, not a failure: a Celery prefork child waits up to 30 s for
 # its parent to read its last result (billiard's _ensure_messages_consumed), and on celery+sqs
 # about one stop in seven took 31.8 s that way.
 DEFAULT_STOP_TIMEOUT_SEC = 60.0
-
-
-def session_members(session_id: int) -> list[int]:
-    """Every live process whose session is `session_id` (the consumer started its own)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # it exited while we looked
-        # Fields after the parenthesised command: state, ppid, pgrp, session, ...
-        if int(stat.rpartition(")")[2].split()[3]) == session_id:
-            members.append(int(entry.name))
-    return members
 
 
 class ConsumerProcess:
@@ -44,6 +31,7 @@ class ConsumerProcess:
                                      str(ledger_dir), work_ms)
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def start(self) -> None:
@@ -51,14 +39,23 @@ class ConsumerProcess:
             raise RuntimeError("consumer already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            log.write(f"--- start {self.starts + 1}: {' '.join(self.adapter.consumer_argv())}\n"
-                      .encode())
+            argv = redact(" ".join(self.adapter.consumer_argv()))  # no password in the log
+            log.write(f"--- start {self.starts + 1}: {argv}\n".encode())
             log.flush()
             # A session of its own, so that a kill reaches the worker's children too.
             self._process = subprocess.Popen(
                 self.adapter.consumer_argv(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, **self.config.to_env()},
+                env={**os.environ, **self.config.to_env(), **self.adapter.consumer_env()},
+            )
+            # Kills the session should this process die without cleaning up (SIGKILL, SIGHUP):
+            # see watchdog.py. Its own session keeps a terminal's Ctrl-C and hang-up away from
+            # it; it has the consumer's configuration in its environment (not the adapter's
+            # secrets), so it counts as one of the run's processes.
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-m", "queuebench.experiments.watchdog", str(self._process.pid)],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, **self.config.to_env()},
             )
         self.starts += 1
 
@@ -70,7 +67,7 @@ class ConsumerProcess:
         """Raise ConsumerFailed, with the end of its log, if the process died on its own."""
         if self._process is not None and self._process.poll() is not None:
             code = self._process.returncode
-            self._process = None
+            self._forget()
             raise ConsumerFailed(f"{self.adapter.scheme} consumer exited with code {code}; "
                                  f"last log lines: {self.log_tail()}")
 
@@ -89,7 +86,7 @@ class ConsumerProcess:
             raise ConsumerFailed(
                 f"{self.adapter.scheme} consumer ignored {self.adapter.graceful_stop_signal.name}"
                 f" for {timeout:.0f} s and was killed") from None
-        self._process = None
+        self._forget()
         return time.monotonic() - started
 
     def kill(self) -> None:
@@ -103,20 +100,30 @@ class ConsumerProcess:
             with contextlib.suppress(ProcessLookupError):  # exited already
                 os.kill(pid, signal.SIGKILL)
         process.wait()
-        self._process = None
+        self._forget()
 
     def ensure_stopped(self) -> None:
         if self.running:
             with contextlib.suppress(ConsumerFailed):  # stop() killed it: all we need here
                 self.stop(timeout=10)
         elif self._process is not None:
-            self._process = None
+            self._forget()
 
     def log_tail(self, lines: int = 5) -> str:
         if not self.log_path.exists():
             return "(no log)"
         tail = self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
         return " | ".join(tail) or "(empty log)"
+
+    def _forget(self) -> None:
+        """The worker is gone and reaped: end its watchdog (before the pipe closes, so that it
+        never reads EOF and kills what is left of the session: exactly as before it existed)."""
+        self._process = None
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog.stdin.close()
+            self._watchdog = None
 
     def _require_process(self) -> subprocess.Popen[bytes]:
         if self._process is None:

@@ -1,0 +1,230 @@
+"""The harness cleans up after itself, and unit tests stay off the brokers.
+
+A run that dies without its cleanup (SIGKILL, a closed terminal) takes its consumers with it:
+each consumer's watchdog kills the consumer's session when the run is gone. And a test not
+marked `broker` that reaches for a broker port is failed by the guard in conftest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from queuebench.errors import ConsumerFailed
+from queuebench.experiments.consumer import ConsumerProcess
+from queuebench.experiments.watchdog import session_members
+from tests.conftest import BLOCKED_CONNECTIONS, BrokerConnectionBlocked
+from tests.harness import wait_for
+
+pytest_plugins = ["pytester"]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose environment or command line mentions `text` (one run's processes).
+
+    A zombie has neither any more, so it is not counted: it runs nothing.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if any(text.encode() in (entry / name).read_bytes() for name in ("environ", "cmdline")):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # it exited while we looked
+    return found
+
+
+@pytest.fixture
+def huey_run(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A reliability run of huey+sqlite (no server needed) whose consumer is at work.
+
+    Its consumer is slow enough (200 messages, 100 ms each) to outlive any test; teardown kills
+    whatever of the run is left, so a failing test leaves nothing behind.
+    """
+    with (tmp_path / "stderr").open("wb") as stderr:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "queuebench", "run", "reliability", "--pair",
+             f"huey+sqlite:///{tmp_path}/huey.sqlite", "--messages", "200", "--work-ms", "100",
+             "--wait", "0", "--reports-dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+            # A terminal's SIGHUP finds the default action, whatever the one running pytest
+            # ignores.
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    try:
+        # At work, not just started: the consumer has noted a message, so the run is well past
+        # starting it (and whatever it starts alongside).
+        def at_work() -> bool:
+            if run.poll() is not None:
+                pytest.fail(f"the run exited with {run.returncode}: "
+                            f"{(tmp_path / 'stderr').read_text()[-2000:]}")
+            return any(path.stat().st_size for path in tmp_path.rglob("receipts-*.log"))
+
+        wait_for(at_work, "the run's consumer to take a message", timeout=60)
+        yield run
+    finally:
+        run.kill()
+        run.wait()
+        for pid in processes_mentioning(str(tmp_path)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_run_takes_its_consumer_with_it(huey_run, tmp_path):
+    """SIGKILL on a run (no cleanup can run) still ends its consumer, within seconds."""
+    assert processes_mentioning(str(tmp_path))  # the consumer, before
+    huey_run.kill()
+    huey_run.wait()
+    wait_for(lambda: not processes_mentioning(str(tmp_path)),
+             "the killed run's consumer to be gone", timeout=10, poll=0.1)
+
+
+def test_a_hung_up_run_takes_its_consumer_with_it(huey_run, tmp_path):
+    """SIGHUP (its terminal closed) ends a run and its consumer, within seconds."""
+    huey_run.send_signal(signal.SIGHUP)
+    # Killed by the signal, or (if the CLI maps SIGHUP to Ctrl-C) interrupted after its cleanup.
+    assert huey_run.wait(timeout=10) in (-signal.SIGHUP, 130)
+    wait_for(lambda: not processes_mentioning(str(tmp_path)),
+             "the hung-up run's consumer to be gone", timeout=10, poll=0.1)
+
+
+def start_watchdog(session_id: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "queuebench.experiments.watchdog",
+                             str(session_id)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+
+def test_the_watchdog_kills_the_whole_session_when_the_run_is_gone():
+    """EOF on its stdin (the run's end of the pipe closed) kills the worker and its children."""
+    # A worker with a child, as RQ's work horse or a prefork pool: both must go.
+    worker = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
+    watchdog = start_watchdog(worker.pid)
+    try:
+        wait_for(lambda: len(session_members(worker.pid)) == 3, "the worker's children")
+        watchdog.stdin.close()  # what the kernel does when the run dies
+        assert watchdog.wait(timeout=5) == 0
+        assert worker.wait(timeout=5) == -signal.SIGKILL
+        assert session_members(worker.pid) == []
+        assert b"the run is gone" in watchdog.stdout.read()
+    finally:
+        for pid in session_members(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
+        watchdog.kill()
+        watchdog.wait()
+        watchdog.stdout.close()
+
+
+def test_the_watchdog_exits_with_its_session():
+    """A watchdog whose session ended exits by itself, killing nothing."""
+    worker = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    watchdog = start_watchdog(worker.pid)
+    try:
+        worker.kill()
+        worker.wait()
+        assert watchdog.wait(timeout=5) == 0
+        assert watchdog.stdout.read() == b""
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+        watchdog.stdin.close()
+        watchdog.stdout.close()
+
+
+class SleepAdapter:
+    """Just enough of an Adapter for ConsumerProcess: a worker that sleeps, with a password in
+    its command line."""
+
+    scheme = "sleep"
+    url = "sleep://user:s3cret@127.0.0.1:1/0"
+    queue = "queue"
+    variant = SimpleNamespace(name="default")
+    graceful_stop_signal = signal.SIGTERM
+
+    def consumer_argv(self) -> list[str]:
+        return [sys.executable, "-c", "import time; time.sleep(60)", self.url]
+
+    def consumer_env(self) -> dict[str, str]:
+        return {"SLEEP_PASSWORD": "s3cret"}
+
+
+def test_stop_kill_and_restart_leave_no_watchdog_behind(tmp_path):
+    """Each start has a watchdog beside the worker; every way the worker ends, ends it too. The
+    worker gets the adapter's environment, and the log's header its command line without the
+    password."""
+    consumer = ConsumerProcess(SleepAdapter(), ledger_dir=tmp_path / "ledger", work_ms=0,
+                               log_path=tmp_path / "consumer.log")
+    try:
+        for end in (consumer.stop, consumer.kill, consumer.ensure_stopped):
+            consumer.start()
+            assert len(processes_mentioning(str(tmp_path))) == 2  # the worker, its watchdog
+            worker_env = Path(f"/proc/{consumer._require_process().pid}/environ").read_bytes()
+            assert b"\0SLEEP_PASSWORD=s3cret\0" in worker_env
+            end()
+            assert processes_mentioning(str(tmp_path)) == []
+        consumer.start()
+        worker = consumer._require_process()
+        worker.kill()  # it dies on its own, as far as the consumer can tell
+        worker.wait()
+        with pytest.raises(ConsumerFailed):
+            consumer.check_alive()
+        assert processes_mentioning(str(tmp_path)) == []
+    finally:
+        consumer.ensure_stopped()
+    log = (tmp_path / "consumer.log").read_text()
+    assert "--- start 4: " in log and "sleep://user:***@127.0.0.1:1/0" in log
+    assert "s3cret" not in log
+
+
+def test_an_unmarked_test_cannot_reach_a_broker_port(request):
+    """The guard refuses a broker port on the loopback, by every route, and records each try."""
+    with pytest.raises(BrokerConnectionBlocked, match="6379"):
+        socket.create_connection(("127.0.0.1", 6379), timeout=1)
+    with socket.socket(socket.AF_INET6) as sock, pytest.raises(BrokerConnectionBlocked,
+                                                                match="5432"):
+        sock.connect(("::1", 5432))
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", 9092)) == errno.ECONNREFUSED
+    tries = request.node.stash[BLOCKED_CONNECTIONS]
+    assert [address[:2] for address in tries] == [("127.0.0.1", 6379), ("::1", 5432),
+                                                  ("127.0.0.1", 9092)]
+    tries.clear()  # made on purpose: the guard would fail this test after its call
+
+
+def test_the_guard_fails_a_test_even_when_the_refusal_is_swallowed(pytester):
+    """A client that swallows the refusal (reporting "broker down") still fails its test; a port
+    that is not a broker's is left alone."""
+    pytester.makeconftest("from tests.conftest import _no_broker_unless_marked, "
+                          "pytest_runtest_call  # noqa: F401\n")
+    pytester.makepyfile("""
+        import socket
+
+        def probe(port):
+            try:
+                socket.create_connection(("localhost", port), timeout=1).close()
+            except OSError:
+                return "down"
+
+        def test_swallows():
+            assert probe(6379) == "down"
+
+        def test_other_port():
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen()
+                socket.create_connection(listener.getsockname(), timeout=1).close()
+    """)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_swallows*not marked broker*6379*"])
