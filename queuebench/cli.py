@@ -7,8 +7,11 @@ Every error a user can cause is one line on stderr and a non-zero exit: 2 for us
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -28,8 +31,10 @@ from queuebench.experiments.results import (
     write_atomically,
 )
 from queuebench.payloads import DEFAULT_STOCK_DB_URL, FORMATS, payload_sizes
+from queuebench.redact import redact
 
 PROBE_TIMEOUT_SEC = 2.0
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,22 +57,56 @@ def non_negative(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):  # nan compares false with everything; inf never ends
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is negative")
     return value
 
 
+def positive(text: str) -> float:
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not more than 0")
+    return value
+
+
+def run_name(text: str) -> str:
+    """A run name becomes part of a folder name: one path component of plain characters."""
+    if not RUN_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} may hold only letters, digits, '.', '_' and "
+                                         "'-', and must not start with '.'")
+    return text
+
+
+def tell(line: str) -> None:
+    """A line on stderr that may find no terminal left to read it (after SIGHUP)."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
+
+
+def probe_state(entry: adapters.PairEntry) -> str:
+    """"broker answers", or the one line saying why not; the probe connects and asks only."""
+    try:
+        probe = adapters.adapter_class(entry)(entry.default_url, queue="queuebench-probe")
+    except QueuebenchError as exc:  # its client library is missing
+        return str(exc)
+    try:
+        probe.check_reachable(PROBE_TIMEOUT_SEC)
+        return "broker answers"
+    except QueuebenchError as exc:
+        return str(exc)
+    finally:
+        probe.cleanup()
+
+
 def cmd_pairs(_args: argparse.Namespace) -> int:
-    scheme_width = max(len(scheme) for scheme in adapters.PAIRS)
-    url_width = max(len(entry.default_url) for entry in adapters.PAIRS.values())
+    urls = {scheme: redact(entry.default_url) for scheme, entry in adapters.PAIRS.items()}
+    scheme_width = max(len(scheme) for scheme in urls)
+    url_width = max(len(url) for url in urls.values())
     for entry in adapters.PAIRS.values():
-        try:
-            adapter = adapters.adapter_class(entry)(entry.default_url, queue="queuebench-probe")
-            adapter.check_reachable(PROBE_TIMEOUT_SEC)
-            state = "broker answers"
-        except QueuebenchError as exc:
-            state = str(exc)
-        print(f"{entry.scheme:<{scheme_width}}  {entry.default_url:<{url_width}}  {state}")
+        print(f"{entry.scheme:<{scheme_width}}  {urls[entry.scheme]:<{url_width}}  "
+              f"{redact(probe_state(entry))}")
     return 0
 
 
@@ -78,8 +117,9 @@ def cmd_sizes(args: argparse.Namespace) -> int:
             limits[entry.scheme] = adapters.adapter_class(entry).size_limit
         except QueuebenchError:
             limits[entry.scheme] = None  # client library not installed
+    sizes = payload_sizes(args.stock_db)
     print(f"{'records':>8} {'format':<9} {'bytes':>11}  does not fit")
-    for size in payload_sizes(args.stock_db):
+    for size in sizes:
         too_big = [scheme for scheme, limit in limits.items() if limit and limit.max_bytes
                    and limit.wire_bytes(size.bytes) > limit.max_bytes]
         print(f"{size.records:>8,} {size.fmt:<9} {size.bytes:>11,}  "
@@ -91,46 +131,71 @@ def cmd_sizes(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from queuebench.experiments.runner import Plan, run_plan
+    from queuebench.experiments import runner
 
-    plan = Plan(
+    plan = runner.Plan(
         experiments=tuple(args.experiments), pairs=tuple(args.pair or ["embedded"]),
         formats=tuple(args.format or ["json"]), stops=tuple(args.stop or STOP_MODES),
         variants=tuple(args.variant or ()), messages=args.messages, records=args.records,
         work_ms=args.work_ms, wait_sec=args.wait, deadline_sec=args.deadline,
         stock_db_url=args.stock_db, reachable_only=args.reachable_only,
     )
-    folder = RunFolder(Path(args.reports_dir), args.name or "-".join(plan.experiments),
-                       command=shlex.join(["queuebench", *sys.argv[1:]]),
-                       manifest=machine_manifest())
-    # `kill`, `timeout` and CI runners send SIGTERM: end the run as Ctrl-C does, through the
-    # experiments' cleanup, so that no consumer outlives it.
+    # `kill`, `timeout` and CI runners send SIGTERM, a closed terminal SIGHUP: end the run as
+    # Ctrl-C does, through the experiments' cleanup, so that no consumer outlives it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    results = run_plan(plan, folder)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # `nohup queuebench run` goes on
+        signal.signal(signal.SIGHUP, signal.default_int_handler)
+    # Everything that can be wrong with the request fails here, before a run folder exists.
+    pairs = runner.resolve_pairs(plan)
+    runner.check_stock_db(plan)
+    pairs = runner.reachable_pairs(plan, pairs)
+    folder = RunFolder(Path(args.reports_dir), args.name or "-".join(plan.experiments),
+                       command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
+                       manifest=machine_manifest())
+    try:
+        results = runner.run_plan(plan, pairs, folder)
+    except BaseException:
+        # Interrupted or crashed: what finished is still a report, marked INCOMPLETE.
+        path = folder.finish(report.render, complete=False)
+        tell(f"queuebench: the run stopped early; what finished is in {path}")
+        raise
     path = folder.finish(report.render)
     print(path)
-    return 1 if any(r.status == "error" for r in results) else 0
+    return run_exit_code(results)
+
+
+def run_exit_code(results: list) -> int:
+    """0: every row complete; 1: an experiment failed; 3: a row was cut short by its deadline."""
+    statuses = {result.status for result in results}
+    if "error" in statuses:
+        return 1
+    return 3 if "incomplete" in statuses else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One folder: rebuild its report. Several, or none (the newest run of each name under
     --reports-dir): merge them into one comparison in --output."""
-    if len(args.folders) == 1 and not args.output:
-        document, output = load_run(Path(args.folders[0])), Path(args.folders[0])
-    else:
-        folders = [Path(f) for f in args.folders] or newest_runs(Path(args.reports_dir))
-        if not folders:
-            raise UsageError(f"no complete run in {args.reports_dir}; run `queuebench run` "
-                             "first")
-        document = merge_runs([load_run(f) for f in folders], args.name)
-        output = Path(args.output or Path(args.reports_dir) / "comparison")
+    folders = [Path(f) for f in args.folders] or newest_runs(Path(args.reports_dir))
+    if not folders:
+        raise UsageError(f"no complete run in {args.reports_dir}; run `queuebench run` first")
+    documents = [load_run(folder) for folder in folders]
+    merging = len(args.folders) != 1 or args.output
+    output = Path(args.output or Path(args.reports_dir) / "comparison") if merging else folders[0]
+    try:
+        document = merge_runs(documents, args.name) if merging else documents[0]
+        text = report.render(document)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # load_run checks the shape of a document; a field deeper down can still be wrong.
+        raise UsageError(f"a results.json in {', '.join(map(str, folders))} lacks what a "
+                         f"queuebench run writes ({type(exc).__name__}: {exc})") from None
+    if merging:
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QueuebenchError(f"cannot write {output}: {exc.strerror}") from None
         write_atomically(output / RESULTS_FILE, json.dumps(document, indent=2) + "\n")
     path = output / REPORT_FILE
-    write_atomically(path, report.render(document))
+    write_atomically(path, text)
     print(path)
     return 0
 
@@ -172,11 +237,11 @@ def build_parser() -> Parser:
                      help="work per message; default 20 for reliability, 0 for throughput")
     run.add_argument("--wait", type=non_negative, default=5.0,
                      help="seconds with the consumer off before it starts (reliability)")
-    run.add_argument("--deadline", type=non_negative, default=None,
+    run.add_argument("--deadline", type=positive, default=None,
                      help="seconds before an experiment gives up; default scales with N")
     run.add_argument("--reachable-only", action="store_true",
                      help="skip pairs whose broker does not answer instead of failing")
-    run.add_argument("--name", help="run name, part of the folder name")
+    run.add_argument("--name", type=run_name, help="run name, part of the folder name")
     run.add_argument("--reports-dir", default="reports")
     run.add_argument("--stock-db", default=DEFAULT_STOCK_DB_URL, metavar="URL")
     run.set_defaults(func=cmd_run)
@@ -203,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # so that a closed pipe shows up here, in the handler below
         return code
     except QueuebenchError as exc:
-        print(f"queuebench: error: {exc}", file=sys.stderr)
+        print(f"queuebench: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("queuebench: interrupted", file=sys.stderr)
+        tell("queuebench: interrupted")
         return 130
     except BrokenPipeError:  # the reader went away (`queuebench pairs | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

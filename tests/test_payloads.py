@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, update
 
+from queuebench.errors import UsageError
 from queuebench.payloads import (
     DEFAULT_STOCK_DB_URL,
     FORMATS,
@@ -44,14 +45,18 @@ def test_default_url_is_sqlite_under_state() -> None:
     assert DEFAULT_STOCK_DB_URL == "sqlite:///.state/stock.sqlite"
 
 
-def test_open_creates_missing_parent_folder(tmp_path) -> None:
-    """Opening a SQLite URL whose folder does not exist yet creates the folder and fills it."""
-    engine = open_stock_db(f"sqlite:///{tmp_path / 'a' / 'b' / 'stock.sqlite'}")
+def test_open_creates_the_default_folder_only(tmp_path) -> None:
+    """The default database's folder (.state/) is made on first use; a folder the user named
+    that does not exist is refused, so a typo does not fill a database somewhere new."""
+    engine = open_stock_db(DEFAULT_STOCK_DB_URL)  # the tests run in tmp_path
     try:
-        assert (tmp_path / "a" / "b" / "stock.sqlite").is_file()
+        assert (tmp_path / ".state" / "stock.sqlite").is_file()
         assert len(fetch_records(engine, 3, 0)) == 3
     finally:
         engine.dispose()
+    with pytest.raises(UsageError, match=r"folder .*a/b does not exist"):
+        open_stock_db(f"sqlite:///{tmp_path / 'a' / 'b' / 'stock.sqlite'}")
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

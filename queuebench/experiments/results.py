@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,9 @@ class ExperimentConfig:
 @dataclass(frozen=True)
 class Result:
     config: ExperimentConfig
-    status: str  # "ok", "no-go" (payload over the limit) or "error"
+    # "ok"; "incomplete" (cut short by its deadline: no verdict); "no-go" (payload over the
+    # limit); "error"
+    status: str
     pair_info: dict[str, object]
     measurements: dict[str, object] = field(default_factory=dict)
     error: str | None = None
@@ -95,8 +98,9 @@ class RunFolder:
         self.document["payload_sizes"] = rows
         self._save()
 
-    def finish(self, render_report) -> Path:
-        self.document["run"].update(complete=True, finished_at=datetime.now(UTC).isoformat())
+    def finish(self, render_report, *, complete: bool = True) -> Path:
+        """Write report.md and point `latest` at this run; an interrupted run says INCOMPLETE."""
+        self.document["run"].update(complete=complete, finished_at=datetime.now(UTC).isoformat())
         self._save()
         report = self.path / REPORT_FILE
         write_atomically(report, render_report(self.document))
@@ -144,25 +148,54 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
 
 
 def newest_runs(reports_dir: Path) -> list[Path]:
-    """The newest complete run folder of each run name (folders are named <UTC time>-<name>)."""
+    """The newest complete run folder of each run name (folders are named <UTC time>-<name>).
+
+    A folder whose results cannot be read is skipped with a warning: one broken run must not
+    stop a comparison of all the others.
+    """
     newest: dict[str, Path] = {}
     for folder in sorted(reports_dir.glob("*T*Z-*")):
-        results = folder / RESULTS_FILE
-        if results.is_file() and json.loads(results.read_text())["run"]["complete"]:
+        try:
+            complete = load_run(folder)["run"]["complete"]
+        except UsageError as exc:
+            print(f"queuebench: warning: skipping {folder}: {exc}", file=sys.stderr)
+            continue
+        if complete:
             newest[folder.name.split("-", 1)[1]] = folder
     return sorted(newest.values())
 
 
+# The parts of a results document a report reads, and the type each must have.
+DOCUMENT_PARTS = {"run": dict, "environment": dict, "payload_sizes": list, "results": list}
+RUN_FIELDS = ("name", "command", "started_at", "complete")
+RESULT_PARTS = {"config": dict, "status": str, "pair_info": dict, "measurements": dict}
+
+
 def load_run(folder: Path) -> dict[str, object]:
-    """The results document of a run folder (or of `reports/latest`)."""
+    """The results document of a run folder (or of `reports/latest`), checked for its shape."""
     path = folder / RESULTS_FILE
     if not path.is_file():
         raise UsageError(f"{folder} holds no {RESULTS_FILE}; pass a run folder such as "
                          "reports/latest")
+    not_ours = f"{path} is not a queuebench results file of schema {SCHEMA_VERSION}"
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_bytes().decode())
+    except UnicodeDecodeError:
+        raise UsageError(f"{not_ours} (it is not text)") from None
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        empty = " (it is empty)" if not exc.doc.strip() else ""
+        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}){empty}"
+                         ) from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA_VERSION:
-        raise UsageError(f"{path} is not a queuebench results file of schema {SCHEMA_VERSION}")
+        raise UsageError(not_ours)
+    missing = [part for part, kind in DOCUMENT_PARTS.items()
+               if not isinstance(document.get(part), kind)]
+    missing += [f"run.{field}" for field in RUN_FIELDS
+                if isinstance(document.get("run"), dict) and field not in document["run"]]
+    if not missing:
+        missing = [f"results[{i}].{part}" for i, result in enumerate(document["results"])
+                   for part, kind in RESULT_PARTS.items()
+                   if not isinstance(result, dict) or not isinstance(result.get(part), kind)]
+    if missing:
+        raise UsageError(f"{not_ours}: {', '.join(missing[:3])} missing or malformed")
     return document

@@ -24,8 +24,10 @@ from queuebench.payloads import (
     FORMATS,
     SIZE_RECORD_COUNTS,
     PayloadBuilder,
+    open_stock_db,
     payload_sizes,
 )
+from queuebench.redact import redact
 
 SCENARIOS = {"reliability": reliability.run, "throughput": throughput.run}
 # The seed's sizes, smaller for throughput so a demo ends in minutes (the seed used 10,000).
@@ -77,13 +79,35 @@ class Plan:
 
 
 def say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(redact(line), file=sys.stderr, flush=True)
 
 
-def _reachable_pairs(plan: Plan) -> list[tuple[adapters.PairEntry, str]]:
-    pairs = []
+def resolve_pairs(plan: Plan) -> list[tuple[adapters.PairEntry, str]]:
+    """Every pair the plan names, once, with its URL; each asked-for variant checked.
+
+    Nothing connects here: a typo is refused before any payload is built or folder made.
+    """
+    pairs: dict[str, tuple[adapters.PairEntry, str]] = {}
     for name in adapters.expand(list(plan.pairs)):
         entry, url = adapters.resolve_url(name)
+        if entry.scheme in pairs:
+            if pairs[entry.scheme][1] != url:  # results are keyed by pair: two would mix
+                raise UsageError(f"{entry.scheme} is given twice with different URLs "
+                                 f"({redact(pairs[entry.scheme][1])} and {redact(url)}); "
+                                 "run each in a run of its own")
+            continue  # the same pair by name and by URL runs once
+        cls = adapters.adapter_class(entry)
+        for variant in plan.variants:
+            cls.find_variant(variant)
+        pairs[entry.scheme] = (entry, url)
+    return list(pairs.values())
+
+
+def reachable_pairs(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]
+                    ) -> list[tuple[adapters.PairEntry, str]]:
+    """The pairs whose broker answers; with `reachable_only`, the others are skipped."""
+    answering = []
+    for entry, url in pairs:
         probe = adapters.adapter_class(entry)(url, queue="queuebench-probe")
         try:
             probe.check_reachable(REACHABLE_TIMEOUT_SEC)
@@ -94,8 +118,16 @@ def _reachable_pairs(plan: Plan) -> list[tuple[adapters.PairEntry, str]]:
             continue
         finally:
             probe.cleanup()
-        pairs.append((entry, url))
-    return pairs
+        answering.append((entry, url))
+    if not answering:
+        raise BrokerUnreachable("no broker of the pairs asked for answers; start them with "
+                                "`make services-up` or give reachable URLs with --pair")
+    return answering
+
+
+def check_stock_db(plan: Plan) -> None:
+    """Open the stock database once, so that a bad --stock-db fails before the run begins."""
+    open_stock_db(plan.stock_db_url).dispose()
 
 
 def _size_table(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]) -> list[dict]:
@@ -136,8 +168,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def run_plan(plan: Plan, folder: RunFolder) -> list[Result]:
-    pairs = _reachable_pairs(plan)
+def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
+             folder: RunFolder) -> list[Result]:
+    """Every experiment of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs)."""
     folder.set_payload_sizes(_size_table(plan, pairs))
     results = []
     most = max(plan.messages_for(scenario) for scenario in plan.experiments)
@@ -191,17 +224,19 @@ def run_one(config: ExperimentConfig, adapter: Adapter, payloads: list[bytes],
         measurements = SCENARIOS[config.scenario](experiment)
     except QueuebenchError as exc:
         say(f"error {config.label}: {exc}")
-        return Result(config, "error", info, error=str(exc))
+        return Result(config, "error", info, error=redact(str(exc)))
     except Exception as exc:  # a library's own error must become an error row, not end the run
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "error.log").write_text(traceback.format_exc())
+        (workdir / "error.log").write_text(redact(traceback.format_exc()))
         say(f"error {config.label}: {type(exc).__name__}: {exc} (see {workdir}/error.log)")
-        return Result(config, "error", info, error=f"{type(exc).__name__}: {exc}")
+        return Result(config, "error", info, error=redact(f"{type(exc).__name__}: {exc}"))
     finally:
         bar.close()
         adapter.cleanup()
     say(f"{config.label}: {summary(measurements)}")
-    return Result(config, "ok", info, measurements)
+    # Cut short by its deadline: what did not arrive yet is not lost, and the row is no verdict.
+    status = "incomplete" if measurements["outcome"] == "deadline" else "ok"
+    return Result(config, status, info, measurements)
 
 
 def summary(m: dict[str, object]) -> str:

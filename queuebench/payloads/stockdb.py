@@ -31,7 +31,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
+
+from queuebench.errors import QueuebenchError, UsageError
+from queuebench.redact import redact
 
 DEFAULT_STOCK_DB_URL = "sqlite:///.state/stock.sqlite"
 
@@ -117,14 +120,21 @@ def _generate_rows() -> list[dict]:
     return rows
 
 
-def _ensure_sqlite_parent(url: str) -> None:
+def _check_sqlite_folder(url: str) -> None:
+    """Make the default database's folder; refuse a folder the user named that is not there
+    (a typo would otherwise fill a database in a new folder and report success)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(database).parent
+    if url == DEFAULT_STOCK_DB_URL:
+        folder.mkdir(parents=True, exist_ok=True)
+    elif not folder.is_dir():
+        raise UsageError(f"stock database folder {folder} does not exist; create it or point "
+                         "--stock-db elsewhere")
 
 
 def _read_meta(engine: Engine) -> dict[str, str]:
@@ -134,8 +144,8 @@ def _read_meta(engine: Engine) -> dict[str, str]:
 
 def _check_meta(meta: dict[str, str], url: str) -> int:
     if meta.get("fill_version") != FILL_VERSION:
-        raise RuntimeError(
-            f"stock db {url} was filled by fill_version {meta.get('fill_version')!r}, "
+        raise QueuebenchError(
+            f"stock db {redact(url)} was filled by fill_version {meta.get('fill_version')!r}, "
             f"this code expects {FILL_VERSION!r}: drop the qb_stock_* tables "
             "(or delete the SQLite file) and open it again"
         )
@@ -147,8 +157,29 @@ def open_stock_db(url: str = DEFAULT_STOCK_DB_URL) -> Engine:
 
     Safe when several processes open a fresh db at once: the fill and its marker row in
     qb_stock_meta commit together, and a loser of the race just reads the winner's rows.
+    A URL that is wrong, names no database or reaches none is one QueuebenchError line.
     """
-    _ensure_sqlite_parent(url)
+    shown = redact(url)
+    try:
+        _check_sqlite_folder(url)
+        return _open_and_fill(url)
+    except (ArgumentError, ValueError) as exc:  # also NoSuchModuleError: an unknown dialect
+        raise UsageError(f"malformed stock database URL {shown!r} ({redact(str(exc))}): "
+                         "expected a SQLAlchemy URL such as sqlite:///.state/stock.sqlite or "
+                         "postgresql+psycopg://USER@HOST/DATABASE") from None
+    except ImportError as exc:
+        raise UsageError(f"stock database URL {shown!r} needs the driver {exc.name!r}, which is "
+                         "not installed; for PostgreSQL use postgresql+psycopg://...") from None
+    except OperationalError as exc:
+        reason = redact(str(exc.orig).strip().splitlines()[0])
+        raise QueuebenchError(f"cannot open the stock database {shown}: {reason}") from None
+    except DatabaseError as exc:
+        reason = redact(str(exc.orig).strip().splitlines()[0])
+        raise UsageError(f"stock database {shown} is not usable ({reason}); point --stock-db "
+                         "at a database queuebench may fill, or a new file") from None
+
+
+def _open_and_fill(url: str) -> Engine:
     engine = create_engine(url)
     try:
         _metadata.create_all(engine)  # checkfirst: a no-op once the tables exist
