@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 from queuebench import adapters, report
-from queuebench.errors import QueuebenchError, UsageError
-from queuebench.experiments.environment import machine_manifest
-from queuebench.experiments.reliability import STOP_MODES
-from queuebench.experiments.results import (
+from queuebench.engine.environment import machine_manifest
+from queuebench.engine.reliability import STOP_MODES
+from queuebench.engine.results import (
     REPORT_FILE,
     RESULTS_FILE,
     RunFolder,
@@ -30,6 +29,7 @@ from queuebench.experiments.results import (
     newest_runs,
     write_atomically,
 )
+from queuebench.errors import QueuebenchError, UsageError
 from queuebench.payloads import DEFAULT_STOCK_DB_URL, FORMATS, payload_sizes
 from queuebench.redact import redact
 
@@ -131,7 +131,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from queuebench.experiments import runner
+    from queuebench.engine import runner
 
     plan = runner.Plan(
         experiments=tuple(args.experiments), pairs=tuple(args.pair or ["embedded"]),
@@ -201,7 +201,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(_args: argparse.Namespace) -> int:
-    from queuebench.experiments.consume import run_consumer
+    from queuebench.worker.consume import run_consumer
 
     run_consumer()
     return 0

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from queuebench.adapters.base import Adapter
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, wrap
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.ledger import LedgerReader
+from queuebench.worker.envelope import wrap
 
 WAIT_SEC = 30.0  # default bound on every wait
 

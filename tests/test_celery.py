@@ -21,8 +21,9 @@ from kombu.utils.json import loads as kombu_loads
 
 from queuebench import adapters
 from queuebench.adapters.celery import CeleryAdapter
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, unwrap, wrap
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.ledger import LedgerReader
+from queuebench.worker.envelope import unwrap, wrap
 from tests.harness import wait_for
 
 WORK_MS = 200  # long enough that a kill lands mid-task

@@ -20,9 +20,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.watchdog import session_members
 from queuebench.errors import ConsumerFailed
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.watchdog import session_members
 from tests.conftest import BLOCKED_CONNECTIONS, BrokerConnectionBlocked
 from tests.harness import wait_for
 
@@ -100,7 +100,7 @@ def test_a_hung_up_run_takes_its_consumer_with_it(huey_run, tmp_path):
 
 
 def start_watchdog(session_id: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "queuebench.experiments.watchdog",
+    return subprocess.Popen([sys.executable, "-m", "queuebench.engine.watchdog",
                              str(session_id)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 

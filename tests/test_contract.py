@@ -13,8 +13,9 @@ import uuid
 import pytest
 
 from queuebench import adapters
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, tally, wrap
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.ledger import LedgerReader, tally
+from queuebench.worker.envelope import wrap
 from tests.pairs import pair_params
 
 # Every byte value, so a library that mangles binary data is caught.

@@ -27,7 +27,8 @@ from queuebench.adapters.dramatiq import (
     PublishRefused,
     amqp_url,
 )
-from queuebench.experiments.ledger import tally, unwrap, wrap
+from queuebench.engine.ledger import tally
+from queuebench.worker.envelope import unwrap, wrap
 from tests.harness import PairRun, wait_for
 
 WORK_MS = 300.0  # long enough for a signal to land mid-task

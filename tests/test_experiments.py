@@ -18,11 +18,11 @@ import pytest
 from queuebench import adapters
 from queuebench.adapters.base import SizeLimit
 from queuebench.adapters.sqlqueue import SqlQueueAdapter
+from queuebench.engine.common import Experiment
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.results import ExperimentConfig, Result
+from queuebench.engine.runner import run_one
 from queuebench.errors import MissingExtra
-from queuebench.experiments.common import Experiment
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.results import ExperimentConfig, Result
-from queuebench.experiments.runner import run_one
 from queuebench.payloads import PayloadBuilder
 from tests.pairs import pair_params
 

@@ -26,9 +26,9 @@ from queuebench.adapters.faust import (
     record_wire_bytes,
     worker_app,
 )
+from queuebench.engine.ledger import tally
 from queuebench.errors import UsageError
-from queuebench.experiments.handler import ConsumerConfig
-from queuebench.experiments.ledger import tally
+from queuebench.worker.handler import ConsumerConfig
 from tests.harness import WAIT_SEC, PairRun, send_all, wait_for
 
 COMMIT_WAIT_SEC = 3 * float(FAUST_SETTINGS["broker_commit_interval"])

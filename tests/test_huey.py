@@ -25,7 +25,8 @@ from huey.utils import Error
 
 from queuebench.adapters import create
 from queuebench.adapters.huey import HueyAdapter, HueyRedisAdapter, JSONSerializer
-from queuebench.experiments.ledger import tally, unwrap, wrap
+from queuebench.engine.ledger import tally
+from queuebench.worker.envelope import unwrap, wrap
 from tests.harness import PairRun, wait_for
 
 WORK_MS = 200.0  # long enough for a signal to land mid-task

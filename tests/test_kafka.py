@@ -26,8 +26,8 @@ from queuebench.adapters.kafka_common import (
     bootstrap_servers,
 )
 from queuebench.adapters.kafka_python import RECORD_BATCH_FRAMING_BYTES, KafkaPythonAdapter
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import tally
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.ledger import tally
 from tests.harness import PairRun, wait_for
 
 BOOTSTRAP = "127.0.0.1:9092"

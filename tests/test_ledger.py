@@ -7,16 +7,10 @@ import uuid
 
 import pytest
 
-from queuebench.experiments import reliability
-from queuebench.experiments.ledger import (
-    HEADER,
-    LedgerReader,
-    Receipt,
-    ReceiptWriter,
-    tally,
-    unwrap,
-    wrap,
-)
+from queuebench.engine import reliability
+from queuebench.engine.ledger import LedgerReader, Receipt, tally
+from queuebench.worker.envelope import HEADER, unwrap, wrap
+from queuebench.worker.receipts import ReceiptWriter
 
 
 def receipts(*seqs: int) -> list[Receipt]:

@@ -10,12 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from queuebench.adapters.base import Backlog
-from queuebench.errors import QueuebenchError
-from queuebench.experiments import throughput
-from queuebench.experiments.common import broker_check
-from queuebench.experiments.environment import machine_manifest
-from queuebench.experiments.ledger import Receipt, tally
-from queuebench.experiments.results import (
+from queuebench.engine import throughput
+from queuebench.engine.common import broker_check
+from queuebench.engine.environment import machine_manifest
+from queuebench.engine.ledger import Receipt, tally
+from queuebench.engine.results import (
     ExperimentConfig,
     Result,
     RunFolder,
@@ -23,6 +22,7 @@ from queuebench.experiments.results import (
     merge_runs,
     newest_runs,
 )
+from queuebench.errors import QueuebenchError
 from queuebench.report import render
 
 CAPABILITIES = {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r", "ordering": "o",

@@ -26,8 +26,9 @@ from queuebench.adapters import create
 from queuebench.adapters.base import Variant
 from queuebench.adapters.rq import JOB_FUNCTION, RQAdapter
 from queuebench.adapters.rq_json import JSONSerializer as RQJSONSerializer
+from queuebench.engine.ledger import tally
 from queuebench.errors import BrokerUnreachable
-from queuebench.experiments.ledger import tally, unwrap, wrap
+from queuebench.worker.envelope import unwrap, wrap
 from tests.harness import PairRun, wait_for
 
 REDIS_URL = "rq+redis://127.0.0.1:6379/0"
@@ -100,7 +101,7 @@ def test_json_serializer_carries_bytes_and_imports_no_handler() -> None:
     script = ("import sys; from queuebench.adapters.rq_json import JSONSerializer as S; "
               "data = ('f', None, [bytes(range(256))], {'k': (1, 'x')}); "
               "assert S.loads(S.dumps(data)) == ['f', None, [bytes(range(256))], {'k': [1, 'x']}]; "
-              "assert 'queuebench.experiments.handler' not in sys.modules")
+              "assert 'queuebench.worker.handler' not in sys.modules")
     subprocess.run([sys.executable, "-c", script], check=True)
     with pytest.raises(TypeError, match="cannot carry a set"):
         RQJSONSerializer.dumps({1, 2})

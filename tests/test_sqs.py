@@ -31,9 +31,10 @@ from queuebench.adapters.boto3_sqs import (
     endpoint_for,
     sqs_client,
 )
+from queuebench.engine.ledger import tally
 from queuebench.errors import BrokerUnreachable, UsageError
-from queuebench.experiments.ledger import tally, unwrap, wrap
 from queuebench.payloads import PayloadBuilder
+from queuebench.worker.envelope import unwrap, wrap
 from tests.harness import PairRun, send_all, wait_for
 
 WAIT_SEC = 20.0  # bound on every wait that does not include a visibility timeout

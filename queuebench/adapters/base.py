@@ -4,7 +4,7 @@ Adapters move opaque bytes: they never build payloads and never time anything. T
 is an object with `send`, `flush` and `close`. The consumer side is an OS process that the runner
 starts, stops and kills: the library's own worker program where it has one (`celery worker`,
 `huey_consumer`, ...), else `python -m queuebench consume`, which runs the adapter's `consume` loop.
-Either way each message ends in `queuebench.experiments.handler.handle`.
+Either way each message ends in `queuebench.worker.handler.handle`.
 
 Each adapter declares, as data, what a reader needs to understand its figures: capabilities,
 the size limit and the broker's error over it, and the delivery settings of each variant.

@@ -50,8 +50,8 @@ from kombu.exceptions import OperationalError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
 from queuebench.errors import BrokerUnreachable, UsageError
-from queuebench.experiments.handler import handle
 from queuebench.redact import redact
+from queuebench.worker.handler import handle
 
 TASK_NAME = "queuebench.process"
 TRANSPORT_OPTION = "broker_transport_options."

@@ -1,11 +1,11 @@
 """The Celery app that `celery -A queuebench.adapters.celery_worker worker` loads.
 
-Built from the consumer process's configuration (see `queuebench.experiments.handler`), so the
+Built from the consumer process's configuration (see `queuebench.worker.handler`), so the
 worker runs exactly the pair, queue and variant that the runner asked for.
 """
 
 from queuebench import adapters
-from queuebench.experiments.handler import consumer_config
+from queuebench.worker.handler import consumer_config
 
 _config = consumer_config()
 app = adapters.create(_config.pair_url, queue=_config.queue, variant=_config.variant).app

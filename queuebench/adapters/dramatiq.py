@@ -79,7 +79,7 @@ from queuebench.adapters.base import (
     base64_size,
 )
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
-from queuebench.experiments.handler import handle
+from queuebench.worker.handler import handle
 
 ACTOR_NAME = "queuebench_message"
 REDIS_NAMESPACE = "dramatiq"  # RedisBroker's default key prefix

@@ -66,8 +66,8 @@ from kafka.errors import KafkaError
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
 from queuebench.adapters.kafka_common import recreate_topic
 from queuebench.errors import BrokerUnreachable, UsageError
-from queuebench.experiments.handler import ConsumerConfig, handle
 from queuebench.redact import redact
+from queuebench.worker.handler import ConsumerConfig, handle
 
 ADMIN_TIMEOUT_SEC = 30.0
 SEND_TIMEOUT_SEC = 60.0

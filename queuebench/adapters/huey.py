@@ -60,8 +60,8 @@ from queuebench.adapters.base import (
     base64_size,
 )
 from queuebench.errors import BrokerUnreachable, UsageError
-from queuebench.experiments.handler import handle
 from queuebench.redact import redact
+from queuebench.worker.handler import handle
 
 TASK_NAME = "queuebench_message"
 # huey pickles a Message tuple (task id, task name, args, ...) around the payload: measured

@@ -71,7 +71,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
 from queuebench.adapters.redis_probe import check_redis, redis_version
-from queuebench.experiments.handler import handle
+from queuebench.worker.handler import handle
 
 # Enqueued by name, so the producer needs no handler; the worker finds it already imported.
 JOB_FUNCTION = f"{handle.__module__}.{handle.__qualname__}"

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 
-from queuebench.experiments.common import (
+from queuebench.engine.common import (
     Experiment,
     broker_check,
     check_tally,
     delivery_figures,
     throughput_figures,
 )
-from queuebench.experiments.ledger import LedgerReader
+from queuebench.engine.ledger import LedgerReader
 
 STOP_MODES = ("graceful", "kill")
 MID_TASK_POLL_SEC = 0.001

@@ -10,7 +10,7 @@ import signal
 import threading
 
 from queuebench import adapters
-from queuebench.experiments.handler import consumer_config, handle
+from queuebench.worker.handler import consumer_config, handle
 
 
 def run_consumer() -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from queuebench.errors import ConsumerFailed
-from queuebench.experiments.common import (
+from queuebench.engine.common import (
     Experiment,
     broker_check,
     check_tally,
@@ -19,7 +18,9 @@ from queuebench.experiments.common import (
     received_payload_bytes,
     throughput_figures,
 )
-from queuebench.experiments.ledger import LedgerReader, wrap
+from queuebench.engine.ledger import LedgerReader
+from queuebench.errors import ConsumerFailed
+from queuebench.worker.envelope import wrap
 
 
 def _warm_up(experiment: Experiment, deadline: float) -> float:

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter
+from queuebench.engine.watchdog import session_members
 from queuebench.errors import ConsumerFailed
-from queuebench.experiments.handler import ConsumerConfig
-from queuebench.experiments.watchdog import session_members
 from queuebench.redact import redact
+from queuebench.worker.handler import ConsumerConfig
 
 # A slow warm shutdown is a result, not a failure: a Celery prefork child waits up to 30 s for
 # its parent to read its last result (billiard's _ensure_messages_consumed), and on celery+sqs
@@ -53,7 +53,7 @@ class ConsumerProcess:
             # it; it has the consumer's configuration in its environment (not the adapter's
             # secrets), so it counts as one of the run's processes.
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-m", "queuebench.experiments.watchdog", str(self._process.pid)],
+                [sys.executable, "-m", "queuebench.engine.watchdog", str(self._process.pid)],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env={**os.environ, **self.config.to_env()},
             )

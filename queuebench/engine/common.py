@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter, Backlog
-from queuebench.experiments.consumer import ConsumerProcess
-from queuebench.experiments.ledger import LedgerReader, Receipt, Tally, tally, wrap
-from queuebench.experiments.metrics import latency_ms, rate
-from queuebench.experiments.results import ExperimentConfig
+from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.ledger import LedgerReader, Receipt, Tally, tally
+from queuebench.engine.metrics import latency_ms, rate
+from queuebench.engine.results import ExperimentConfig
+from queuebench.worker.envelope import wrap
 
 POLL_SEC = 0.05
 BACKLOG_CHECK_EVERY_SEC = 1.0

@@ -13,12 +13,11 @@ from tqdm import tqdm
 
 from queuebench import adapters
 from queuebench.adapters.base import Adapter
+from queuebench.engine import reliability, throughput
+from queuebench.engine.common import Experiment
+from queuebench.engine.environment import library_version
+from queuebench.engine.results import ExperimentConfig, Result, RunFolder
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
-from queuebench.experiments import reliability, throughput
-from queuebench.experiments.common import Experiment
-from queuebench.experiments.environment import library_version
-from queuebench.experiments.ledger import HEADER
-from queuebench.experiments.results import ExperimentConfig, Result, RunFolder
 from queuebench.payloads import (
     DEFAULT_STOCK_DB_URL,
     FORMATS,
@@ -28,6 +27,7 @@ from queuebench.payloads import (
     payload_sizes,
 )
 from queuebench.redact import redact
+from queuebench.worker.envelope import HEADER
 
 SCENARIOS = {"reliability": reliability.run, "throughput": throughput.run}
 # The seed's sizes, smaller for throughput so a demo ends in minutes (the seed used 10,000).

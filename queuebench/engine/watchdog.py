@@ -1,6 +1,6 @@
 """Kills a consumer's whole session if the run that started it dies without cleaning up.
 
-`python -m queuebench.experiments.watchdog SESSION_ID` runs beside each consumer, its stdin a
+`python -m queuebench.engine.watchdog SESSION_ID` runs beside each consumer, its stdin a
 pipe whose write end only the run holds. When the run dies, however it dies (SIGKILL, a closed
 terminal), the kernel closes that end and the watchdog reads EOF: it SIGKILLs every process of
 the consumer's session and exits. A pipe rather than PR_SET_PDEATHSIG: EOF cannot be missed (it

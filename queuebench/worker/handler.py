@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
-from queuebench.experiments.ledger import ReceiptWriter, unwrap
+from queuebench.worker.envelope import unwrap
+from queuebench.worker.receipts import ReceiptWriter
 
 CONFIG_ENV = "QUEUEBENCH_CONSUMER"
 
