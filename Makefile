@@ -6,7 +6,7 @@ QB      := $(VENV)/bin/queuebench
 INSTALLED := $(VENV)/.installed
 FORMATS := --format json --format protobuf
 
-.PHONY: install demo test unit lint reliability-test throughput-test report reference reference-report \
+.PHONY: install demo test unit lint bench reliability-test throughput-test report reference reference-report \
         services-up services-down services-status clean
 
 $(INSTALLED): pyproject.toml
@@ -31,6 +31,10 @@ unit: $(INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 
+## What one poll of the ledger costs with 900 consumer files (figures only, no verdict).
+bench: $(INSTALLED)
+	$(PY) -m queuebench.engine.bench
+
 ## The experiments over every pair whose broker answers, one report each.
 reliability-test: $(INSTALLED) services-up
 	$(QB) run reliability --pair all --reachable-only $(FORMATS) --name reliability
@@ -44,7 +48,8 @@ report: $(INSTALLED)
 	$(QB) report
 
 ## Seed 003 reproduced on this machine: reliability with 100 messages and throughput with 10,000,
-## of 100 records each, every pair and variant, both formats, merged into reports/REFERENCE.md.
+## of 100 records each, every pair and variant, both formats, one run each (as in
+## experiments/reference.yaml), merged into reports/REFERENCE.md.
 ## The reliability runs of different brokers share nothing and count messages, not seconds, so
 ## three run at once; the throughput runs time the machine and run one after another. One run
 ## per broker, so a broker can be redone alone (`make reference-throughput-redis`, then
@@ -64,7 +69,7 @@ reference-reliability-%: $(INSTALLED)
 	$(QB) run reliability --pair $* $(FORMATS) --messages 100 --name reference-reliability-$*
 
 reference-throughput-%: $(INSTALLED)
-	$(QB) run throughput --pair $* $(FORMATS) --messages 10000 --name reference-throughput-$*
+	$(QB) run throughput --pair $* $(FORMATS) --messages 10000 --repeats 1 --name reference-throughput-$*
 
 ## The newest run of each reference part, merged.
 reference-report: $(INSTALLED)

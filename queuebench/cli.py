@@ -19,10 +19,10 @@ from pathlib import Path
 
 from queuebench import adapters, report
 from queuebench.engine.environment import machine_manifest
-from queuebench.engine.reliability import STOP_MODES
 from queuebench.engine.results import (
     REPORT_FILE,
     RESULTS_FILE,
+    STOP_MODES,
     RunFolder,
     load_run,
     merge_runs,
@@ -130,16 +130,23 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from queuebench.engine import runner
+def legacy_settings(args: argparse.Namespace) -> list[str]:
+    """The options that predate `--set`, as the settings they stand for."""
+    options = {"messages": args.messages, "payload.records": args.records,
+               "work_ms": args.work_ms, "consumers.wait_sec": args.wait,
+               "deadline_sec": args.deadline, "repeats": args.repeats,
+               "payload.format": args.format and json.dumps(args.format)}
+    return [f"{key}={value}" for key, value in options.items() if value is not None]
 
-    plan = runner.Plan(
-        experiments=tuple(args.experiments), pairs=tuple(args.pair or ["embedded"]),
-        formats=tuple(args.format or ["json"]), stops=tuple(args.stop or STOP_MODES),
-        variants=tuple(args.variant or ()), messages=args.messages, records=args.records,
-        work_ms=args.work_ms, wait_sec=args.wait, deadline_sec=args.deadline,
-        stock_db_url=args.stock_db, reachable_only=args.reachable_only,
-    )
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from queuebench.engine import runner, workload
+
+    workloads = tuple(part for name in args.experiments for part in workload.load(
+        name, [*legacy_settings(args), *args.set], stops=args.stop))
+    plan = runner.Plan(workloads=workloads, pairs=tuple(args.pair or ["embedded"]),
+                       variants=tuple(args.variant or ()), stock_db_url=args.stock_db,
+                       reachable_only=args.reachable_only)
     # `kill`, `timeout` and CI runners send SIGTERM, a closed terminal SIGHUP: end the run as
     # Ctrl-C does, through the experiments' cleanup, so that no consumer outlives it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -149,7 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     pairs = runner.resolve_pairs(plan)
     runner.check_stock_db(plan)
     pairs = runner.reachable_pairs(plan, pairs)
-    folder = RunFolder(Path(args.reports_dir), args.name or "-".join(plan.experiments),
+    default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
+    folder = RunFolder(Path(args.reports_dir), args.name or default_name,
                        command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
                        manifest=machine_manifest())
     try:
@@ -219,26 +227,33 @@ def build_parser() -> Parser:
     sizes.set_defaults(func=cmd_sizes)
 
     run = commands.add_parser("run", help="run experiments and write a report")
-    run.add_argument("experiments", nargs="+", choices=("reliability", "throughput"))
+    run.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
+                     help="an experiment file (experiments/throughput.yaml) or the name of one "
+                     "in experiments/: reliability, throughput, latency, reference")
     run.add_argument("--pair", action="append", metavar="PAIR_OR_URL",
                      help="a pair (huey+sqlite), its URL, or a group (embedded, all); "
                      "repeatable; default: embedded")
     run.add_argument("--variant", action="append", help="delivery-settings variant; repeatable;"
                      " default: every variant the pair declares")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a key of the experiment files with a YAML value, e.g. "
+                     "--set rate=200 or --set consumers.processes=[1,4] (a list sweeps)")
+    run.add_argument("--repeats", type=positive_int, help="runs of each case (files' default: "
+                     "1 for reliability, 3 for throughput and latency)")
+    # Shorthands for --set, kept from before experiment files:
     run.add_argument("--format", action="append", choices=FORMATS[:2],
-                     help="payload format; repeatable; default json")
+                     help="payload format (payload.format); repeatable")
     run.add_argument("--stop", action="append", choices=STOP_MODES,
-                     help="how reliability stops the consumer halfway; default both")
-    run.add_argument("--messages", type=positive_int, default=None,
-                     help="messages per experiment; default 100 for reliability, 1,000 for "
-                     "throughput")
-    run.add_argument("--records", type=positive_int, default=100, help="stock records a message")
-    run.add_argument("--work-ms", type=non_negative, default=None,
-                     help="work per message; default 20 for reliability, 0 for throughput")
-    run.add_argument("--wait", type=non_negative, default=5.0,
-                     help="seconds with the consumer off before it starts (reliability)")
-    run.add_argument("--deadline", type=positive, default=None,
-                     help="seconds before an experiment gives up; default scales with N")
+                     help="how a consumer fault stops the consumers (faults: consumer); "
+                     "repeatable")
+    run.add_argument("--messages", type=positive_int, help="messages per case (messages)")
+    run.add_argument("--records", type=positive_int, help="stock records a message "
+                     "(payload.records)")
+    run.add_argument("--work-ms", type=non_negative, help="work per message (work_ms)")
+    run.add_argument("--wait", type=non_negative, help="seconds the queue fills with the "
+                     "consumers off, where they start after producing (consumers.wait_sec)")
+    run.add_argument("--deadline", type=positive, help="seconds before a case gives up "
+                     "(deadline_sec); default scales with the messages and the work")
     run.add_argument("--reachable-only", action="store_true",
                      help="skip pairs whose broker does not answer instead of failing")
     run.add_argument("--name", type=run_name, help="run name, part of the folder name")

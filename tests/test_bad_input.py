@@ -95,7 +95,8 @@ def test_reachable_only_with_every_broker_down_fails(tmp_path):
 
 def test_a_pair_given_by_name_and_by_url_runs_once(tmp_path):
     """`--pair P --pair <P's default URL>` is one pair, one row."""
-    proc = run_in(tmp_path, "throughput", "--messages", "2", "--pair", "sqlalchemy+sqlite",
+    proc = run_in(tmp_path, "throughput", "--messages", "2", "--repeats", "1",
+                  "--pair", "sqlalchemy+sqlite",
                   "--pair", "sqlalchemy+sqlite:///.state/queues/sqlqueue.sqlite")
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "reports" / "latest" / "results.json").read_text())

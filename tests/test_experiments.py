@@ -22,8 +22,9 @@ from queuebench.engine.common import Experiment
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.results import ExperimentConfig, Result
 from queuebench.engine.runner import run_one
+from queuebench.engine.workload import Cell, Workload, cells
 from queuebench.errors import MissingExtra
-from queuebench.payloads import PayloadBuilder
+from queuebench.payloads.builder import record_batches
 from tests.pairs import pair_params
 
 # What a SIGKILL mid-task does to each (pair, variant), as documented and observed.
@@ -80,7 +81,18 @@ RECEIPT_STATUSES = ("ok", "corrupt")  # a "started" line notes work beginning, n
 
 @pytest.fixture(scope="module")
 def payloads():
-    return PayloadBuilder(stock_db_url="sqlite://", records=20).build_many(10)
+    """The stock records of 10 messages of 20 records (the name: what they become)."""
+    return record_batches("sqlite://", 20, 10)
+
+
+def cell_of(scenario: str, messages: int, *, stop: str | None, work_ms: float) -> Cell:
+    """The one cell of a small workload, built through the same model experiment files use."""
+    faults = [{"consumer": stop}] if stop else []
+    start = "after" if scenario == "reliability" else "before"
+    workload = Workload(messages=messages, payload={"records": 20}, work_ms=work_ms,
+                        consumers={"start": start}, faults=faults)
+    [cell] = cells(scenario, workload)
+    return cell
 
 
 def variants_of(scheme: str) -> list[str]:
@@ -115,7 +127,7 @@ def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0) 
                               deadline, wait_sec=0.0 if stop else None, stop=stop)
     run_ids: list[str] = []
     stop_ns: list[int] = []
-    post_init, graceful_stop = Experiment.__post_init__, ConsumerProcess.stop
+    post_init, graceful_stop = Experiment.__post_init__, ConsumerProcess.ask_to_stop
 
     def note_run_id(self) -> None:
         post_init(self)
@@ -127,8 +139,9 @@ def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0) 
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Experiment, "__post_init__", note_run_id)
-        patch.setattr(ConsumerProcess, "stop", note_stop)
-        result = run_one(config, adapter, payloads, tmp_path / "experiment")
+        patch.setattr(ConsumerProcess, "ask_to_stop", note_stop)
+        result = run_one(config, cell_of(scenario, len(payloads), stop=stop, work_ms=work_ms),
+                         adapter, payloads, tmp_path / "experiment")
     assert len(run_ids) == 1, run_ids
     return Observed(result, tmp_path / "experiment" / "ledger", run_ids[0], len(payloads),
                     stop_ns)
@@ -254,7 +267,8 @@ def test_payload_over_the_limit_is_a_no_go_with_sizes(payloads, tmp_path):
     config = ExperimentConfig("throughput", "sqlalchemy+sqlite", "default", "json", 10, 20, 0,
                               30.0)
     adapter = TinySqlQueue("sqlalchemy+sqlite:///q.sqlite", queue="q")
-    result = run_one(config, adapter, payloads, tmp_path)
+    result = run_one(config, cell_of("throughput", 10, stop=None, work_ms=0), adapter, payloads,
+                     tmp_path)
     assert result.status == "no-go"
     assert "over its limit of 1,000 bytes (too big for the test)" in result.error
     assert not (tmp_path / "ledger").exists()

@@ -4,10 +4,12 @@ import os
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
-from queuebench.engine import reliability
+from queuebench.engine import ledger, phases
+from queuebench.engine.common import check_tally
 from queuebench.engine.ledger import LedgerReader, Receipt, tally
 from queuebench.worker.envelope import HEADER, unwrap, wrap
 from queuebench.worker.receipts import ReceiptWriter
@@ -131,12 +133,176 @@ def test_a_stop_is_aimed_at_the_middle_of_the_next_task(tmp_path):
 
     thread = threading.Thread(target=start_next_task)
     thread.start()
-    assert reliability.sleep_until_mid_task(LedgerReader(tmp_path, str(run)), work_ms=400)
+    assert phases.sleep_until_mid_task(LedgerReader(tmp_path, str(run)), work_ms=400)
     assert time.time_ns() >= next_start[0] + 200_000_000
     thread.join()
 
 
 def test_a_consumer_that_starts_no_task_is_stopped_as_it_is(tmp_path, monkeypatch):
     """No start within the give-up time: report that the stop found no task in hand."""
-    monkeypatch.setattr(reliability, "MID_TASK_GIVE_UP_SEC", 0.05)
-    assert not reliability.sleep_until_mid_task(LedgerReader(tmp_path, "run"), work_ms=40)
+    monkeypatch.setattr(phases, "MID_TASK_GIVE_UP_SEC", 0.05)
+    assert not phases.sleep_until_mid_task(LedgerReader(tmp_path, "run"), work_ms=40)
+
+
+def _line(run, seq: int, status: str = "ok", received_ns: int = 2) -> str:
+    return f"{run} {seq} 1 {received_ns} {status}\n"
+
+
+def _age_folder(folder, seconds: float = 10.0) -> None:
+    """Set the folder's mtime back, as in a run whose consumer files were made a while ago."""
+    aged = time.time() - seconds
+    os.utime(folder, (aged, aged))
+
+
+def test_a_line_written_in_two_halves_across_polls_is_read_once_whole(tmp_path):
+    """The first half is kept back, not lost or read twice, until its newline arrives."""
+    run = str(uuid.uuid4())
+    path = tmp_path / "receipts-1.log"
+    first, second = _line(run, 7, received_ns=123)[:12], _line(run, 7, received_ns=123)[12:]
+    path.write_text(_line(run, 0) + first)
+    reader = LedgerReader(tmp_path, run)
+    assert [r.seq for r in reader.poll()] == [0]
+    assert [r.seq for r in reader.poll()] == [0]  # still torn
+    with path.open("a") as f:
+        f.write(second)
+    assert [(r.seq, r.received_ns, r.ok) for r in reader.poll()] == [(0, 2, True), (7, 123, True)]
+    assert len(reader.poll()) == 2
+    assert reader.distinct == 2
+
+
+def test_a_consumer_file_made_after_the_first_poll_is_read(tmp_path):
+    """A consumer that starts later (its own file) is found on a later poll."""
+    run = str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text(_line(run, 0))
+    reader = LedgerReader(tmp_path, run)
+    assert [r.seq for r in reader.poll()] == [0]
+    (tmp_path / "receipts-2.log").write_text(_line(run, 1))
+    assert sorted(r.seq for r in reader.poll()) == [0, 1]
+
+
+def test_a_file_made_in_the_same_mtime_tick_as_the_last_listing_is_read(tmp_path, monkeypatch):
+    """On a file system whose mtime ticks coarsely, a file made just after the reader listed the
+    folder leaves its mtime unchanged: the reader lists a recently changed folder again."""
+    monkeypatch.setattr(ledger, "MTIME_GRANULARITY_NS", 60 * 10**9)  # a slow machine won't outwait
+    run = str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text(_line(run, 0))
+    listed_mtime = os.stat(tmp_path).st_mtime_ns
+    reader = LedgerReader(tmp_path, run)
+    assert [r.seq for r in reader.poll()] == [0]
+    (tmp_path / "receipts-2.log").write_text(_line(run, 1))
+    os.utime(tmp_path, ns=(listed_mtime, listed_mtime))  # the same tick: mtime as it was
+    assert sorted(r.seq for r in reader.poll()) == [0, 1]
+
+
+def test_an_idle_poll_neither_lists_the_folder_nor_reopens_files(tmp_path, monkeypatch):
+    """Once the folder is old and the files open, a poll only reads what was appended."""
+    run = str(uuid.uuid4())
+    for n in range(3):
+        (tmp_path / f"receipts-{n}.log").write_text(_line(run, n))
+    _age_folder(tmp_path)
+    reader = LedgerReader(tmp_path, run)
+    assert len(reader.poll()) == 3
+    calls = []
+    monkeypatch.setattr(os, "scandir", lambda *a: calls.append("scandir") or [])
+    monkeypatch.setattr(os, "open", lambda *a: calls.append("open") or -1)
+    with (tmp_path / "receipts-1.log").open("a") as f:
+        f.write(_line(run, 3))
+    for _ in range(3):
+        reader.poll()
+    assert sorted(r.seq for r in reader.receipts) == [0, 1, 2, 3]
+    assert calls == []
+    reader.close()
+
+
+def test_the_distinct_count_runs_with_duplicates_across_files_and_polls(tmp_path):
+    """A message received twice (in one file or two, corrupt or not) counts once."""
+    run = str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text(_line(run, 0) + _line(run, 1) + _line(run, 1))
+    reader = LedgerReader(tmp_path, run)
+    reader.poll()
+    assert reader.distinct == 2
+    (tmp_path / "receipts-2.log").write_text(_line(run, 0) + _line(run, 2, "corrupt"))
+    with (tmp_path / "receipts-1.log").open("a") as f:
+        f.write(_line(run, 2) + _line(run, 9, "started"))
+    reader.poll()
+    assert len(reader.receipts) == 6
+    assert reader.distinct == 3 == len({r.seq for r in reader.receipts})
+
+
+def test_lines_of_another_run_are_ignored_as_they_arrive(tmp_path):
+    """Another run's receipts and starts, in a file of its own or beside ours, count for nothing."""
+    run, other = str(uuid.uuid4()), str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text(_line(run, 0) + _line(other, 1))
+    reader = LedgerReader(tmp_path, run)
+    reader.poll()
+    (tmp_path / "receipts-2.log").write_text(_line(other, 5) + _line(other, 6, "started", 99))
+    with (tmp_path / "receipts-1.log").open("a") as f:
+        f.write(_line(other, 2) + _line(run, 3))
+    assert [r.seq for r in reader.poll()] == [0, 3]
+    assert reader.distinct == 2
+    assert reader.last_start_ns == 0
+
+
+def test_noted_starts_move_the_newest_start_forward_only(tmp_path):
+    """A start noted after the first poll updates last_start_ns; an older one elsewhere does not."""
+    run = str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text(_line(run, 0, "started", 100))
+    reader = LedgerReader(tmp_path, run)
+    reader.poll()
+    assert reader.last_start_ns == 100
+    with (tmp_path / "receipts-1.log").open("a") as f:
+        f.write(_line(run, 0, "ok", 150) + _line(run, 1, "started", 200))
+    (tmp_path / "receipts-2.log").write_text(_line(run, 9, "started", 50))
+    assert [r.seq for r in reader.poll()] == [0]
+    assert reader.last_start_ns == 200
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_the_reader_lets_go_of_its_files(tmp_path):
+    """close(), the context manager and check_tally release every file; polling again after
+    close() goes on from where it was."""
+    run = str(uuid.uuid4())
+    for n in range(5):
+        (tmp_path / f"receipts-{n}.log").write_text(_line(run, n))
+    before = _open_descriptors()
+    reader = LedgerReader(tmp_path, run)
+    reader.poll()
+    assert _open_descriptors() == before + 5
+    reader.close()
+    assert _open_descriptors() == before
+    with (tmp_path / "receipts-0.log").open("a") as f:
+        f.write(_line(run, 5))
+    with reader:
+        assert sorted(r.seq for r in reader.poll()) == [0, 1, 2, 3, 4, 5]
+    assert _open_descriptors() == before
+    experiment = SimpleNamespace(ledger=LedgerReader(tmp_path, run),
+                                 cell=SimpleNamespace(messages=6))
+    received, result = check_tally(experiment)
+    assert len(received) == 6 and result.lost == ()
+    assert _open_descriptors() == before
+    dropped = LedgerReader(tmp_path, run)
+    dropped.poll()
+    del dropped
+    assert _open_descriptors() == before
+
+
+def test_beyond_its_descriptor_budget_the_reader_reopens_files(tmp_path, monkeypatch):
+    """With more files than descriptors it may keep, it still reads each line once."""
+    monkeypatch.setattr(ledger, "_MAX_OPEN_FILES", ledger._open_files + 1)
+    run = str(uuid.uuid4())
+    for n in range(3):
+        (tmp_path / f"receipts-{n}.log").write_text(_line(run, n))
+    reader = LedgerReader(tmp_path, run)
+    assert sorted(r.seq for r in reader.poll()) == [0, 1, 2]
+    with (tmp_path / "receipts-2.log").open("a") as f:
+        f.write(_line(run, 3)[:5])
+    reader.poll()
+    with (tmp_path / "receipts-2.log").open("a") as f:
+        f.write(_line(run, 3)[5:])
+    assert sorted(r.seq for r in reader.poll()) == [0, 1, 2, 3]
+    assert sum(f.fd is not None for f in reader._files) == 1
+    reader.close()

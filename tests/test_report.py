@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from queuebench.adapters.base import Backlog
-from queuebench.engine import throughput
 from queuebench.engine.common import broker_check
 from queuebench.engine.environment import machine_manifest
 from queuebench.engine.ledger import Receipt, tally
+from queuebench.engine.metrics import latency_ms, latency_summary_and_histogram, merged_latency_ms
 from queuebench.engine.results import (
     ExperimentConfig,
     Result,
@@ -22,7 +23,7 @@ from queuebench.engine.results import (
     merge_runs,
     newest_runs,
 )
-from queuebench.errors import QueuebenchError
+from queuebench.errors import QueuebenchError, UsageError
 from queuebench.report import render
 
 CAPABILITIES = {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r", "ordering": "o",
@@ -292,40 +293,6 @@ def test_fastest_ranks_only_clean_runs_long_enough_and_names_count_and_time():
     assert "flash, 9,000.0 msg/s measured over 0.2 s, too short to rank" in protobuf
 
 
-class FakeExperiment:
-    """Enough of an Experiment for throughput.run: 2 payloads of 1 and 3 MB, only seq 0 came."""
-
-    def __init__(self):
-        self.payloads = [b"a" * 1_000_000, b"b" * 3_000_000]
-        self.config = ExperimentConfig("throughput", "p", "default", "json", 2, 1, 0.0, 60.0)
-        self.adapter = SimpleNamespace(prepare=lambda: None,
-                                       backlog=lambda: Backlog(waiting=1, detail="1 queued"))
-        self.consumer = SimpleNamespace(stop=lambda: 0.0, ensure_stopped=lambda: None)
-        self.first_ns = 1_000_000_000
-        arrived = [Receipt(0, self.first_ns, self.first_ns + 1_000_000_000, True)]
-        self.ledger = SimpleNamespace(poll=lambda: arrived)
-
-    @property
-    def payload_bytes(self) -> int:
-        return sum(len(p) for p in self.payloads)
-
-    def produce(self):
-        return self.first_ns, 0.5
-
-    def wait_settled(self, deadline):
-        return "deadline"
-
-
-def test_consume_mb_s_counts_only_the_bytes_that_arrived(monkeypatch):
-    """A run that received the 1 MB message of 4 MB sent in 1 s consumed 1 MB/s, not 4."""
-    monkeypatch.setattr(throughput, "_warm_up", lambda experiment, deadline: 0.1)
-    m = throughput.run(FakeExperiment())
-    assert (m["successful"], m["time_to_consume_sec"]) == (1, 1.0)
-    assert m["consume_throughput"] == 1.0
-    assert m["consume_mb_s"] == 1.0
-    assert m["produce_mb_s"] == 8.0  # everything was sent, in 0.5 s
-
-
 def test_broker_check_cannot_tell_where_the_broker_cannot_count_stranded_messages():
     """A broker that keeps processed and stranded rows alike neither agrees nor disagrees."""
     lost_one = tally([Receipt(0, 1, 2, True)], 2)
@@ -374,3 +341,153 @@ def test_the_settings_table_shows_each_pairs_serializer_and_old_files_render():
         "pickle: RCE", "n/a"]
     assert section_rows(text, "Reliability")[0]["broker check"] == "n/a"
     assert section_rows(text, "Throughput")[1]["corrupt"] == "n/a"
+
+
+# Issue 9: each case runs `repeats` times; every repeat is its own result (config["repeat"]).
+
+def repeats(cfg: ExperimentConfig, *runs: dict, statuses: Sequence[str] = ()) -> list[dict]:
+    """One result a repeat of `cfg`, numbered 0, 1, 2... (status "ok" unless given)."""
+    out = []
+    for i, m in enumerate(runs):
+        r = result(cfg, status=statuses[i] if i < len(statuses) else "ok", m=m)
+        r["config"]["repeat"] = i
+        out.append(r)
+    return out
+
+
+def timed(latencies_ms: list[float], **extra) -> dict:
+    """Throughput figures whose latency summary and histogram come from real latencies."""
+    summary, histogram = latency_summary_and_histogram(int(ms * 1e6) for ms in latencies_ms)
+    return measurements(latency_ms=summary, latency_histogram=histogram, **extra)
+
+
+def test_a_histogram_is_kept_encoded_and_merged_histograms_are_the_union():
+    """The engine keeps each repeat's histogram; merged, they give the union's figures."""
+    rng = random.Random(9)
+    first = [rng.randint(100_000, 40_000_000) for _ in range(4000)]
+    second = [rng.randint(2_000_000, 900_000_000) for _ in range(1500)]
+    summary, encoded = latency_summary_and_histogram(iter(first))  # one pass over a generator
+    assert summary == latency_ms(first)
+    assert isinstance(encoded, str) and json.loads(json.dumps(encoded)) == encoded
+    merged = merged_latency_ms([encoded, latency_summary_and_histogram(second)[1]])
+    union = latency_ms(first + second)
+    assert merged.keys() == union.keys()
+    for key, value in union.items():
+        assert merged[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key  # 3 digits
+    assert merged["p99"] > max(first) / 1e6  # the second run's tail counts
+    assert latency_summary_and_histogram([]) == (None, None)
+    assert merged_latency_ms([]) is None
+    with pytest.raises(ValueError, match="not an encoded latency histogram"):
+        merged_latency_ms(["not a histogram"])
+
+
+def test_results_are_written_as_schema_2_and_schema_1_files_still_load(tmp_path):
+    """A run writes schema 2; a schema 1 file (no repeats) loads and renders; others do not."""
+    folder = RunFolder(tmp_path, "t", command="c", manifest={"host": "h"})
+    folder.finish(render)
+    assert json.loads((folder.path / "results.json").read_text())["schema"] == 2
+    old = tmp_path / "old"
+    old.mkdir()
+    for schema in (1, 2):
+        (old / "results.json").write_text(json.dumps({**document([]), "schema": schema}))
+        assert load_run(old)["schema"] == schema
+    for schema in (3, True, "2"):
+        (old / "results.json").write_text(json.dumps({**document([]), "schema": schema}))
+        with pytest.raises(UsageError, match="not a queuebench results file of schema 1 or 2"):
+            load_run(old)
+    assert merge_runs([document([]), load_run(folder.path)], "both")["schema"] == 2
+    reference = Path(__file__).parent.parent / "reports" / "REFERENCE"
+    if (reference / "results.json").is_file():  # the committed schema 1 reference run
+        rendered = render(load_run(reference))
+        assert rendered.split("## Reliability")[0] == (
+            (reference.parent / "REFERENCE.md").read_text().split("## Reliability")[0])
+        assert "repeat" not in rendered
+
+
+def test_a_case_run_thrice_is_one_throughput_row_of_medians_with_their_spread():
+    """msg/s, MB/s and latency read median (lowest-highest); a wide spread is flagged; the
+    percentiles come from the repeats' histograms merged."""
+    cfg = config("throughput", "quick")
+    runs = repeats(cfg, *(timed([ms] * 100, consume=rate, produce_throughput=100.0 + i)
+                          for i, (ms, rate) in enumerate(((1, 1000.0), (2, 1100.0),
+                                                          (50, 1300.0)))))
+    text = render(document([*runs, result(config("throughput", "once"),
+                                          m=measurements(consume=700.0))]))
+    rows = section_rows(text, "Throughput")
+    assert [r["pair"] for r in rows] == ["quick", "once"]
+    quick, once = rows
+    assert quick["repeats"] == "3 complete of 3" and once["repeats"] == "1 complete of 1"
+    assert quick["consume msg/s"] == "1,100.0 (1,000.0\u20131,300.0) \u26a0"  # spread 27%
+    assert quick["produce msg/s"] == "101.0 (100.0\u2013102.0)"  # 2%: steady, no flag
+    assert quick["consume MB/s"] == "0.010 (0.010\u20130.010)"
+    # p99 of all 300 latencies is the third repeat's 50 ms, not the median repeat's 2 ms.
+    union = latency_ms([ms * 1_000_000 for ms in [1] * 100 + [2] * 100 + [50] * 100])
+    assert quick["p99 ms"].startswith(f"{union['p99']:,.2f} (1.00\u2013")
+    assert quick["p99 ms"].endswith("\u26a0")
+    assert quick["received"] == "10" and quick["ended by"] == "complete"
+    assert once["consume msg/s"] == "700.0"  # a case run once reads as before
+    answer = text.split("## Reliability")[0]
+    unstable = next(line for line in answer.splitlines() if "Unstable across repeats" in line)
+    assert "quick json: consume msg/s 27%" in unstable and "once" not in unstable
+    assert "produce msg/s" not in unstable
+
+
+def test_latency_is_the_median_of_the_repeats_when_one_kept_no_histogram():
+    """Without every repeat's histogram the percentiles are the median of the repeats' own."""
+    runs = repeats(config("throughput", "old"), *(timed([ms] * 100, consume=1000.0)
+                                                  for ms in (1, 2, 50)))
+    del runs[0]["measurements"]["latency_histogram"]
+    quick = section_rows(render(document(runs)), "Throughput")[0]
+    assert quick["p99 ms"].startswith("2.00 (1.00\u2013")
+
+
+def test_fastest_ranks_cases_by_their_median_over_clean_repeats():
+    """The headline rate is a median of N repeats with its spread; one high repeat does not
+    win, and a case with a repeat cut short or lossy is not ranked, which the line says."""
+    def case(pair, *rates, lost=(), statuses=()):
+        return repeats(config("throughput", pair), *(
+            measurements(consume=rate, time_to_consume_sec=2.0,
+                         lost=lost[i] if i < len(lost) else 0)
+            for i, rate in enumerate(rates)), statuses=statuses)
+
+    answer = answer_of([*case("steady", 500.0, 520.0, 510.0),
+                        *case("spiky", 300.0, 2000.0, 305.0),
+                        *case("flaky", 900.0, 950.0, 990.0, statuses=("ok", "incomplete")),
+                        *case("leaky", 800.0, 800.0, 800.0, lost=(0, 0, 1))])
+    fastest = next(line for line in answer.splitlines() if "**Fastest (json)" in line)
+    assert fastest.startswith(
+        "- **Fastest (json):** steady, 510.0 msg/s consumed (median of 3 repeats, "
+        "500.0\u2013520.0; 10 messages in a median 2.0 s), 100.0 msg/s produced")
+    assert ("Not ranked, as not every repeat ended clean: flaky (1 of 3 repeats cut short); "
+            "leaky (1 of 3 repeats lost messages).") in fastest
+    assert "spiky" not in fastest
+
+
+def test_losses_count_every_repeat_and_reliability_rows_stay_one_per_trial():
+    """A pair that lost in any repeat loses, "in K of N repeats"; each repeat keeps its row."""
+    def kills(pair, *lost, statuses=()):
+        return repeats(config("reliability", pair, "kill"),
+                       *(measurements(lost=n) for n in lost), statuses=statuses)
+
+    text = render(document([
+        *kills("sometimes", 0, 1, 1),
+        *kills("solid", 0, 0, 0),
+        *repeats(config("reliability", "solid", "graceful"), *[measurements()] * 3),
+        *kills("cutty", 2, 0, 0, statuses=("ok", "ok", "incomplete")),
+        *kills("shaky", 0, 0, statuses=("ok", "error")),
+        *repeats(config("throughput", "big"), {}, {}, statuses=("no-go", "no-go")),
+    ]))
+    answer = text.split("## Reliability")[0]
+    assert ("- **Loses messages:** sometimes: 1 of 10 on kill (json) in 2 of 3 repeats; "
+            "cutty: 2 of 10 on kill (json) in 1 of 2 complete repeats.") in answer.splitlines()
+    resilient = next(line for line in answer.splitlines() if "Most resilient" in line)
+    assert "solid" in resilient and "sometimes" not in resilient and "cutty" not in resilient
+    assert "medians of 3 repeats" in resilient
+    assert ("- **Most resilient (kills only):** shaky (1 of 2 repeats finished): no message lost"
+            in answer)  # a clean record over fewer repeats than ran says so
+    assert "cutty json kill repeat 3" in answer
+    assert answer.count("**No Go** big") == 1  # once a case, not once a repeat
+    rows = section_rows(text, "Reliability")
+    assert [(r["pair"], r["repeat"], r["lost"]) for r in rows[:3]] == [
+        ("sometimes", "1", "0"), ("sometimes", "2", "1"), ("sometimes", "3", "1")]
+    assert "- sometimes json kill repeat 2: lost [0]" in text

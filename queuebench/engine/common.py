@@ -1,4 +1,4 @@
-"""What the scenarios share: producing, waiting for the ledger to settle, and the figures."""
+"""One repeat of one case: its producer, its consumers, its ledger, and the shared figures."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter, Backlog
-from queuebench.engine.consumer import ConsumerProcess
+from queuebench.engine.consumer import ConsumerFleet
 from queuebench.engine.ledger import LedgerReader, Receipt, Tally, tally
-from queuebench.engine.metrics import latency_ms, rate
+from queuebench.engine.metrics import latency_summary_and_histogram, rate
 from queuebench.engine.results import ExperimentConfig
+from queuebench.engine.workload import Cell
+from queuebench.payloads.codecs import encode
+from queuebench.payloads.records import StockRecord
 from queuebench.worker.envelope import wrap
 
 POLL_SEC = 0.05
@@ -23,11 +26,12 @@ DEFAULT_IDLE_SEC = 5.0
 
 @dataclass
 class Experiment:
-    """One experiment on one adapter: its config, payloads, ledger and consumer process."""
+    """One repeat of one case on one adapter: the records it sends, its ledger and consumers."""
 
     config: ExperimentConfig
+    cell: Cell
     adapter: Adapter
-    payloads: list[bytes]
+    records: list[list[StockRecord]]  # message seq's stock records, encoded when it is sent
     folder: Path  # this experiment's ledger and consumer log
     progress: Callable[[int], None] = lambda received: None
     idle_sec: float = DEFAULT_IDLE_SEC
@@ -35,34 +39,58 @@ class Experiment:
     def __post_init__(self) -> None:
         self.run_id = uuid.uuid4()
         self.ledger = LedgerReader(self.folder / "ledger", str(self.run_id))
-        self.consumer = ConsumerProcess(self.adapter, ledger_dir=self.folder / "ledger",
-                                        work_ms=self.config.work_ms,
-                                        log_path=self.folder / "consumer.log")
+        self.consumers = ConsumerFleet(self.adapter, count=self.cell.processes,
+                                       ledger_dir=self.folder / "ledger",
+                                       work_ms=self.cell.work_ms, fmt=self.cell.format,
+                                       log_path=self.folder / "consumer.log")
+        self.sizes = [0] * self.cell.messages  # bytes of each payload as sent
 
     @property
     def payload_bytes(self) -> int:
-        return sum(len(p) for p in self.payloads)
+        return sum(self.sizes)
+
+    def received_bytes(self, receipts: list[Receipt]) -> int:
+        """Bytes of the distinct messages that arrived: a message received twice counts once."""
+        return sum(self.sizes[seq] for seq in {r.seq for r in receipts}
+                   if 0 <= seq < len(self.sizes))
 
     def produce(self) -> tuple[int, float]:
-        """Send every payload; return the send time of the first (ns) and the seconds taken."""
+        """Encode and send every message by the rate shape; return the first message's send
+        time (ns) and the seconds taken.
+
+        Each message is stamped with when it was meant to be sent: a paced producer that falls
+        behind its schedule then shows as latency (no coordinated omission). Encoding the
+        records is inside the loop, as it is in a user's producer.
+        """
+        offsets = self.cell.intended_offsets_ns()
         producer = self.adapter.producer()
         try:
             first_ns = time.time_ns()
             started = time.perf_counter()
-            for seq, payload in enumerate(self.payloads):
-                producer.send(wrap(self.run_id, seq, payload), key=str(seq))
+            for seq in range(self.cell.messages):
+                intended_ns = first_ns + offsets[seq] if offsets else time.time_ns()
+                if (ahead_ns := intended_ns - time.time_ns()) > 0:
+                    time.sleep(ahead_ns / 1e9)
+                payload = encode(self.records[seq], self.cell.format)
+                self.sizes[seq] = len(payload)
+                producer.send(wrap(self.run_id, seq, payload, sent_ns=intended_ns),
+                              key=str(seq))
             producer.flush()
             return first_ns, time.perf_counter() - started
         finally:
             producer.close()
 
+    def close(self) -> None:
+        self.ledger.close()
+
     def distinct_received(self) -> int:
-        return len({r.seq for r in self.ledger.poll()})
+        self.ledger.poll()
+        return self.ledger.distinct
 
     def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Poll until `predicate` holds; False if the deadline passed first."""
         while not predicate():
-            self.consumer.check_alive()
+            self.consumers.check_alive()
             self.progress(self.distinct_received())
             if time.monotonic() > deadline:
                 return False
@@ -76,10 +104,10 @@ class Experiment:
         "broker empty": the broker holds nothing waiting and no receipt came for `idle_sec`, so
         what is missing will not come. "deadline": neither happened in time.
         """
-        expected = len(self.payloads)
+        expected = self.cell.messages
         last_count, last_change, last_backlog_check = -1, time.monotonic(), 0.0
         while True:
-            self.consumer.check_alive()
+            self.consumers.check_alive()
             count = len(self.ledger.poll())
             now = time.monotonic()
             if count != last_count:
@@ -101,7 +129,10 @@ class Experiment:
 
 
 def delivery_figures(receipts: list[Receipt], result: Tally) -> dict[str, object]:
-    """The seed's loss fields plus the sequence numbers behind them."""
+    """The seed's loss fields plus the sequence numbers behind them, and the latency from each
+    message's intended send time (its histogram kept, so that repeats merge)."""
+    latency, histogram = latency_summary_and_histogram(r.received_ns - r.sent_ns
+                                                       for r in receipts)
     return {
         "total": result.expected,
         "successful": result.received,
@@ -112,7 +143,8 @@ def delivery_figures(receipts: list[Receipt], result: Tally) -> dict[str, object
         "duplicate_seqs": list(result.duplicates),
         "corrupt": result.corrupt,
         "message_loss_pct": round(result.loss_pct, 3),
-        "latency_ms": latency_ms(r.received_ns - r.sent_ns for r in receipts),
+        "latency_ms": latency,
+        "latency_histogram": histogram,
     }
 
 
@@ -141,11 +173,8 @@ def throughput_figures(count: int, payload_bytes: int, seconds: float) -> dict[s
             "mb_s": round(payload_bytes / seconds / 1e6, 3) if seconds > 0 else None}
 
 
-def received_payload_bytes(payloads: list[bytes], receipts: list[Receipt]) -> int:
-    """Bytes of the distinct messages that arrived: a message received twice counts once."""
-    return sum(len(payloads[seq]) for seq in {r.seq for r in receipts} if 0 <= seq < len(payloads))
-
-
 def check_tally(experiment: Experiment) -> tuple[list[Receipt], Tally]:
+    """The final read of the ledger, which then lets go of its consumer files."""
     receipts = list(experiment.ledger.poll())
-    return receipts, tally(receipts, len(experiment.payloads))
+    experiment.ledger.close()
+    return receipts, tally(receipts, experiment.cell.messages)

@@ -25,10 +25,11 @@ DEFAULT_STOP_TIMEOUT_SEC = 60.0
 class ConsumerProcess:
     """The program a user would run for this pair, with the handler wired to our ledger."""
 
-    def __init__(self, adapter: Adapter, *, ledger_dir: Path, work_ms: float, log_path: Path):
+    def __init__(self, adapter: Adapter, *, ledger_dir: Path, work_ms: float, log_path: Path,
+                 fmt: str | None = None):
         self.adapter = adapter
         self.config = ConsumerConfig(adapter.url, adapter.queue, adapter.variant.name,
-                                     str(ledger_dir), work_ms)
+                                     str(ledger_dir), work_ms, fmt)
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
@@ -76,18 +77,25 @@ class ConsumerProcess:
 
         A worker that does not exit within `timeout` is killed, and ConsumerFailed says so.
         """
-        process = self._require_process()
         started = time.monotonic()
-        process.send_signal(self.adapter.graceful_stop_signal)
+        self.ask_to_stop()
+        self.await_stop(started + timeout)
+        return time.monotonic() - started
+
+    def ask_to_stop(self) -> None:
+        self._require_process().send_signal(self.adapter.graceful_stop_signal)
+
+    def await_stop(self, give_up_at: float) -> None:
+        """Wait for the exit `ask_to_stop` asked for; kill the worker at `give_up_at`."""
+        process = self._require_process()
         try:
-            process.wait(timeout)
+            process.wait(max(0.0, give_up_at - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.kill()
             raise ConsumerFailed(
                 f"{self.adapter.scheme} consumer ignored {self.adapter.graceful_stop_signal.name}"
-                f" for {timeout:.0f} s and was killed") from None
+                " until it was killed") from None
         self._forget()
-        return time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL the worker and every process it started, as a machine or container loss would.
@@ -95,11 +103,17 @@ class ConsumerProcess:
         The whole session, not just the process group: some workers move their children into
         groups of their own (RQ's work horse calls setpgrp), and those must die too.
         """
+        self.send_kill()
+        self.reap()
+
+    def send_kill(self) -> None:
         process = self._require_process()
         for pid in [process.pid, *session_members(process.pid)]:
             with contextlib.suppress(ProcessLookupError):  # exited already
                 os.kill(pid, signal.SIGKILL)
-        process.wait()
+
+    def reap(self) -> None:
+        self._require_process().wait()
         self._forget()
 
     def ensure_stopped(self) -> None:
@@ -129,3 +143,46 @@ class ConsumerProcess:
         if self._process is None:
             raise RuntimeError("consumer not started")
         return self._process
+
+
+class ConsumerFleet:
+    """`count` consumer processes of one pair, started together; a stop or a kill reaches every
+    one before waiting for any, as a deploy or a lost machine would."""
+
+    def __init__(self, adapter: Adapter, *, count: int, ledger_dir: Path, work_ms: float,
+                 log_path: Path, fmt: str | None = None):
+        self.members = [ConsumerProcess(adapter, ledger_dir=ledger_dir, work_ms=work_ms,
+                                        log_path=log_path, fmt=fmt) for _ in range(count)]
+
+    @property
+    def starts(self) -> int:
+        return self.members[0].starts
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def check_alive(self) -> None:
+        for member in self.members:
+            member.check_alive()
+
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_SEC) -> float:
+        started = time.monotonic()
+        for member in self.members:
+            member.ask_to_stop()
+        for member in self.members:
+            member.await_stop(started + timeout)
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        for member in self.members:
+            member.send_kill()
+        for member in self.members:
+            member.reap()
+
+    def ensure_stopped(self) -> None:
+        for member in self.members:
+            member.ensure_stopped()
+
+    def log_tail(self) -> str:
+        return self.members[0].log_tail()  # they share one log

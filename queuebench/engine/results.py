@@ -17,14 +17,18 @@ from pathlib import Path
 
 from queuebench.errors import QueuebenchError, UsageError
 
-SCHEMA_VERSION = 1
+# 2: a case runs `repeats` times, each repeat its own result (`config["repeat"]`, absent in
+# schema 1: 0), and `measurements["latency_histogram"]` keeps the encoded HDR histogram.
+# A schema 1 file still loads: it reads as a run of one repeat.
+SCHEMA_VERSION = 2
+STOP_MODES = ("graceful", "kill")  # how a consumer fault stops the consumers
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    scenario: str  # "reliability" or "throughput"
+    scenario: str  # "reliability" (the consumer is stopped midway) or "throughput"
     pair: str
     variant: str
     format: str
@@ -34,11 +38,25 @@ class ExperimentConfig:
     deadline_sec: float
     wait_sec: float | None = None  # reliability: idle time with the consumer off
     stop: str | None = None  # reliability: "graceful" or "kill"
+    repeat: int = 0  # which run of this case: every repeat is kept, statistics come on report
+    workload: str | None = None  # the experiment file it came from (None: before there were any)
+    consumers: int = 1  # consumer processes
+    rate: float | tuple[tuple[int, float], ...] | None = None  # msg/s or [messages, delay_ms]
+    # stages; None: as fast as the producer goes
 
     @property
     def label(self) -> str:
-        scenario = f"{self.scenario}/{self.stop}" if self.stop else self.scenario
-        return f"{scenario} {self.pair}[{self.variant}] {self.format}"
+        name = self.workload or self.scenario
+        parts = [f"{name}/{self.stop}" if self.stop else name]
+        if self.rate is not None:
+            parts.append(f"{self.rate:g}msg/s" if isinstance(self.rate, float | int) else
+                         "staged")
+        if self.consumers != 1:
+            parts.append(f"{self.consumers}consumers")
+        parts += [f"{self.pair}[{self.variant}]", self.format]
+        if self.repeat:
+            parts.append(f"#{self.repeat + 1}")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -177,7 +195,8 @@ def load_run(folder: Path) -> dict[str, object]:
     if not path.is_file():
         raise UsageError(f"{folder} holds no {RESULTS_FILE}; pass a run folder such as "
                          "reports/latest")
-    not_ours = f"{path} is not a queuebench results file of schema {SCHEMA_VERSION}"
+    readable = (1, SCHEMA_VERSION)  # schema 1 reads as a run of one repeat
+    not_ours = f"{path} is not a queuebench results file of schema 1 or {SCHEMA_VERSION}"
     try:
         document = json.loads(path.read_bytes().decode())
     except UnicodeDecodeError:
@@ -186,7 +205,8 @@ def load_run(folder: Path) -> dict[str, object]:
         empty = " (it is empty)" if not exc.doc.strip() else ""
         raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}){empty}"
                          ) from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA_VERSION:
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if type(schema) is not int or schema not in readable:  # not `true`, which == 1
         raise UsageError(not_ours)
     missing = [part for part, kind in DOCUMENT_PARTS.items()
                if not isinstance(document.get(part), kind)]

@@ -1,10 +1,10 @@
-"""Runs a plan: every experiment over every pair, variant and payload format, into a run folder."""
+"""Runs a plan: every cell of every workload over every pair and variant, repeats interleaved,
+into a run folder."""
 
 from __future__ import annotations
 
 import re
 import sys
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,69 +13,41 @@ from tqdm import tqdm
 
 from queuebench import adapters
 from queuebench.adapters.base import Adapter
-from queuebench.engine import reliability, throughput
+from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.environment import library_version
 from queuebench.engine.results import ExperimentConfig, Result, RunFolder
+from queuebench.engine.workload import Cell, Workload, cells, default_deadline
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
 from queuebench.payloads import (
     DEFAULT_STOCK_DB_URL,
-    FORMATS,
     SIZE_RECORD_COUNTS,
-    PayloadBuilder,
+    StockRecord,
+    encode,
     open_stock_db,
     payload_sizes,
 )
+from queuebench.payloads.builder import record_batches
 from queuebench.redact import redact
 from queuebench.worker.envelope import HEADER
 
-SCENARIOS = {"reliability": reliability.run, "throughput": throughput.run}
-# The seed's sizes, smaller for throughput so a demo ends in minutes (the seed used 10,000).
-DEFAULT_MESSAGES = {"reliability": 100, "throughput": 1_000}
-# Per-message work: reliability needs a stop to land mid-task; throughput measures the queue.
-DEFAULT_WORK_MS = {"reliability": 20.0, "throughput": 0.0}
 REACHABLE_TIMEOUT_SEC = 10.0
+# Messages encoded before a run to check the largest against the pair's size limit: the stock
+# table repeats every 200 messages of 100 records.
+SIZE_SAMPLE = 200
 
 
 @dataclass(frozen=True)
 class Plan:
-    experiments: tuple[str, ...]
+    workloads: tuple[tuple[str, Workload], ...]  # (experiment name, its workload)
     pairs: tuple[str, ...]  # pair names, group names or full pair URLs
-    formats: tuple[str, ...] = ("json",)
-    stops: tuple[str, ...] = reliability.STOP_MODES
     variants: tuple[str, ...] = ()  # empty: every variant each pair declares
-    messages: int | None = None  # None: DEFAULT_MESSAGES of the experiment
-    records: int = 100
-    work_ms: float | None = None  # None: DEFAULT_WORK_MS of the experiment
-    wait_sec: float = 5.0
-    deadline_sec: float | None = None  # None: scaled to the message count and work
     stock_db_url: str = DEFAULT_STOCK_DB_URL
     reachable_only: bool = False
 
-    def __post_init__(self) -> None:
-        for name, value in (("--messages", self.messages), ("--records", self.records)):
-            if value is not None and value < 1:
-                raise UsageError(f"{name} must be a positive number, got {value}")
-        for name, values, known in (("experiment", self.experiments, SCENARIOS),
-                                    ("format", self.formats, FORMATS),
-                                    ("stop mode", self.stops, reliability.STOP_MODES)):
-            for value in values:
-                if value not in known:
-                    raise UsageError(f"unknown {name} {value!r}; choose from {', '.join(known)}")
-
-    def messages_for(self, scenario: str) -> int:
-        return DEFAULT_MESSAGES[scenario] if self.messages is None else self.messages
-
-    def work_ms_for(self, scenario: str) -> float:
-        return DEFAULT_WORK_MS[scenario] if self.work_ms is None else self.work_ms
-
-    def deadline_for(self, scenario: str, redelivery_sec: float = 0.0) -> float:
-        if self.deadline_sec is not None:
-            return self.deadline_sec
-        # A minute for start-ups, the variant's redelivery wait, three times the work, and 50 ms a
-        # message for the queue itself (RQ's forking worker manages about 25 a second).
-        per_message = 3 * self.work_ms_for(scenario) / 1000 + 0.05
-        return 60 + redelivery_sec + self.messages_for(scenario) * per_message
+    @property
+    def cells(self) -> list[Cell]:
+        return [cell for name, workload in self.workloads for cell in cells(name, workload)]
 
 
 def say(line: str) -> None:
@@ -131,7 +103,7 @@ def check_stock_db(plan: Plan) -> None:
 
 
 def _size_table(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]) -> list[dict]:
-    counts = sorted({*SIZE_RECORD_COUNTS, plan.records})
+    counts = sorted({*SIZE_RECORD_COUNTS, *(cell.records for cell in plan.cells)})
     rows = []
     for size in payload_sizes(plan.stock_db_url, counts):
         fits = {}
@@ -145,9 +117,9 @@ def _size_table(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]) -> list
     return rows
 
 
-def _over_limit(adapter: Adapter, payloads: list[bytes]) -> str | None:
+def _over_limit(adapter: Adapter, samples: list[bytes]) -> str | None:
     limit = adapter.size_limit
-    largest = max(len(p) for p in payloads) + HEADER.size
+    largest = max(len(p) for p in samples) + HEADER.size
     wire = limit.wire_bytes(largest)
     if limit.max_bytes is None or wire <= limit.max_bytes:
         return None
@@ -170,46 +142,46 @@ def _slug(text: str) -> str:
 
 def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
              folder: RunFolder) -> list[Result]:
-    """Every experiment of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs)."""
+    """Every cell of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs).
+
+    Repeats are interleaved (every case once, then every case again) so that a machine that
+    slows down during the run spreads its drift over all cases instead of one.
+    """
     folder.set_payload_sizes(_size_table(plan, pairs))
-    results = []
-    most = max(plan.messages_for(scenario) for scenario in plan.experiments)
-    for fmt in plan.formats:
-        started = time.perf_counter()
-        with PayloadBuilder(stock_db_url=plan.stock_db_url, fmt=fmt, records=plan.records) as b:
-            payloads = b.build_many(most)
-        say(f"built {len(payloads)} {fmt} payloads of {plan.records} records "
-            f"in {time.perf_counter() - started:.2f} s")
-        for entry, url in pairs:
-            cls = adapters.adapter_class(entry)
-            variants = plan.variants or tuple(v.name for v in cls.variants)
-            for variant in variants:
-                for scenario in plan.experiments:
-                    stops = plan.stops if scenario == "reliability" else (None,)
-                    for stop in stops:
-                        config = ExperimentConfig(
-                            scenario=scenario, pair=entry.scheme, variant=variant, format=fmt,
-                            messages=plan.messages_for(scenario), records=plan.records,
-                            work_ms=plan.work_ms_for(scenario),
-                            deadline_sec=round(plan.deadline_for(scenario, cls.find_variant(
-                                variant).redelivery_sec), 1),
-                            wait_sec=plan.wait_sec if scenario == "reliability" else None,
-                            stop=stop)
-                        queue = f"qb-{folder.path.name[:16].lower()}-{len(results):03d}"
-                        adapter = cls(url, queue=queue, variant=variant)
-                        result = run_one(config, adapter, payloads[:config.messages],
-                                         folder.path / "experiments" / f"{len(results):03d}-"
-                                         f"{_slug(config.label)}")
-                        folder.add(result)
-                        results.append(result)
+    results: list[Result] = []
+    batches: dict[tuple[int, int], list[list[StockRecord]]] = {}
+    for repeat in range(max(cell.repeats for cell in plan.cells)):
+        for cell in plan.cells:
+            if repeat >= cell.repeats:
+                continue
+            key = (cell.records, cell.messages)
+            if key not in batches:
+                batches[key] = record_batches(plan.stock_db_url, cell.records, cell.messages)
+            for entry, url in pairs:
+                cls = adapters.adapter_class(entry)
+                for variant in plan.variants or tuple(v.name for v in cls.variants):
+                    redelivery_sec = cls.find_variant(variant).redelivery_sec
+                    config = ExperimentConfig(
+                        scenario=cell.kind, pair=entry.scheme, variant=variant,
+                        format=cell.format, messages=cell.messages, records=cell.records,
+                        work_ms=cell.work_ms, deadline_sec=default_deadline(cell, redelivery_sec),
+                        wait_sec=cell.wait_sec if cell.start == "after" else None,
+                        stop=cell.stop, repeat=repeat, workload=cell.workload,
+                        consumers=cell.processes, rate=cell.rate)
+                    queue = f"qb-{folder.path.name[:16].lower()}-{len(results):03d}"
+                    adapter = cls(url, queue=queue, variant=variant)
+                    result = run_one(config, cell, adapter, batches[key], folder.path /
+                                     "experiments" / f"{len(results):03d}-{_slug(config.label)}")
+                    folder.add(result)
+                    results.append(result)
     return results
 
 
-def run_one(config: ExperimentConfig, adapter: Adapter, payloads: list[bytes],
-            workdir: Path) -> Result:
-    """One experiment; whatever goes wrong becomes an error result, never a lost run."""
+def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
+            records: list[list[StockRecord]], workdir: Path) -> Result:
+    """One repeat of one case; whatever goes wrong becomes an error result, never a lost run."""
     info = _pair_info(adapter)
-    reason = _over_limit(adapter, payloads)
+    reason = _over_limit(adapter, [encode(batch, cell.format) for batch in records[:SIZE_SAMPLE]])
     if reason:
         say(f"No Go {config.label}: {reason}")
         return Result(config, "no-go", info, error=reason)
@@ -219,9 +191,9 @@ def run_one(config: ExperimentConfig, adapter: Adapter, payloads: list[bytes],
     def progress(received: int) -> None:
         bar.update(received - bar.n)
 
-    experiment = Experiment(config, adapter, payloads, workdir, progress)
+    experiment = Experiment(config, cell, adapter, records, workdir, progress)
     try:
-        measurements = SCENARIOS[config.scenario](experiment)
+        measurements = phases.run(experiment)
     except QueuebenchError as exc:
         say(f"error {config.label}: {exc}")
         return Result(config, "error", info, error=redact(str(exc)))
@@ -232,6 +204,7 @@ def run_one(config: ExperimentConfig, adapter: Adapter, payloads: list[bytes],
         return Result(config, "error", info, error=redact(f"{type(exc).__name__}: {exc}"))
     finally:
         bar.close()
+        experiment.close()
         adapter.cleanup()
     say(f"{config.label}: {summary(measurements)}")
     # Cut short by its deadline: what did not arrive yet is not lost, and the row is no verdict.

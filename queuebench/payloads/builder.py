@@ -9,7 +9,13 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from queuebench.payloads.codecs import check_format, encode
-from queuebench.payloads.stockdb import DEFAULT_STOCK_DB_URL, fetch_records, open_stock_db
+from queuebench.payloads.records import StockRecord
+from queuebench.payloads.stockdb import (
+    DEFAULT_STOCK_DB_URL,
+    PRODUCT_ROWS,
+    fetch_records,
+    open_stock_db,
+)
 
 
 class PayloadBuilder:
@@ -60,3 +66,14 @@ class PayloadBuilder:
             f"PayloadBuilder(stock_db_url={self.stock_db_url!r}, fmt={self.fmt!r}, "
             f"records={self.records})"
         )
+
+
+def record_batches(stock_db_url: str, records: int, count: int) -> list[list[StockRecord]]:
+    """The records of messages 0..count-1, as PayloadBuilder.build would encode them, from one
+    query: the engine encodes them inside its timed loop, as a user's producer would."""
+    engine = open_stock_db(stock_db_url)
+    try:
+        rows = fetch_records(engine, PRODUCT_ROWS, 0)
+    finally:
+        engine.dispose()
+    return [[rows[(i * records + k) % len(rows)] for k in range(records)] for i in range(count)]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from queuebench.payloads import stock_pb2
-from queuebench.payloads.stockdb import TIMESTAMP_FORMAT, StockRecord
+from queuebench.payloads.records import TIMESTAMP_FORMAT, StockRecord
 
 FORMATS = ("json", "protobuf", "pickle")
 

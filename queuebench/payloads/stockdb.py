@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import weakref
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 
 from queuebench.errors import QueuebenchError, UsageError
+from queuebench.payloads.records import TIMESTAMP_FORMAT, StockRecord
 from queuebench.redact import redact
 
 DEFAULT_STOCK_DB_URL = "sqlite:///.state/stock.sqlite"
@@ -43,7 +43,6 @@ SKUS = 5_000
 PRODUCT_ROWS = SKUS * len(WAREHOUSES)  # 20,000
 FILL_SEED = 3  # seed 003, the post this project reproduces
 FILL_VERSION = "1"  # bump when the schema or the fill changes
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the only form StockRecord.updated_at takes
 
 _metadata = MetaData()
 
@@ -73,21 +72,6 @@ stock_meta = Table(
 
 # Row count per engine, read once so that each fetch_records is a single query.
 _row_counts: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True, slots=True)
-class StockRecord:
-    """One stock line: how many units of a SKU one warehouse holds, and at what price."""
-
-    sku: str  # "SKU-004217"
-    warehouse: str  # "JNB"
-    quantity: int  # units on hand
-    reserved: int  # units held for open orders
-    price_cents: int  # unit price in minor units of currency
-    currency: str  # ISO 4217
-    supplier_id: int
-    bin: str  # aisle+rack-shelf, "C07-12"
-    updated_at: str  # UTC, exactly "2024-05-01T08:15:42Z" (TIMESTAMP_FORMAT)
 
 
 def _generate_rows() -> list[dict]:

@@ -24,6 +24,7 @@ class Envelope:
     seq: int
     sent_ns: int
     payload_ok: bool  # the payload arrived with the length and the bytes it was sent with
+    payload: memoryview  # the bytes after the header, not copied
 
 
 def payload_digest(payload: bytes | memoryview) -> bytes:
@@ -31,10 +32,12 @@ def payload_digest(payload: bytes | memoryview) -> bytes:
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
 
 
-def wrap(run_id: uuid.UUID, seq: int, payload: bytes) -> bytes:
-    """Frame `payload` for sending now: the send time is stamped here, after the hashing."""
+def wrap(run_id: uuid.UUID, seq: int, payload: bytes, sent_ns: int | None = None) -> bytes:
+    """Frame `payload`. `sent_ns` is when it was meant to be sent (a paced producer's schedule,
+    so that a producer that falls behind cannot hide latency); by default now, after hashing."""
     digest = payload_digest(payload)
-    return HEADER.pack(MAGIC, run_id.bytes, seq, time.time_ns(), len(payload), digest) + payload
+    sent_ns = time.time_ns() if sent_ns is None else sent_ns
+    return HEADER.pack(MAGIC, run_id.bytes, seq, sent_ns, len(payload), digest) + payload
 
 
 def unwrap(message: bytes) -> Envelope:
@@ -43,4 +46,4 @@ def unwrap(message: bytes) -> Envelope:
         raise ValueError("not a queuebench message (bad magic)")
     payload = memoryview(message)[HEADER.size:]  # no copy of a large payload
     ok = len(payload) == length and payload_digest(payload) == digest
-    return Envelope(str(uuid.UUID(bytes=run_id)), seq, sent_ns, payload_ok=ok)
+    return Envelope(str(uuid.UUID(bytes=run_id)), seq, sent_ns, payload_ok=ok, payload=payload)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
+from queuebench.payloads.codecs import decode
 from queuebench.worker.envelope import unwrap
 from queuebench.worker.receipts import ReceiptWriter
 
@@ -28,6 +29,7 @@ class ConsumerConfig:
     variant: str
     ledger_dir: str
     work_ms: float
+    format: str | None = None  # the payload format the handler decodes; None: bytes as they are
 
     def to_env(self) -> dict[str, str]:
         return {CONFIG_ENV: json.dumps(asdict(self))}
@@ -54,11 +56,15 @@ def _writer() -> ReceiptWriter:
 
 
 def handle(message: bytes) -> None:
-    """Process one message: note when it arrived, do the work, then write its receipt."""
+    """Process one message: note when it arrived, decode its stock records as a user's task
+    would, do the work, then write its receipt."""
     received_ns = time.time_ns()
     envelope = unwrap(message)
-    work_ms = consumer_config().work_ms
-    if work_ms > 0:
-        _writer().started(envelope, received_ns)  # lets the runner stop mid-task
-        time.sleep(work_ms / 1000)
+    config = consumer_config()
+    if config.work_ms > 0:
+        _writer().started(envelope, received_ns)  # lets the engine stop mid-task
+    if config.format and envelope.payload_ok:  # what a consumer pays for its format
+        decode(bytes(envelope.payload), config.format)
+    if config.work_ms > 0:
+        time.sleep(config.work_ms / 1000)
     _writer().write(envelope, received_ns)

@@ -1,0 +1,285 @@
+"""Workloads: what an experiment file in `experiments/` declares, checked and expanded into cases.
+
+A file is YAML, validated here (an unknown key, a wrong type or a bad value is one UsageError
+naming the file and the key). Where a key takes a list of values (`consumers: [1, 4]`,
+`payload.format: [json, protobuf]`, `rate: [100, 200]`), the file is a sweep: one cell per
+combination, like `pytest.mark.parametrize`. `--set KEY=VALUE` overrides any key with a YAML
+value before validation, so a command line can sweep too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from queuebench.engine.results import STOP_MODES
+from queuebench.errors import UsageError
+
+# Where `queuebench run NAME` finds NAME.yaml: the working folder's experiments/, then the one
+# shipped beside the package in this checkout.
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Format = Literal["json", "protobuf", "pickle"]
+StopMode = Literal[STOP_MODES]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Payload(Strict):
+    format: Format | list[Format] = "json"
+    records: PositiveInt | list[PositiveInt] = 100
+
+
+class Consumers(Strict):
+    processes: PositiveInt | list[PositiveInt] = 1
+    # before: running and warm when producing starts; after: started once every message is sent
+    start: Literal["before", "after"] = "before"
+    wait_sec: NonNegative = 0.0  # with start: after, how long the queue sits with no consumer
+
+
+class Stages(Strict):
+    # The seed's bursts: [messages, delay_ms] per stage, each message delay_ms after the last.
+    stages: list[tuple[PositiveInt, NonNegative]] = Field(min_length=1)
+
+
+class ConsumerFault(Strict):
+    consumer: StopMode | list[StopMode]
+    at_received: Fraction = 0.5  # when this fraction of the messages has been received
+    mid_task: bool = True  # aimed halfway through the task in hand (needs work_ms > 0)
+
+
+class Workload(Strict):
+    description: str = ""
+    messages: PositiveInt | list[PositiveInt] | None = None  # None: the stages' sum
+    payload: Payload = Payload()
+    consumers: Consumers = Consumers()
+    rate: Positive | list[Positive] | Stages | None = None  # msg/s; None: as fast as it goes
+    work_ms: NonNegative | list[NonNegative] = 0.0  # per message, in the handler
+    faults: list[ConsumerFault] = Field(default_factory=list, max_length=1)
+    repeats: PositiveInt = 1
+    deadline_sec: Positive | None = None  # None: scaled to the messages and the work
+
+    @field_validator("messages", "work_ms", "rate", mode="after")
+    @classmethod
+    def _no_empty_sweep(cls, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list sweeps over nothing")
+        return value
+
+    @model_validator(mode="after")
+    def _messages_known(self) -> Workload:
+        if isinstance(self.rate, Stages):
+            staged = sum(count for count, _ in self.rate.stages)
+            if self.messages not in (None, staged):
+                raise ValueError(f"messages is {self.messages} but the rate stages send {staged}")
+        elif self.messages is None:
+            raise ValueError("messages is required unless rate has stages")
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of a workload's swept values: every field a single value."""
+
+    workload: str  # the file's name, e.g. "throughput"
+    messages: int
+    format: str
+    records: int
+    processes: int
+    start: str
+    wait_sec: float
+    rate: float | tuple[tuple[int, float], ...] | None
+    work_ms: float
+    stop: str | None  # the consumer fault: "graceful", "kill" or None
+    at_received: float
+    mid_task: bool
+    repeats: int
+    deadline_sec: float | None
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"reliability" when the consumer is stopped halfway, else "throughput": the table a
+        report puts its rows in."""
+        return "reliability" if self.stop else "throughput"
+
+    def intended_offsets_ns(self) -> list[int] | None:
+        """When each message is meant to be sent, from the first; None: as fast as it goes."""
+        if self.rate is None:
+            return None
+        if isinstance(self.rate, tuple):
+            gaps = [delay_ms * 1e6 for count, delay_ms in self.rate for _ in range(count)]
+            gaps[0] = 0.0
+        else:
+            gaps = [0.0] + [1e9 / self.rate] * (self.messages - 1)
+        return [round(offset) for offset in itertools.accumulate(gaps)]
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def cells(name: str, workload: Workload) -> list[Cell]:
+    """Every combination of the swept values, in file order."""
+    fault = workload.faults[0] if workload.faults else None
+    rates: list[Any] = ([tuple(workload.rate.stages)] if isinstance(workload.rate, Stages)
+                        else _listed(workload.rate))
+    staged = sum(c for c, _ in workload.rate.stages) if isinstance(workload.rate, Stages) else 0
+    combos = itertools.product(
+        _listed(workload.payload.format), _listed(workload.messages),
+        _listed(workload.payload.records), _listed(workload.consumers.processes), rates,
+        _listed(workload.work_ms), _listed(fault.consumer) if fault else [None])
+    return [Cell(workload=name, messages=messages or staged, format=fmt, records=records,
+                 processes=processes, start=workload.consumers.start,
+                 wait_sec=workload.consumers.wait_sec, rate=rate, work_ms=work_ms, stop=stop,
+                 at_received=fault.at_received if fault else 0.0,
+                 mid_task=fault.mid_task if fault else False, repeats=workload.repeats,
+                 deadline_sec=workload.deadline_sec, description=workload.description)
+            for fmt, messages, records, processes, rate, work_ms, stop in combos]
+
+
+def find(name_or_path: str) -> Path:
+    """The experiment file a user named: a path, or the name of a shipped file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.parent != Path("."):
+        if not path.is_file():
+            raise UsageError(f"experiment file {path} does not exist")
+        return path
+    for folder in (Path("experiments"), SHIPPED_DIR):
+        if (candidate := folder / f"{name_or_path}.yaml").is_file():
+            return candidate
+    shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+    raise UsageError(f"no experiment {name_or_path!r}; shipped: {', '.join(shipped)}, or give "
+                     "the path of a YAML file")
+
+
+def parse_setting(text: str) -> tuple[list[str], Any]:
+    """`--set consumers.processes=[1,4]` -> (["consumers", "processes"], [1, 4])."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"--set {text!r}: expected KEY=VALUE, e.g. --set rate=200")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise UsageError(f"--set {text!r}: the value is not valid YAML") from None
+    return key.strip().split("."), parsed
+
+
+def _apply(data: dict[str, Any], path: list[str], value: Any, origin: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(f"--set {'.'.join(path)}: {part} in {origin} is not a mapping")
+        node = child
+    node[path[-1]] = value
+
+
+def _where(error: dict[str, Any]) -> str:
+    # pydantic names the branches of a union in the path ("list[...]", "constrained-int",
+    # "Stages"): keep only the keys and list positions a user wrote
+    parts = [str(p) for p in error["loc"]
+             if isinstance(p, int) or (p.isidentifier() and not p[0].isupper()
+                                       and p not in ("int", "float", "str", "bool"))]
+    return ".".join(parts) or "(top)"
+
+
+def _most_telling(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the errors of a value's union branches, the one that went deepest says most."""
+    return max(errors, key=lambda e: (e["type"] == "extra_forbidden", len(e["loc"])))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read experiment file {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"{path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a mapping of keys (messages, payload, ...)")
+    return data
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = (_merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
+def _validated(data: dict[str, Any], settings: list[str], origin: str,
+               stops: list[str] | None) -> Workload:
+    data = dict(data)
+    for setting in settings:
+        _apply(data, *parse_setting(setting), origin=origin)
+    if stops and isinstance(data.get("faults"), list) and data["faults"]:
+        data["faults"] = [{**data["faults"][0], "consumer": stops}, *data["faults"][1:]]
+    try:
+        return Workload.model_validate(data)
+    except ValidationError as exc:
+        error = _most_telling(exc.errors())
+        if error["type"] == "extra_forbidden":
+            raise UsageError(f"{origin}: {_where(error)}: unknown key; see the README's "
+                             "workload format") from None
+        got = "" if isinstance(error.get("input"), dict) else f" (got {error['input']!r})"
+        message = error["msg"].removeprefix("Value error, ")
+        raise UsageError(f"{origin}: {_where(error)}: {message}{got}") from None
+
+
+def load(name_or_path: str, settings: list[str] = (), stops: list[str] | None = None
+         ) -> list[tuple[str, Workload]]:
+    """The workloads of an experiment file, `settings` (KEY=VALUE) applied: [(name, workload)].
+    `stops` replaces the consumer fault's modes where a workload has one (`--stop`).
+
+    A file is one workload, or `experiments:` a list of parts, each `use: NAME` (a shipped or
+    local experiment) with the keys it changes (reference.yaml).
+    """
+    path = find(name_or_path)
+    data = _read(path)
+    if "experiments" not in data:
+        return [(path.stem, _validated(data, settings, str(path), stops))]
+    if unknown := set(data) - {"description", "experiments"}:
+        raise UsageError(f"{path}: {sorted(unknown)[0]}: unknown key beside experiments")
+    parts = data["experiments"]
+    if not isinstance(parts, list) or not parts:
+        raise UsageError(f"{path}: experiments: expected a list of parts, each with use: NAME")
+    workloads = []
+    for i, part in enumerate(parts):
+        origin = f"{path}: experiments[{i}]"
+        if not isinstance(part, dict) or not isinstance(part.get("use"), str):
+            raise UsageError(f"{origin}: expected a mapping with use: NAME")
+        base_path = find(part["use"])
+        if base_path.resolve() == path.resolve():
+            raise UsageError(f"{origin}: a file cannot use itself")
+        changes = {key: value for key, value in part.items() if key != "use"}
+        workloads.append((base_path.stem,
+                          _validated(_merged(_read(base_path), changes), settings, origin,
+                                     stops)))
+    return workloads
+
+
+def default_deadline(cell: Cell, redelivery_sec: float = 0.0) -> float:
+    """A minute for start-ups, the variant's redelivery wait, the paced sending, three times the
+    work, and 50 ms a message for the queue itself (RQ's forking worker manages ~25 a second)."""
+    if cell.deadline_sec is not None:
+        return cell.deadline_sec
+    offsets = cell.intended_offsets_ns()
+    pacing = offsets[-1] / 1e9 if offsets else 0.0
+    per_message = 3 * cell.work_ms / 1000 + 0.05
+    return math.ceil(60 + cell.wait_sec + redelivery_sec + pacing + cell.messages * per_message)

@@ -1,0 +1,162 @@
+"""The engine: experiment files as data, sweeps, paced producing from intended send times, and
+the figures computed once for every workload."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from queuebench import adapters
+from queuebench.adapters.base import Backlog
+from queuebench.engine import phases
+from queuebench.engine.common import Experiment
+from queuebench.engine.results import ExperimentConfig
+from queuebench.engine.workload import SHIPPED_DIR, Workload, cells, load
+from queuebench.errors import UsageError
+from queuebench.payloads.builder import record_batches
+from queuebench.worker.envelope import unwrap
+from tests.test_cli import one_line_error, run_cli
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")))
+def test_every_shipped_experiment_loads(name):
+    """Each file in experiments/ is valid and expands to at least one cell."""
+    assert all(cells(part, workload) for part, workload in load(name))
+
+
+def test_shipped_files_are_the_seed_experiments():
+    """reliability stops the consumer midway both ways; throughput repeats 3 times; reference
+    is seed 003's 100 and 10,000 messages in both formats."""
+    [(_, reliability)] = load("reliability")
+    assert [c.stop for c in cells("reliability", reliability)] == ["graceful", "kill"]
+    [(_, throughput)] = load("throughput")
+    assert throughput.repeats == 3 and cells("throughput", throughput)[0].kind == "throughput"
+    reference = [(c.kind, c.messages, c.format) for name, w in load("reference")
+                 for c in cells(name, w)]
+    assert ("reliability", 100, "protobuf") in reference
+    assert ("throughput", 10_000, "json") in reference and len(reference) == 6
+
+
+def test_a_list_where_a_value_goes_is_a_sweep(tmp_path):
+    """consumers: [1, 4] and two formats make four cells, in file order."""
+    path = write(tmp_path, "messages: 10\npayload: {format: [json, protobuf]}\n"
+                 "consumers: {processes: [1, 4]}\n")
+    [(name, workload)] = load(str(path))
+    assert name == "mine"
+    assert [(c.format, c.processes) for c in cells(name, workload)] == [
+        ("json", 1), ("json", 4), ("protobuf", 1), ("protobuf", 4)]
+
+
+def test_set_overrides_any_key_with_a_yaml_value(tmp_path):
+    """--set rate=200 paces; --set consumers.processes=[1,8] sweeps; a new key is refused."""
+    [(_, workload)] = load("throughput", ["rate=200", "consumers.processes=[1,8]"])
+    assert [(c.rate, c.processes) for c in cells("throughput", workload)] == [
+        (200.0, 1), (200.0, 8)]
+    with pytest.raises(UsageError, match=r"throughput.yaml: colour: unknown key"):
+        load("throughput", ["colour=blue"])
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("messages: 10\nconsumer: {processes: 2}\n", "mine.yaml: consumer: unknown key"),
+    ("messages: 10\nconsumers: {processes: 0}\n",
+     "mine.yaml: consumers.processes: Input should be greater than or equal to 1 (got 0)"),
+    ("messages: ten\n", "mine.yaml: messages: Input should be a valid integer"),
+    ("messages: 10\nrate: -5\n", "mine.yaml: rate: Input should be greater than 0 (got -5)"),
+    ("messages: 10\nfaults: [{consumer: pause}]\n",
+     "mine.yaml: faults.0.consumer: Input should be 'graceful' or 'kill' (got 'pause')"),
+    ("payload: {format: json}\n", "mine.yaml: (top): messages is required"),
+    ("messages: [\n", "mine.yaml is not valid YAML at line 2"),
+    ("- a list\n", "mine.yaml must hold a mapping"),
+])
+def test_a_broken_experiment_file_is_one_line_naming_the_key(tmp_path, text, says):
+    """`queuebench run FILE` with a bad key, type or value exits 2 with one line, no folder."""
+    path = write(tmp_path, text)
+    proc = run_cli("run", str(path), "--reports-dir", str(tmp_path / "reports"))
+    assert proc.returncode == 2
+    assert says in one_line_error(proc)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_unknown_experiment_names_the_shipped_ones():
+    with pytest.raises(UsageError, match="no experiment 'thruput'; shipped: latency, reference"):
+        load("thruput")
+
+
+def test_rate_shapes_give_intended_send_times():
+    """A constant rate spaces messages 1/rate apart; the seed's bursts [messages, delay_ms]
+    space each message delay_ms after the one before; unlimited has no schedule."""
+    paced = cells("x", Workload(messages=5, rate=200))[0]
+    assert paced.intended_offsets_ns() == [0, 5_000_000, 10_000_000, 15_000_000, 20_000_000]
+    bursts = cells("x", Workload(rate={"stages": [[2, 20], [3, 0], [1, 10]]}))[0]
+    assert bursts.messages == 6
+    assert bursts.intended_offsets_ns() == [0, 20_000_000, 20_000_000, 20_000_000, 20_000_000,
+                                            30_000_000]
+    assert cells("x", Workload(messages=5))[0].intended_offsets_ns() is None
+
+
+class Recorder:
+    """A producer that keeps what it was given and when."""
+
+    def __init__(self):
+        self.sent: list[tuple[int, bytes]] = []
+
+    def send(self, payload, *, key=None):
+        self.sent.append((time.time_ns(), payload))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def experiment(tmp_path, workload: Workload, recorder: Recorder | None = None) -> Experiment:
+    adapter = adapters.create("sqlalchemy+sqlite:///q.sqlite", queue="q")
+    if recorder:
+        adapter.producer = lambda: recorder
+    cell = cells("x", workload)[0]
+    config = ExperimentConfig(cell.kind, "sqlalchemy+sqlite", "default", cell.format,
+                              cell.messages, cell.records, cell.work_ms, 60.0)
+    return Experiment(config, cell, adapter, record_batches("sqlite://", cell.records,
+                                                            cell.messages), tmp_path)
+
+
+def test_a_paced_producer_stamps_the_intended_time_and_keeps_the_rate(tmp_path):
+    """At 100 msg/s, 30 messages take ~0.29 s, each stamped with its slot in the schedule (not
+    when it went out), and each payload is the encoded records."""
+    recorder = Recorder()
+    run = experiment(tmp_path, Workload(messages=30, rate=100, payload={"records": 5}), recorder)
+    first_ns, seconds = run.produce()
+    assert 0.28 <= seconds < 0.5
+    envelopes = [unwrap(message) for _, message in recorder.sent]
+    assert [e.sent_ns - first_ns for e in envelopes] == [seq * 10_000_000 for seq in range(30)]
+    assert all(sent_at >= e.sent_ns for (sent_at, _), e in zip(recorder.sent, envelopes,
+                                                               strict=True))
+    assert all(e.payload_ok for e in envelopes)
+    assert run.sizes == [len(bytes(e.payload)) for e in envelopes]
+
+
+def test_consume_mb_s_counts_only_the_bytes_that_arrived(tmp_path, monkeypatch):
+    """A run that received the 1 MB message of 4 MB sent, over 1 s, consumed 1 MB/s, not 4."""
+    run = experiment(tmp_path, Workload(messages=2))
+    run.sizes = [1_000_000, 3_000_000]
+    monkeypatch.setattr(run.adapter, "backlog", lambda: Backlog(waiting=1, detail="1 queued"))
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    first_ns = 1_000_000_000
+    (ledger / "receipts-1.log").write_text(
+        f"{run.run_id} 0 {first_ns} {first_ns + 1_000_000_000} ok\n")
+    m = phases.figures(run, outcome="deadline", started=time.monotonic(), produce_sec=0.5,
+                       consumers_from_ns=first_ns, startup_sec=0.1, stop=None)
+    assert (m["successful"], m["time_to_consume_sec"]) == (1, 1.0)
+    assert (m["consume_throughput"], m["consume_mb_s"]) == (1.0, 1.0)
+    assert m["produce_mb_s"] == 8.0  # everything was sent, in 0.5 s
+    assert m["broker_check"]["agrees"] is False  # one still waits
