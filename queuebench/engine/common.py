@@ -39,10 +39,10 @@ class Experiment:
     def __post_init__(self) -> None:
         self.run_id = uuid.uuid4()
         self.ledger = LedgerReader(self.folder / "ledger", str(self.run_id))
-        self.consumers = ConsumerFleet(self.adapter, count=self.cell.processes,
-                                       ledger_dir=self.folder / "ledger",
-                                       work_ms=self.cell.work_ms, fmt=self.cell.format,
-                                       log_path=self.folder / "consumer.log")
+        self.consumers = ConsumerFleet(
+            self.adapter, count=self.cell.processes, ledger_dir=self.folder / "ledger",
+            work_ms=self.cell.work_ms, fmt=self.cell.format, concurrency=self.cell.concurrency,
+            fail_fraction=self.cell.fail_fraction, log_path=self.folder / "consumer.log")
         self.sizes = [0] * self.cell.messages  # bytes of each payload as sent
 
     @property

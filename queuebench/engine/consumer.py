@@ -26,10 +26,10 @@ class ConsumerProcess:
     """The program a user would run for this pair, with the handler wired to our ledger."""
 
     def __init__(self, adapter: Adapter, *, ledger_dir: Path, work_ms: float, log_path: Path,
-                 fmt: str | None = None):
+                 fmt: str | None = None, concurrency: int = 1, fail_fraction: float = 0.0):
         self.adapter = adapter
         self.config = ConsumerConfig(adapter.url, adapter.queue, adapter.variant.name,
-                                     str(ledger_dir), work_ms, fmt)
+                                     str(ledger_dir), work_ms, fmt, concurrency, fail_fraction)
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
@@ -149,10 +149,9 @@ class ConsumerFleet:
     """`count` consumer processes of one pair, started together; a stop or a kill reaches every
     one before waiting for any, as a deploy or a lost machine would."""
 
-    def __init__(self, adapter: Adapter, *, count: int, ledger_dir: Path, work_ms: float,
-                 log_path: Path, fmt: str | None = None):
-        self.members = [ConsumerProcess(adapter, ledger_dir=ledger_dir, work_ms=work_ms,
-                                        log_path=log_path, fmt=fmt) for _ in range(count)]
+    def __init__(self, adapter: Adapter, *, count: int, **member_settings: object):
+        """`member_settings` are each ConsumerProcess's (ledger_dir, work_ms, log_path, ...)."""
+        self.members = [ConsumerProcess(adapter, **member_settings) for _ in range(count)]
 
     @property
     def starts(self) -> int:

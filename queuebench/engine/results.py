@@ -41,6 +41,10 @@ class ExperimentConfig:
     repeat: int = 0  # which run of this case: every repeat is kept, statistics come on report
     workload: str | None = None  # the experiment file it came from (None: before there were any)
     consumers: int = 1  # consumer processes
+    concurrency: int = 1  # per consumer process, in the pair's own unit
+    producers: int = 1
+    producer_mode: str = "sync"  # sync | async | processes
+    fail_fraction: float = 0.0  # of the messages whose handler raises
     rate: float | tuple[tuple[int, float], ...] | None = None  # msg/s or [messages, delay_ms]
     # stages; None: as fast as the producer goes
 

@@ -167,7 +167,9 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
                         work_ms=cell.work_ms, deadline_sec=default_deadline(cell, redelivery_sec),
                         wait_sec=cell.wait_sec if cell.start == "after" else None,
                         stop=cell.stop, repeat=repeat, workload=cell.workload,
-                        consumers=cell.processes, rate=cell.rate)
+                        consumers=cell.processes, concurrency=cell.concurrency,
+                        producers=cell.producers, producer_mode=cell.producer_mode,
+                        fail_fraction=cell.fail_fraction, rate=cell.rate)
                     queue = f"qb-{folder.path.name[:16].lower()}-{len(results):03d}"
                     adapter = cls(url, queue=queue, variant=variant)
                     result = run_one(config, cell, adapter, batches[key], folder.path /

@@ -42,8 +42,19 @@ class Payload(Strict):
     records: PositiveInt | list[PositiveInt] = 100
 
 
+class Producers(Strict):
+    count: PositiveInt | list[PositiveInt] = 1  # producer processes (mode: processes)
+    # sync: one send at a time, each returning once the client took it; async: up to
+    # in_flight sends awaiting the broker's acknowledgement; processes: `count` processes
+    mode: Literal["sync", "async", "processes"] = "sync"
+    in_flight: PositiveInt = 100
+
+
 class Consumers(Strict):
     processes: PositiveInt | list[PositiveInt] = 1
+    # per process, the pair's own unit: Celery's pool children, Dramatiq's or Huey's workers,
+    # a plain client's threads
+    concurrency: PositiveInt | list[PositiveInt] = 1
     # before: running and warm when producing starts; after: started once every message is sent
     start: Literal["before", "after"] = "before"
     wait_sec: NonNegative = 0.0  # with start: after, how long the queue sits with no consumer
@@ -64,14 +75,18 @@ class Workload(Strict):
     description: str = ""
     messages: PositiveInt | list[PositiveInt] | None = None  # None: the stages' sum
     payload: Payload = Payload()
+    producers: Producers = Producers()
     consumers: Consumers = Consumers()
     rate: Positive | list[Positive] | Stages | None = None  # msg/s; None: as fast as it goes
     work_ms: NonNegative | list[NonNegative] = 0.0  # per message, in the handler
+    # of the messages whose handler raises, chosen by sequence number so the engine knows which
+    fail_fraction: Annotated[float, Field(ge=0, le=1)] | list[
+        Annotated[float, Field(ge=0, le=1)]] = 0.0
     faults: list[ConsumerFault] = Field(default_factory=list, max_length=1)
     repeats: PositiveInt = 1
     deadline_sec: Positive | None = None  # None: scaled to the messages and the work
 
-    @field_validator("messages", "work_ms", "rate", mode="after")
+    @field_validator("messages", "work_ms", "rate", "fail_fraction", mode="after")
     @classmethod
     def _no_empty_sweep(cls, value: Any) -> Any:
         if isinstance(value, list) and not value:
@@ -98,6 +113,11 @@ class Cell:
     format: str
     records: int
     processes: int
+    concurrency: int
+    producers: int
+    producer_mode: str
+    in_flight: int
+    fail_fraction: float
     start: str
     wait_sec: float
     rate: float | tuple[tuple[int, float], ...] | None
@@ -139,15 +159,20 @@ def cells(name: str, workload: Workload) -> list[Cell]:
     staged = sum(c for c, _ in workload.rate.stages) if isinstance(workload.rate, Stages) else 0
     combos = itertools.product(
         _listed(workload.payload.format), _listed(workload.messages),
-        _listed(workload.payload.records), _listed(workload.consumers.processes), rates,
-        _listed(workload.work_ms), _listed(fault.consumer) if fault else [None])
+        _listed(workload.payload.records), _listed(workload.consumers.processes),
+        _listed(workload.consumers.concurrency), _listed(workload.producers.count), rates,
+        _listed(workload.work_ms), _listed(workload.fail_fraction),
+        _listed(fault.consumer) if fault else [None])
     return [Cell(workload=name, messages=messages or staged, format=fmt, records=records,
-                 processes=processes, start=workload.consumers.start,
+                 processes=processes, concurrency=concurrency, producers=producers,
+                 producer_mode=workload.producers.mode, in_flight=workload.producers.in_flight,
+                 fail_fraction=fail_fraction, start=workload.consumers.start,
                  wait_sec=workload.consumers.wait_sec, rate=rate, work_ms=work_ms, stop=stop,
                  at_received=fault.at_received if fault else 0.0,
                  mid_task=fault.mid_task if fault else False, repeats=workload.repeats,
                  deadline_sec=workload.deadline_sec, description=workload.description)
-            for fmt, messages, records, processes, rate, work_ms, stop in combos]
+            for fmt, messages, records, processes, concurrency, producers, rate, work_ms,
+            fail_fraction, stop in combos]
 
 
 def find(name_or_path: str) -> Path:

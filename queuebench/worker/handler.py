@@ -30,6 +30,8 @@ class ConsumerConfig:
     ledger_dir: str
     work_ms: float
     format: str | None = None  # the payload format the handler decodes; None: bytes as they are
+    concurrency: int = 1  # per consumer process, in the pair's own unit
+    fail_fraction: float = 0.0  # of the messages whose handler raises, chosen by seq
 
     def to_env(self) -> dict[str, str]:
         return {CONFIG_ENV: json.dumps(asdict(self))}
