@@ -192,15 +192,27 @@ def _corrupt(result: dict) -> int:
     return result["measurements"].get("corrupt") or 0  # files before the count lack it
 
 
+def _pair_name(result: dict) -> str:
+    config = result["config"]
+    variant = "" if config["variant"] == "default" else f" [{config['variant']}]"
+    return f"{config['pair']}{variant}"
+
+
 def _row_name(result: dict) -> str:
     """The pair and variant, and what else sets this case apart: a paced rate, a fleet."""
     config = result["config"]
-    variant = "" if config["variant"] == "default" else f" [{config['variant']}]"
     rate = config.get("rate")
     paced = "" if rate is None else (f" @ {_fmt(float(rate), 0)} msg/s"
                                      if isinstance(rate, int | float) else " @ staged rate")
     fleet = f" x{config['consumers']} consumers" if config.get("consumers", 1) != 1 else ""
-    return f"{config['pair']}{variant}{paced}{fleet}"
+    each = (f" x{config['concurrency']} concurrency" if config.get("concurrency", 1) != 1
+            else "")
+    producers = (f" x{config['producers']} producers" if config.get("producers", 1) != 1
+                 else "")
+    mode = (f" ({config['producer_mode']} producer)"
+            if config.get("producer_mode", "sync") != "sync" else "")
+    failing = (f" failing {config['fail_fraction']:.0%}" if config.get("fail_fraction") else "")
+    return f"{_pair_name(result)}{paced}{fleet}{each}{producers}{mode}{failing}"
 
 
 def _fmt(value: object, digits: int = 2) -> object:
@@ -618,16 +630,17 @@ def size_table(sizes: list[dict]) -> str:
 def settings_table(results: list[dict]) -> str:
     seen: dict[str, dict] = {}
     for r in results:
-        seen.setdefault(_row_name(r), r["pair_info"])
+        seen.setdefault(_pair_name(r), r["pair_info"])
     rows = [[name, f"{info['library']} {info.get('library_version') or NA}",
              info.get("broker_version") or NA,
              ", ".join(f"{k}={v}" for k, v in info["delivery_settings"].items()) or "defaults",
              info["capabilities"]["ack"], info["capabilities"]["on_worker_killed"],
              info["capabilities"]["carries_bytes"], info["capabilities"].get("serializer"),
+             info.get("concurrency_unit"),
              _fmt(info["size_limit"]["max_bytes"]) if info["size_limit"]["max_bytes"] else "none"]
             for name, info in seen.items()]
     return table(["pair", "library", "broker", "delivery settings", "acks", "when a worker dies",
-                  "bytes", "serializer", "size limit"], rows)
+                  "bytes", "serializer", "concurrency unit", "size limit"], rows)
 
 
 def seed_table(results: list[dict]) -> str | None:

@@ -152,7 +152,7 @@ class SleepAdapter:
     variant = SimpleNamespace(name="default")
     graceful_stop_signal = signal.SIGTERM
 
-    def consumer_argv(self) -> list[str]:
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
         return [sys.executable, "-c", "import time; time.sleep(60)", self.url]
 
     def consumer_env(self) -> dict[str, str]:

@@ -160,3 +160,52 @@ def test_consume_mb_s_counts_only_the_bytes_that_arrived(tmp_path, monkeypatch):
     assert (m["consume_throughput"], m["consume_mb_s"]) == (1.0, 1.0)
     assert m["produce_mb_s"] == 8.0  # everything was sent, in 0.5 s
     assert m["broker_check"]["agrees"] is False  # one still waits
+
+
+def test_a_failed_attempt_is_counted_failed_and_not_consumed(tmp_path, monkeypatch):
+    """With fail_fraction 0.5 of 2 messages, message 1 is meant to fail: its "failed" receipt
+    makes it failed (not lost, not corrupt, not received), and the consume time, rate and bytes
+    are those of the message whose handler returned."""
+    run = experiment(tmp_path, Workload(messages=2, fail_fraction=0.5))
+    run.sizes = [1_000_000, 3_000_000]
+    monkeypatch.setattr(run.adapter, "backlog", lambda: Backlog(waiting=0, detail="empty"))
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    first_ns = 1_000_000_000
+    (ledger / "receipts-1.log").write_text(
+        f"{run.run_id} 0 {first_ns} {first_ns + 1_000_000_000} ok\n"
+        f"{run.run_id} 1 {first_ns} {first_ns + 3_000_000_000} failed\n")
+    m = phases.figures(run, outcome="complete", started=time.monotonic(), produce_sec=0.5,
+                       consumers_from_ns=first_ns, startup_sec=0.1, stop=None)
+    assert (m["successful"], m["lost"], m["corrupt"], m["failed_by_handler"]) == (1, 0, 0, 1)
+    assert (m["failed"], m["failed_seqs"], m["meant_to_fail"]) == (1, [1], 1)
+    assert m["unexpected_failures"] == 0
+    assert (m["time_to_consume_sec"], m["consume_mb_s"]) == (1.0, 1.0)
+    assert m["broker_check"]["agrees"] is True
+
+
+def test_each_consumer_proves_ready_and_the_repeat_keeps_its_timeline_and_host_load(tmp_path):
+    """Three stub consumers each handle a warm-up message before producing starts; the result
+    holds the timeline in order, how busy the host was, and the per-second series."""
+    from tests.test_stub import engine_run
+
+    _, m = engine_run(tmp_path, Workload(messages=30, consumers={"processes": 3}))
+    assert m["consumers_ready"] == 3 and m["successful"] == 30
+    events = [event["event"] for event in m["timeline"]]
+    assert events == ["first consumer ready", "3 of 3 consumers ready", "producing", "produced",
+                      "settled: complete"]
+    assert [e["t"] for e in m["timeline"]] == sorted(e["t"] for e in m["timeline"])
+    assert 0 <= m["host"]["cpu_busy_pct"] <= 100 and m["host"]["cores"] >= 1
+    assert sum(m["series"]["sent"]) == sum(m["series"]["received"]) == 30
+    assert m["series"]["backlog"][-1] == 0
+
+
+def test_per_second_series_counts_each_message_once_from_its_intended_send():
+    """Two messages meant at 0.2 s, received at 0.5 s and 1.5 s (one twice): one waits a second."""
+    from queuebench.engine.ledger import Receipt
+    from queuebench.engine.phases import per_second
+
+    s = 1_000_000_000
+    receipts = [Receipt(0, s // 5, s // 2, True), Receipt(1, s // 5, 3 * s // 2, True),
+                Receipt(1, s // 5, 2 * s, True)]
+    assert per_second(receipts, 0) == {"sent": [2, 0], "received": [1, 1], "backlog": [1, 0]}

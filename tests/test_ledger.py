@@ -1,5 +1,6 @@
 """The ledger decides lost and duplicated; its arithmetic must be exact."""
 
+import itertools
 import os
 import threading
 import time
@@ -9,9 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from queuebench.engine import ledger, phases
-from queuebench.engine.common import check_tally
+from queuebench.engine.common import check_tally, delivery_figures
 from queuebench.engine.ledger import LedgerReader, Receipt, tally
+from queuebench.worker import handler
 from queuebench.worker.envelope import HEADER, unwrap, wrap
+from queuebench.worker.failures import HandlerFailed, meant_to_fail
+from queuebench.worker.handler import CONFIG_ENV, ConsumerConfig
 from queuebench.worker.receipts import ReceiptWriter
 
 
@@ -280,7 +284,7 @@ def test_the_reader_lets_go_of_its_files(tmp_path):
         assert sorted(r.seq for r in reader.poll()) == [0, 1, 2, 3, 4, 5]
     assert _open_descriptors() == before
     experiment = SimpleNamespace(ledger=LedgerReader(tmp_path, run),
-                                 cell=SimpleNamespace(messages=6))
+                                 cell=SimpleNamespace(messages=6, fail_fraction=0.0))
     received, result = check_tally(experiment)
     assert len(received) == 6 and result.lost == ()
     assert _open_descriptors() == before
@@ -306,3 +310,147 @@ def test_beyond_its_descriptor_budget_the_reader_reopens_files(tmp_path, monkeyp
     assert sorted(r.seq for r in reader.poll()) == [0, 1, 2, 3]
     assert sum(f.fd is not None for f in reader._files) == 1
     reader.close()
+
+
+# Failures on purpose (fail_fraction): which messages, their receipts, and the tally.
+
+def failed(*seqs: int) -> list[Receipt]:
+    return [Receipt(seq, 0, 1, True, failed=True) for seq in seqs]
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.29, 0.5, 1 / 3, 0.07, 1.0])
+def test_meant_to_fail_picks_floor_of_n_times_the_fraction_spread_evenly(fraction):
+    """Of every first N messages exactly floor(N * fraction) are meant to fail (the decimal as
+    written: 0.29 of 100 is 29, not the 28 that float arithmetic gives), spread evenly, and
+    message 0 only when all fail."""
+    from fractions import Fraction
+
+    picks = [seq for seq in range(1000) if meant_to_fail(seq, fraction)]
+    for n in (1, 7, 20, 100, 1000):
+        assert sum(1 for seq in picks if seq < n) == int(n * Fraction(repr(fraction)))
+    gaps = {b - a for a, b in itertools.pairwise(picks)}
+    assert max(gaps) - min(gaps) <= 1  # evenly spread: gaps differ by one at most
+    assert (0 in picks) == (fraction == 1.0)
+
+
+def test_meant_to_fail_20_messages_at_0_2_is_4_5_and_none_at_0():
+    assert [seq for seq in range(20) if meant_to_fail(seq, 0.2)] == [4, 9, 14, 19]
+    assert not any(meant_to_fail(seq, 0.0) for seq in range(1000))
+
+
+def test_a_failed_handler_is_accounted_for_not_lost():
+    """Messages meant to fail (4, 9) whose failed receipts are there are failed, not lost or
+    received; every message is exactly one of received, failed or lost."""
+    result = tally(receipts(*(seq for seq in range(10) if seq not in (4, 9))) + failed(4, 9),
+                   expected=10, fail_fraction=0.2)
+    assert result.failed == (4, 9)
+    assert result.lost == ()
+    assert result.received == 8
+    assert result.failed_attempts == 2 and result.meant_to_fail == 2
+    assert result.unexpected_failures == () and result.corrupt == 0
+    assert result.received + len(result.failed) + len(result.lost) == result.expected
+
+
+def test_a_message_meant_to_fail_that_never_ran_is_lost():
+    """No receipt at all for message 4 (meant to fail): it never reached a handler: lost."""
+    result = tally(receipts(0, 1, 2, 3), expected=5, fail_fraction=0.2)
+    assert result.lost == (4,)
+    assert result.failed == ()
+    assert result.meant_to_fail == 1
+
+
+def test_retries_of_a_failing_message_are_attempts_not_duplicates():
+    """Message 4 failed three times (a library that retries): one failed message, three failed
+    attempts, and no duplicate delivery."""
+    result = tally(receipts(0, 1, 2, 3) + failed(4, 4, 4), expected=5, fail_fraction=0.2)
+    assert result.failed == (4,)
+    assert result.failed_attempts == 3
+    assert result.duplicates == () and result.duplicate_deliveries == 0
+    assert result.unexpected == 0
+
+
+def test_a_failure_of_a_message_not_meant_to_fail_is_a_bug_on_its_own_line():
+    """Message 2 is not among the 20% meant to fail: its failed receipt is counted apart."""
+    result = tally(receipts(0, 1, 3) + failed(2, 4), expected=5, fail_fraction=0.2)
+    assert result.unexpected_failures == (2,)
+    assert result.failed == (2, 4)
+    assert result.lost == ()
+
+
+def test_a_failed_then_processed_message_is_received_not_failed():
+    """A failed attempt followed by one that returned (a retry that succeeded) is received."""
+    result = tally(failed(1) + receipts(0, 1), expected=2, fail_fraction=0.5)
+    assert result.received == 2 and result.failed == ()
+    assert result.failed_attempts == 1 and result.duplicate_deliveries == 0
+
+
+def test_the_tally_without_failures_is_what_it_was():
+    """fail_fraction 0, the default: the same verdict as before failures existed."""
+    plain = tally(receipts(0, 1, 1, 1, 3), expected=5)
+    assert plain == tally(receipts(0, 1, 1, 1, 3), expected=5, fail_fraction=0.0)
+    assert (plain.lost, plain.duplicates, plain.duplicate_deliveries) == ((2, 4), (1,), 2)
+    assert (plain.failed, plain.failed_attempts, plain.meant_to_fail,
+            plain.unexpected_failures) == ((), 0, 0, ())
+
+
+def test_the_reader_takes_a_failed_line_as_a_failed_attempt(tmp_path):
+    """A "failed" line is a receipt of a failed attempt: not corrupt, not a start, and it
+    accounts for its message in the distinct count the engine waits on."""
+    run = str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text(_line(run, 0) + _line(run, 1, "failed", 7)
+                                             + _line(run, 1, "failed", 9))
+    reader = LedgerReader(tmp_path, run)
+    assert [(r.seq, r.ok, r.failed) for r in reader.poll()] == [
+        (0, True, False), (1, True, True), (1, True, True)]
+    assert reader.distinct == 2
+    result = tally(reader.receipts, expected=2, fail_fraction=0.5)
+    assert result.failed == (1,) and result.corrupt == 0 and result.failed_attempts == 2
+
+
+def test_delivery_figures_keep_the_seed_meaning_of_failed():
+    """The seed's `failed` is every message not processed successfully: lost plus failed by
+    the handler, so total = successful + failed; latency is of handlers that returned."""
+    got = receipts(0, 1) + failed(2) + [Receipt(2, 0, 10**12, True, failed=True)]
+    m = delivery_figures(got, tally(got, expected=5, fail_fraction=0.4))
+    assert (m["total"], m["successful"], m["failed"], m["lost"]) == (5, 2, 3, 2)
+    assert m["total"] == m["successful"] + m["failed"]
+    assert (m["failed_by_handler"], m["failed_seqs"], m["failed_attempts"]) == (1, [2], 2)
+    assert m["meant_to_fail"] == 2 and m["unexpected_failures"] == 0
+    assert m["latency_ms"]["max"] < 1  # the slow failed attempt is not a delivery
+
+
+def test_check_tally_uses_the_cells_fail_fraction(tmp_path):
+    """check_tally hands the cell's fail_fraction to the tally and returns only the receipts
+    of handlers that returned (what the consume rates are taken over)."""
+    run = str(uuid.uuid4())
+    lines = [_line(run, seq, "failed" if seq in (4, 9) else "ok") for seq in range(10)]
+    (tmp_path / "receipts-1.log").write_text("".join(lines))
+    experiment = SimpleNamespace(ledger=LedgerReader(tmp_path, run),
+                                 cell=SimpleNamespace(messages=10, fail_fraction=0.2))
+    returned, result = check_tally(experiment)
+    assert sorted(r.seq for r in returned) == [0, 1, 2, 3, 5, 6, 7, 8]
+    assert (result.meant_to_fail, result.failed, result.unexpected_failures) == (2, (4, 9), ())
+
+
+def test_the_handler_writes_a_failed_receipt_then_raises(tmp_path, monkeypatch):
+    """A message meant to fail: its work is done, a "failed" line is written, and HandlerFailed
+    is raised for the library; the others get their "ok" receipt and return."""
+    config = ConsumerConfig("stub+dir:///x", "q", "default", str(tmp_path), work_ms=1,
+                            fail_fraction=0.5)
+    monkeypatch.setenv(CONFIG_ENV, config.to_env()[CONFIG_ENV])
+    handler.consumer_config.cache_clear()
+    monkeypatch.setattr(handler, "_writers", {})
+    try:
+        run = uuid.uuid4()
+        handler.handle(wrap(run, 0, b"a"))
+        with pytest.raises(HandlerFailed, match="message 1 is meant to fail"):
+            handler.handle(wrap(run, 1, b"b"))
+        corrupt = bytearray(wrap(run, 3, b"cd"))
+        corrupt[-1] ^= 1
+        handler.handle(bytes(corrupt))  # meant to fail, but corrupt says more: not raised
+    finally:
+        handler.consumer_config.cache_clear()
+    lines = (tmp_path / f"receipts-{os.getsid(0)}.log").read_text().splitlines()
+    assert [(line.split()[1], line.split()[4]) for line in lines] == [
+        ("0", "started"), ("0", "ok"), ("1", "started"), ("1", "failed"),
+        ("3", "started"), ("3", "corrupt")]

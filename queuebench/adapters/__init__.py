@@ -70,6 +70,15 @@ PAIRS: dict[str, PairEntry] = {
 }
 
 
+# Pairs for the engine's own tests, never offered to users: absent from `queuebench pairs`,
+# `sizes`, every group and "did you mean", but resolved from their URL (a consumer process
+# creates its adapter from the URL it is given).
+TEST_PAIRS: dict[str, PairEntry] = {
+    "stub+dir": PairEntry("stub+dir", "queuebench.adapters.stub:StubAdapter", "",
+                          "stub+dir:///.state/queues/stub"),
+}
+
+
 def _group(broker: str) -> tuple[str, ...]:
     return tuple(scheme for scheme in PAIRS if scheme.endswith(f"+{broker}"))
 
@@ -101,7 +110,7 @@ def resolve_url(text: str) -> tuple[PairEntry, str]:
     if not sep and ":" in text:
         raise UsageError(f"malformed pair URL {redact(text)!r}: expected SCHEME://ADDRESS, "
                          "e.g. huey+sqlite:///.state/huey.sqlite")
-    entry = PAIRS.get(scheme)
+    entry = PAIRS.get(scheme) or TEST_PAIRS.get(scheme)
     if entry is None:
         close = difflib.get_close_matches(scheme, PAIRS, n=1)
         hint = f"did you mean {close[0]}? " if close else ""

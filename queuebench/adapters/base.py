@@ -17,6 +17,7 @@ import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Protocol
 
@@ -72,11 +73,43 @@ class Backlog:
 
 
 class Producer(Protocol):
+    """Sends opaque bytes to the adapter's queue.
+
+    `send` returns once the client took the message (sent it, or queued it to send) and raises
+    what the library raises; `flush` returns once everything sent was delivered and raises the
+    first failure; `close` lets go of the connection.
+
+    A producer may also define `send_async(payload, *, key=None) -> concurrent.futures.Future`
+    (call it through `send_async` below, which wraps `send` where it is absent): the future
+    completes when the broker acknowledged the message (its result is unused) and holds the
+    exception when the send failed; `send_async` itself raises nothing for a failed send. It
+    completes on its own (a client's I/O thread, a poller), except where the producer holds the
+    message back to batch it: such a future stays pending (`running()` False) until its batch
+    goes, which the next sends or `flush()` trigger; once handed to the client it is running.
+    A failure delivered to a future is not raised again by `send` or `flush`.
+    """
+
     def send(self, payload: bytes, *, key: str | None = None) -> None: ...
 
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def send_async(producer: Producer, payload: bytes, *, key: str | None = None) -> Future:
+    """Send `payload` and return a future of its acknowledgement: the producer's own
+    `send_async`, or else `send` run now, its future completed (or failed) when it returns."""
+    own = getattr(producer, "send_async", None)
+    if own is not None:
+        return own(payload, key=key)
+    future: Future = Future()
+    try:
+        producer.send(payload, key=key)
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+    return future
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,10 @@ class Adapter(ABC):
     capabilities: ClassVar[Capabilities]
     size_limit: ClassVar[SizeLimit]
     variants: ClassVar[tuple[Variant, ...]]
+    # What `consumers.concurrency` N means inside one consumer process of this pair, in the
+    # library's own unit and with the option that sets it, e.g. "prefork pool children
+    # (celery worker --concurrency N)".
+    concurrency_unit: ClassVar[str]
     # What the library documents as its graceful shutdown.
     graceful_stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 
@@ -137,6 +174,7 @@ class Adapter(ABC):
             "library": self.library,
             "broker": self.broker,
             "capabilities": asdict(self.capabilities),
+            "concurrency_unit": self.concurrency_unit,
             "size_limit": self.size_limit.to_dict(),
             "delivery_settings": dict(self.settings),
         }
@@ -157,8 +195,13 @@ class Adapter(ABC):
     def producer(self) -> Producer:
         """A connected producer for `self.queue`."""
 
-    def consumer_argv(self) -> list[str]:
-        """The program a user would run to consume; plain clients run `queuebench consume`."""
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        """The program a user would run to consume, with `concurrency` of the pair's own unit
+        (`concurrency_unit`); with 1, the library's single-worker command.
+
+        Plain clients run `queuebench consume`, which reads its concurrency from its
+        configuration (the environment) and runs that many receive loops in threads.
+        """
         return [sys.executable, "-m", "queuebench", "consume"]
 
     def consumer_env(self) -> dict[str, str]:
@@ -169,7 +212,9 @@ class Adapter(ABC):
     def consume(self, handle: Callable[[bytes], None], stopping: threading.Event) -> None:
         """Receive until `stopping` is set, calling `handle` per message, then acking it.
 
-        Only plain-client adapters implement this; task libraries run their own worker.
+        Only plain-client adapters implement this; task libraries run their own worker. With
+        concurrency N, `queuebench consume` runs it in N threads, each on an adapter instance
+        of its own (its own clients), all sharing `handle` and `stopping`.
         """
         raise NotImplementedError(f"{self.scheme} consumes through its own worker program")
 

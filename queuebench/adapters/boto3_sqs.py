@@ -40,6 +40,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -116,6 +117,9 @@ class BatchingProducer:
     """Buffers up to 10 base64 bodies and sends them with one SendMessageBatch call.
 
     A send can therefore fail at a later send() or at flush(), which raise; close() flushes.
+    `send_async` buffers the same way: its future stays pending while its body waits in the
+    batch, runs while the batch call is made, and then holds that entry's outcome (the call's
+    exception, or the entry's `Failed` report); those failures are not raised again.
     """
 
     def __init__(self, client, queue_url: str, *, max_entries: int, max_batch_bytes: int) -> None:
@@ -124,14 +128,25 @@ class BatchingProducer:
         self.max_entries = max_entries
         self.max_batch_bytes = max_batch_bytes
         self._bodies: list[str] = []
+        self._futures: list[Future | None] = []  # None: buffered by send(), which raises
         self._batch_bytes = 0
 
     def send(self, payload: bytes, *, key: str | None = None) -> None:
         """Queue `payload`; `key` is unused: a standard queue has no groups or order."""
+        self._add(payload, None)
+
+    def send_async(self, payload: bytes, *, key: str | None = None) -> Future:
+        """Queue `payload` as send() does; the future completes when its batch was answered."""
+        acked: Future = Future()
+        self._add(payload, acked)
+        return acked
+
+    def _add(self, payload: bytes, acked: Future | None) -> None:
         body = base64.b64encode(payload).decode("ascii")
         if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
             self.flush()  # alone over the limit, it still goes: the broker's own error is the point
         self._bodies.append(body)
+        self._futures.append(acked)
         self._batch_bytes += len(body)
         if len(self._bodies) >= self.max_entries:
             self.flush()
@@ -140,11 +155,36 @@ class BatchingProducer:
         if not self._bodies:
             return
         # Taken off the buffer first: a batch that failed is reported once, not re-sent by close().
-        bodies, self._bodies, self._batch_bytes = self._bodies, [], 0
-        response = self.client.send_message_batch(
-            QueueUrl=self.queue_url,
-            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
-        failed = response.get("Failed", [])
+        bodies, futures = self._bodies, self._futures
+        self._bodies, self._futures, self._batch_bytes = [], [], 0
+        for acked in futures:
+            if acked is not None:
+                acked.set_running_or_notify_cancel()
+        try:
+            response = self.client.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
+        except Exception as exc:
+            for acked in futures:
+                if acked is not None:
+                    acked.set_exception(exc)
+            if any(acked is None for acked in futures):
+                raise
+            return
+        refused = {f["Id"]: f for f in response.get("Failed", [])}
+        took = {s["Id"] for s in response.get("Successful", [])}
+        for i, acked in enumerate(futures):
+            if acked is None:
+                continue
+            if str(i) in took:
+                acked.set_result(None)
+            else:
+                entry = refused.get(str(i), {"Code": "missing from its response"})
+                acked.set_exception(BatchEntryFailed(
+                    f"SendMessageBatch refused the message: {entry.get('Code')}: "
+                    f"{entry.get('Message', '')}"))
+        failed = [refused[str(i)] for i, acked in enumerate(futures)
+                  if acked is None and str(i) in refused]
         if failed:
             reasons = "; ".join(f"entry {f['Id']}: {f.get('Code')}: {f.get('Message', '')}"
                                 for f in failed)
@@ -197,6 +237,8 @@ class Boto3SQSAdapter(Adapter):
                 "after the visibility timeout, so a crash costs a wait and maybe a duplicate, "
                 "never the message", redelivery_sec=DEFAULT_VISIBILITY_TIMEOUT_SEC),
     )
+    concurrency_unit = ("receive threads of one `queuebench consume` process, each with a "
+                        "client of its own: receive up to 10, handle each, delete it")
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)

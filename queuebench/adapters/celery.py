@@ -139,6 +139,7 @@ class CeleryAdapter(Adapter):
         overhead=virtual_transport_wire_bytes,
     )
     variants = celery_variants()  # no transport options: sqla would pass them to create_engine
+    concurrency_unit = "prefork pool children of one worker (celery worker --concurrency N)"
     graceful_stop_signal = signal.SIGTERM  # warm shutdown
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
@@ -210,10 +211,13 @@ class CeleryAdapter(Adapter):
         app.task(name=TASK_NAME, shared=False)(_process)
         return app
 
-    def consumer_argv(self) -> list[str]:
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        """`celery worker`, its prefork pool `concurrency` children strong (the variants' own
+        worker_concurrency, 1, is what concurrency 1 gives)."""
+        children = self.settings["worker_concurrency"] if concurrency == 1 else concurrency
         return [sys.executable, "-m", "celery", "-A", "queuebench.adapters.celery_worker",
                 "worker", "-Q", self.queue, "--pool", str(self.settings["worker_pool"]),
-                "--concurrency", str(self.settings["worker_concurrency"]),
+                "--concurrency", str(children),
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
 
     def check_reachable(self, timeout: float) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
@@ -55,6 +56,7 @@ MESSAGE_MAX_BYTES = 1_000_000  # librdkafka's default client-side limit
 MESSAGE_FRAMING_BYTES = 36  # measured: the largest value that fits is 1,000,000 - 36 - key
 FLUSH_TIMEOUT_SEC = 300.0  # librdkafka's message.timeout.ms: no delivery outlives it
 QUEUE_FULL_WAIT_SEC = 0.1
+POLLER_TIMEOUT_SEC = 0.05  # how soon the poller thread sees close()
 CONNECT_TIMEOUT_SEC = 30.0
 CONSUMER_KEYS = ("enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
                  "auto.offset.reset", "session.timeout.ms", "heartbeat.interval.ms",
@@ -86,10 +88,44 @@ class ConfluentProducer:
         # Connected means the topic's leader is known: the first send would wait for it.
         self._producer.list_topics(topic, timeout=CONNECT_TIMEOUT_SEC)
         self._failures: list[KafkaError] = []
+        self._poller: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
             self._failures.append(error)
+
+    def send_async(self, payload: bytes, *, key: str | None = None) -> Future:
+        """produce() with a delivery callback that completes the future: done when the broker
+        acknowledged the message (acks=all), failed with its KafkaError. librdkafka calls back
+        only inside poll() or flush(), so a thread polls while async sends are in flight."""
+        acked: Future = Future()
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                acked.set_result(None)
+            else:
+                acked.set_exception(KafkaException(error))
+
+        if self._poller is None:
+            self._poller = threading.Thread(target=self._poll, name="confluent-poller",
+                                            daemon=True)
+            self._poller.start()
+        acked.set_running_or_notify_cancel()  # before produce(): the poller may call back at once
+        while True:
+            try:
+                self._producer.produce(self.topic, value=payload, key=key, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: wait for deliveries to drain it
+                self._producer.poll(QUEUE_FULL_WAIT_SEC)
+            except Exception as exc:  # refused before sending, e.g. MSG_SIZE_TOO_LARGE
+                acked.set_exception(exc)
+                break
+        return acked
+
+    def _poll(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(POLLER_TIMEOUT_SEC)
 
     def send(self, payload: bytes, *, key: str | None = None) -> None:
         self._raise_failure()
@@ -111,6 +147,9 @@ class ConfluentProducer:
                                             f"{undelivered} messages still undelivered"))
 
     def close(self) -> None:
+        self._closing.set()
+        if self._poller is not None:
+            self._poller.join()
         self._producer.close()
 
     def _raise_failure(self) -> None:
@@ -144,6 +183,9 @@ class ConfluentKafkaAdapter(KafkaPairBase):
     variants = kafka_variants(
         consumer_settings,
         "librdkafka's defaults: offsets stored on poll(), auto-committed every 5 s")
+    concurrency_unit = ("consumer-group members, one thread and one Consumer each, in one "
+                        "`queuebench consume` process; a topic of one partition feeds only one "
+                        "of them, the others stand by")
 
     def producer(self) -> ConfluentProducer:
         return ConfluentProducer(self.bootstrap, self.queue)

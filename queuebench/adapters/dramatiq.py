@@ -203,6 +203,8 @@ class DramatiqAdapter(Adapter):
     """What both brokers share: the worker command, the producer, one broker object for checks."""
 
     library = "dramatiq"
+    concurrency_unit = ("worker threads of one worker process (dramatiq --processes 1 "
+                        "--threads N; prefetch follows, 2 x threads)")
     graceful_stop_signal = signal.SIGTERM
     producer_class: type[DramatiqProducer] = DramatiqProducer
 
@@ -223,10 +225,13 @@ class DramatiqAdapter(Adapter):
             self._broker = self.build_broker()
         return self._broker
 
-    def consumer_argv(self) -> list[str]:
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        """`dramatiq`, one process of `concurrency` worker threads (the variant's own `threads`,
+        1, is what concurrency 1 gives)."""
         argv = [sys.executable, "-m", "dramatiq", "queuebench.adapters.dramatiq_worker:broker"]
         for name, (flag, _) in WORKER_SETTINGS.items():
-            argv += [flag, str(self.settings[name])]
+            value = concurrency if name == "threads" and concurrency != 1 else self.settings[name]
+            argv += [flag, str(value)]
         return [*argv, "--queues", self.queue]  # last: --queues takes every word after it
 
     def producer(self) -> DramatiqProducer:

@@ -120,15 +120,20 @@ def build_app(pair_url: str, queue: str, settings: Mapping[str, object], *,
 
 
 def worker_app(config: ConsumerConfig) -> faust.App:
-    """The app `faust worker` runs: one agent handing each record's value to the handler."""
+    """The app `faust worker` runs: one agent handing each record's value to the handler.
+
+    `config.concurrency` is the agent's `concurrency`: that many actors share the agent's
+    stream (one partition is enough), each handing its record to a thread of the executor.
+    """
     adapter = FaustAdapter(config.pair_url, queue=config.queue, variant=config.variant)
     datadir = Path(config.ledger_dir) / "faust-data"
     datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level
     app = build_app(adapter.url, adapter.queue, adapter.settings, datadir=datadir)
     topic = app.topic(adapter.queue, key_serializer="raw", value_serializer="raw")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queuebench-handler")
+    executor = ThreadPoolExecutor(max_workers=config.concurrency,
+                                  thread_name_prefix="queuebench-handler")
 
-    @app.agent(topic, name="queuebench-deliver", concurrency=1)
+    @app.agent(topic, name="queuebench-deliver", concurrency=config.concurrency)
     async def deliver(payloads):
         loop = asyncio.get_running_loop()
         async for payload in payloads:
@@ -216,6 +221,9 @@ class FaustAdapter(Adapter):
                 note="offsets committed in Kafka transactions; the handler's own effects are "
                      "outside them", redelivery_sec=FAUST_SETTINGS["broker_session_timeout"]),
     )
+    concurrency_unit = ("agent actors sharing the stream of one faust worker, each handler in "
+                        "an executor thread of its own (@app.agent(concurrency=N)); no command "
+                        "line option: the worker module reads it from its configuration")
     graceful_stop_signal = signal.SIGTERM  # SIGINT is the same stop in mode's Worker
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
@@ -248,8 +256,10 @@ class FaustAdapter(Adapter):
     def producer(self) -> FaustProducer:
         return FaustProducer(lambda: build_app(self.url, self.queue, self.settings), self.queue)
 
-    def consumer_argv(self) -> list[str]:
-        # No web server: several workers on one host would fight over port 6066.
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        """`faust worker`; the agent's concurrency comes from the configuration (`worker_app`).
+
+        No web server: several workers on one host would fight over port 6066."""
         return [sys.executable, "-m", "faust", "-A", "queuebench.adapters.faust_worker",
                 "worker", "--loglevel", "info", "--without-web"]
 

@@ -247,6 +247,9 @@ class HueyAdapter(Adapter):
         overhead=lambda n: n + PICKLE_FRAMING_BYTES,
     )
     variants = huey_variants(sqlite_journal_mode="wal", sqlite_busy_timeout_sec=5)
+    # Threads, huey's default worker type: the stops described above hold for any number, and
+    # the handler's work (a sleep) releases the GIL.
+    concurrency_unit = "worker threads of one consumer (huey_consumer -w N -k thread)"
     graceful_stop_signal = signal.SIGINT  # huey_consumer's default graceful signal
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
@@ -287,11 +290,14 @@ class HueyAdapter(Adapter):
     def producer(self) -> HueyProducer:
         return HueyProducer(*self.build_huey())
 
-    def consumer_argv(self) -> list[str]:
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        """`huey_consumer` with `concurrency` thread workers (the variant's own `workers`, 1, is
+        what concurrency 1 gives)."""
         argv = [sys.executable, "-m", "huey.bin.huey_consumer",
                 "queuebench.adapters.huey_worker.huey"]
         for name, (flag, _) in WORKER_SETTINGS.items():
-            argv += [flag, str(self.settings[name])]
+            value = concurrency if name == "workers" and concurrency != 1 else self.settings[name]
+            argv += [flag, str(value)]
         return argv
 
     def backlog(self) -> Backlog:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata
@@ -94,6 +95,21 @@ class KafkaPythonProducer:
                                      key=key.encode() if key is not None else None)
         future.add_errback(self._failures.append)
 
+    def send_async(self, payload: bytes, *, key: str | None = None) -> Future:
+        """`send()`'s own future, as a concurrent one: done when the broker acknowledged the
+        record (acks=all), failed with what kafka-python's I/O thread met."""
+        acked: Future = Future()
+        try:
+            sent = self._producer.send(self.topic, value=payload,
+                                       key=key.encode() if key is not None else None)
+        except Exception as exc:  # refused before sending, e.g. MessageSizeTooLargeError
+            acked.set_exception(exc)
+            return acked
+        acked.set_running_or_notify_cancel()
+        sent.add_callback(lambda _metadata: acked.set_result(None))
+        sent.add_errback(acked.set_exception)
+        return acked
+
     def flush(self) -> None:
         self._producer.flush(timeout=FLUSH_TIMEOUT_SEC)
         self._raise_failure()
@@ -130,6 +146,9 @@ class KafkaPythonAdapter(KafkaPairBase):
     )
     variants = kafka_variants(consumer_settings,
                               "kafka-python's defaults: auto-commit every 5 s")
+    concurrency_unit = ("consumer-group members, one thread and one KafkaConsumer each, in one "
+                        "`queuebench consume` process; a topic of one partition feeds only one "
+                        "of them, the others stand by")
 
     def producer(self) -> KafkaPythonProducer:
         return KafkaPythonProducer(self.bootstrap, self.queue)

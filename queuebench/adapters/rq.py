@@ -181,6 +181,9 @@ class RQAdapter(Adapter):
                 note="rq.Worker, no Retry, RQ's JSONSerializer (bytes as base64) in place of "
                      "pickle"),
     )
+    concurrency_unit = ("rq worker processes, one job at a time each (N `rq worker` commands "
+                        "side by side, started and stopped together by "
+                        "queuebench.adapters.rq_worker)")
     graceful_stop_signal = signal.SIGTERM  # RQ's warm shutdown (SIGINT too)
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
@@ -250,15 +253,26 @@ class RQAdapter(Adapter):
                                           socket_timeout=30)
         return RQProducer(self.rq_queue(connection), self.job_options())
 
-    def consumer_argv(self) -> list[str]:
-        """`rq worker`; its Redis URL goes in the environment (`consumer_env`)."""
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        """`rq worker`; its Redis URL goes in the environment (`consumer_env`).
+
+        An RQ worker runs one job at a time, so concurrency N is N `rq worker` processes, the
+        same command each, under `queuebench.adapters.rq_worker`. Not `rq worker-pool -n N`
+        (RQ 3.0): its workers cannot be given --worker-ttl, --maintenance-interval or
+        --job-monitoring-interval (they would fall back to 420, 600 and 30 s, which decide when
+        an abandoned job comes back) and run with the scheduler on, which `rq worker` does not.
+        """
         argv = [sys.executable, "-m", "rq.cli", "worker",
                 "--worker-class", str(self.settings["worker_class"])]
         for name, (flag, _) in WORKER_OPTIONS.items():
             argv += [flag, str(self.settings[name])]
         if self.serializer is not None:
             argv += ["--serializer", self.serializer]
-        return [*argv, self.queue]
+        argv = [*argv, self.queue]
+        if concurrency == 1:
+            return argv
+        return [sys.executable, "-m", "queuebench.adapters.rq_worker", str(concurrency), "--",
+                *argv]
 
     def consumer_env(self) -> dict[str, str]:
         """RQ's CLI reads `--url` from `RQ_REDIS_URL`: the password stays off the command line."""

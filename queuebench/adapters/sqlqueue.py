@@ -125,6 +125,8 @@ class SqlQueueAdapter(Adapter):
                             "poll_interval_sec": DEFAULT_POLL_INTERVAL_SEC},
                 redelivery_sec=DEFAULT_LEASE_SEC),
     )
+    concurrency_unit = ("claiming threads of one `queuebench consume` process, each with an "
+                        "engine of its own: claim a row, handle it, delete it")
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)

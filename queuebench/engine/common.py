@@ -12,11 +12,11 @@ from queuebench.adapters.base import Adapter, Backlog
 from queuebench.engine.consumer import ConsumerFleet
 from queuebench.engine.ledger import LedgerReader, Receipt, Tally, tally
 from queuebench.engine.metrics import latency_summary_and_histogram, rate
+from queuebench.engine.producers import Produced, Sending
+from queuebench.engine.producers import produce as produce_messages
 from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.workload import Cell
-from queuebench.payloads.codecs import encode
 from queuebench.payloads.records import StockRecord
-from queuebench.worker.envelope import wrap
 
 POLL_SEC = 0.05
 BACKLOG_CHECK_EVERY_SEC = 1.0
@@ -44,6 +44,10 @@ class Experiment:
             work_ms=self.cell.work_ms, fmt=self.cell.format, concurrency=self.cell.concurrency,
             fail_fraction=self.cell.fail_fraction, log_path=self.folder / "consumer.log")
         self.sizes = [0] * self.cell.messages  # bytes of each payload as sent
+        self.started = time.monotonic()
+        self.timeline: list[dict[str, object]] = []  # what happened when, for the results
+        self.consumers_ready: int | None = None  # consumer processes that proved ready
+        self.produced: Produced | None = None  # what produce() sent and had acknowledged
 
     @property
     def payload_bytes(self) -> int:
@@ -54,31 +58,26 @@ class Experiment:
         return sum(self.sizes[seq] for seq in {r.seq for r in receipts}
                    if 0 <= seq < len(self.sizes))
 
-    def produce(self) -> tuple[int, float]:
-        """Encode and send every message by the rate shape; return the first message's send
-        time (ns) and the seconds taken.
+    def produce(self) -> Produced:
+        """Encode and send every message by the rate shape, in the workload's producer mode
+        (sync, async with an in-flight limit, or several processes); return when the first was
+        meant to be sent, the seconds taken and what the broker acknowledged, per message.
 
         Each message is stamped with when it was meant to be sent: a paced producer that falls
         behind its schedule then shows as latency (no coordinated omission). Encoding the
-        records is inside the loop, as it is in a user's producer.
+        records is inside the loop, as it is in a user's producer. See engine/producers.py.
         """
-        offsets = self.cell.intended_offsets_ns()
-        producer = self.adapter.producer()
-        try:
-            first_ns = time.time_ns()
-            started = time.perf_counter()
-            for seq in range(self.cell.messages):
-                intended_ns = first_ns + offsets[seq] if offsets else time.time_ns()
-                if (ahead_ns := intended_ns - time.time_ns()) > 0:
-                    time.sleep(ahead_ns / 1e9)
-                payload = encode(self.records[seq], self.cell.format)
-                self.sizes[seq] = len(payload)
-                producer.send(wrap(self.run_id, seq, payload, sent_ns=intended_ns),
-                              key=str(seq))
-            producer.flush()
-            return first_ns, time.perf_counter() - started
-        finally:
-            producer.close()
+        sending = Sending(self.run_id, self.records, self.cell.format,
+                          self.cell.intended_offsets_ns())
+        self.produced = produce_messages(
+            self.adapter, sending, self.cell.messages, mode=self.cell.producer_mode,
+            count=self.cell.producers, in_flight=self.cell.in_flight)
+        self.sizes[:] = self.produced.sizes
+        return self.produced
+
+    def note(self, event: str) -> None:
+        """Put `event` on the repeat's timeline, seconds from its start."""
+        self.timeline.append({"t": round(time.monotonic() - self.started, 3), "event": event})
 
     def close(self) -> None:
         self.ledger.close()
@@ -129,14 +128,23 @@ class Experiment:
 
 
 def delivery_figures(receipts: list[Receipt], result: Tally) -> dict[str, object]:
-    """The seed's loss fields plus the sequence numbers behind them, and the latency from each
-    message's intended send time (its histogram kept, so that repeats merge)."""
+    """The seed's loss fields plus the sequence numbers behind them, the handler's failures
+    (fail_fraction), and the latency from each message's intended send time to the receipt of
+    a handler that returned (its histogram kept, so that repeats merge)."""
     latency, histogram = latency_summary_and_histogram(r.received_ns - r.sent_ns
-                                                       for r in receipts)
+                                                       for r in receipts if not r.failed)
     return {
         "total": result.expected,
         "successful": result.received,
-        "failed": len(result.lost),
+        # The seed's meaning: not processed successfully, so total = successful + failed. That
+        # is the lost messages plus those whose handler failed (failed_by_handler); with
+        # fail_fraction 0 it equals lost, as it always did.
+        "failed": len(result.lost) + len(result.failed),
+        "failed_by_handler": len(result.failed),
+        "failed_seqs": list(result.failed),
+        "failed_attempts": result.failed_attempts,
+        "meant_to_fail": result.meant_to_fail,
+        "unexpected_failures": len(result.unexpected_failures),
         "lost": len(result.lost),
         "lost_seqs": list(result.lost),
         "duplicates": result.duplicate_deliveries,
@@ -174,7 +182,12 @@ def throughput_figures(count: int, payload_bytes: int, seconds: float) -> dict[s
 
 
 def check_tally(experiment: Experiment) -> tuple[list[Receipt], Tally]:
-    """The final read of the ledger, which then lets go of its consumer files."""
+    """The final read of the ledger, which then lets go of its consumer files.
+
+    Returns the receipts of handlers that returned (what the consume rates, bytes and latency
+    are taken over) and the tally over every receipt, failed attempts included.
+    """
     receipts = list(experiment.ledger.poll())
     experiment.ledger.close()
-    return receipts, tally(receipts, experiment.cell.messages)
+    result = tally(receipts, experiment.cell.messages, experiment.cell.fail_fraction)
+    return [r for r in receipts if not r.failed], result

@@ -39,13 +39,14 @@ class ConsumerProcess:
         if self.running:
             raise RuntimeError("consumer already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = self.adapter.consumer_argv(self.config.concurrency)  # in the pair's own unit
         with self.log_path.open("ab") as log:
-            argv = redact(" ".join(self.adapter.consumer_argv()))  # no password in the log
-            log.write(f"--- start {self.starts + 1}: {argv}\n".encode())
+            shown = redact(" ".join(argv))  # no password in the log
+            log.write(f"--- start {self.starts + 1}: {shown}\n".encode())
             log.flush()
             # A session of its own, so that a kill reaches the worker's children too.
             self._process = subprocess.Popen(
-                self.adapter.consumer_argv(), stdout=log, stderr=subprocess.STDOUT,
+                argv, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, **self.config.to_env(), **self.adapter.consumer_env()},
             )
@@ -59,6 +60,10 @@ class ConsumerProcess:
                 start_new_session=True, env={**os.environ, **self.config.to_env()},
             )
         self.starts += 1
+
+    @property
+    def session_id(self) -> int:
+        return self._require_process().pid  # started with a session of its own
 
     @property
     def running(self) -> bool:
@@ -185,3 +190,7 @@ class ConsumerFleet:
 
     def log_tail(self) -> str:
         return self.members[0].log_tail()  # they share one log
+
+    def session_ids(self) -> list[int]:
+        """Each running member's session, which names its receipts file (receipts-SID.log)."""
+        return [member.session_id for member in self.members if member.running]

@@ -58,3 +58,27 @@ def machine_manifest() -> dict[str, object]:
         "queuebench": library_version("queuebench"),
         "commit": source_commit(),
     }
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of every CPU since boot, from /proc/stat; None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def host_load(before: tuple[int, int] | None) -> dict[str, float | None]:
+    """How busy the machine was since `before` (cpu_times()), and its load average now: a
+    figure measured on a machine busy with something else says so."""
+    after = cpu_times()
+    busy = None
+    if before and after and after[1] > before[1]:
+        busy = round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+    try:
+        load_1m = float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        load_1m = None
+    return {"cpu_busy_pct": busy, "load_1m": load_1m, "cores": os.cpu_count()}

@@ -2,7 +2,8 @@
 
 Each consumer process appends its receipts to a file of its own (`queuebench.worker.receipts`).
 The engine merges the files: expected minus received is lost, received more than once is
-duplicated, and the send and receive times give end-to-end latency.
+duplicated, and the send and receive times give end-to-end latency. A message whose handler ran
+and raised on purpose (fail_fraction: a "failed" line) is failed, not lost.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from queuebench.worker.receipts import STARTED
+from queuebench.worker.failures import meant_to_fail
+from queuebench.worker.receipts import FAILED, STARTED
 
 RECEIPT_FILES = "receipts-*.log"
 READ_CHUNK = 1 << 16
@@ -37,7 +39,8 @@ class Receipt:
     seq: int
     sent_ns: int
     received_ns: int
-    ok: bool
+    ok: bool  # the payload arrived intact ("ok"), or not ("corrupt")
+    failed: bool = False  # the handler ran and raised on purpose ("failed"); its payload was intact
 
 
 class LedgerReader:
@@ -64,7 +67,8 @@ class LedgerReader:
 
     @property
     def distinct(self) -> int:
-        """How many distinct sequence numbers the receipts read so far carry."""
+        """How many distinct sequence numbers the receipts read so far carry: the messages
+        accounted for, processed or failed by their handler."""
         return len(self._seqs)
 
     def poll(self) -> list[Receipt]:
@@ -126,7 +130,9 @@ class LedgerReader:
             if parts[4] == STARTED:
                 self.last_start_ns = max(self.last_start_ns, int(parts[3]))
             else:
-                receipt = Receipt(int(parts[1]), int(parts[2]), int(parts[3]), parts[4] == "ok")
+                failed = parts[4] == FAILED
+                receipt = Receipt(int(parts[1]), int(parts[2]), int(parts[3]),
+                                  ok=parts[4] == "ok" or failed, failed=failed)
                 self.receipts.append(receipt)
                 self._seqs.add(receipt.seq)
 
@@ -194,30 +200,53 @@ def _read_to_end(fd: int) -> bytes:
 
 @dataclass(frozen=True)
 class Tally:
-    """The ledger's verdict over messages 0..expected-1."""
+    """The ledger's verdict over messages 0..expected-1.
+
+    Each message is exactly one of: received (its handler returned at least once), failed (its
+    handler ran and raised, on every delivery that reached it) or lost (it never reached a
+    handler). A message meant to fail whose failed receipt is there is accounted for, not lost.
+    """
 
     expected: int
-    received: int  # distinct sequence numbers seen
+    received: int  # distinct sequence numbers with an "ok" or "corrupt" receipt
     lost: tuple[int, ...]
-    duplicates: tuple[int, ...]  # sequence numbers seen more than once (each listed once)
-    duplicate_deliveries: int  # extra deliveries beyond the first
+    duplicates: tuple[int, ...]  # sequence numbers received more than once (each listed once)
+    duplicate_deliveries: int  # extra deliveries beyond the first (failed attempts not counted)
     corrupt: int
     unexpected: int  # receipts with a sequence number that was never sent
+    failed: tuple[int, ...] = ()  # a failed receipt and none that returned
+    failed_attempts: int = 0  # every failed receipt, retries of one message included
+    meant_to_fail: int = 0  # of the expected messages, how many the handler was meant to fail
+    # Failed receipts of messages not meant to fail: a bug in the handler or in the fraction the
+    # engine and the consumers were given, never a library's doing.
+    unexpected_failures: tuple[int, ...] = ()
 
     @property
     def loss_pct(self) -> float:
         return 100.0 * len(self.lost) / self.expected if self.expected else 0.0
 
 
-def tally(receipts: list[Receipt], expected: int) -> Tally:
-    counts = Counter(r.seq for r in receipts)
+def tally(receipts: list[Receipt], expected: int, fail_fraction: float = 0.0) -> Tally:
+    """Lost, duplicated, corrupt and failed among messages 0..expected-1.
+
+    Failed receipts count as attempts, not deliveries: a failing message retried three times is
+    one failed message with three failed attempts, not a duplicate. With no failed receipts
+    (fail_fraction 0) the verdict is the one before failures existed.
+    """
+    counts = Counter(r.seq for r in receipts if not r.failed)
+    failures = Counter(r.seq for r in receipts if r.failed)
     sent = range(expected)
     return Tally(
         expected=expected,
         received=sum(1 for seq in sent if counts[seq]),
-        lost=tuple(seq for seq in sent if not counts[seq]),
+        lost=tuple(seq for seq in sent if not counts[seq] and not failures[seq]),
         duplicates=tuple(sorted(seq for seq, n in counts.items() if n > 1 and seq < expected)),
         duplicate_deliveries=sum(n - 1 for seq, n in counts.items() if n > 1 and seq < expected),
         corrupt=sum(1 for r in receipts if not r.ok),
-        unexpected=sum(n for seq, n in counts.items() if seq >= expected),
+        unexpected=sum(n for seq, n in (counts + failures).items() if seq >= expected),
+        failed=tuple(seq for seq in sent if failures[seq] and not counts[seq]),
+        failed_attempts=sum(failures.values()),
+        meant_to_fail=sum(1 for seq in sent if meant_to_fail(seq, fail_fraction)),
+        unexpected_failures=tuple(sorted(seq for seq in failures if seq < expected
+                                         and not meant_to_fail(seq, fail_fraction))),
     )

@@ -12,9 +12,11 @@ Seed 003's reliability and throughput tests are two workload files over these ph
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import uuid
+from pathlib import Path
 
 from queuebench.engine.common import (
     Experiment,
@@ -23,11 +25,15 @@ from queuebench.engine.common import (
     delivery_figures,
     throughput_figures,
 )
-from queuebench.engine.ledger import LedgerReader
+from queuebench.engine.environment import cpu_times, host_load
+from queuebench.engine.ledger import LedgerReader, Receipt
+from queuebench.engine.producers import producer_figures
 from queuebench.errors import ConsumerFailed
 from queuebench.payloads.codecs import encode
 from queuebench.worker.envelope import wrap
 
+READY_GRACE_SEC = 5.0  # after the first consumer proved ready, how long the others may take
+READY_ROUND_SEC = 0.2  # how often more warm-up messages go out while some wait for theirs
 MID_TASK_POLL_SEC = 0.001
 # A consumer that starts no task for this long is idle, not between two tasks: stop it as it is.
 MID_TASK_GIVE_UP_SEC = 2.0
@@ -53,22 +59,55 @@ def sleep_until_mid_task(ledger: LedgerReader, work_ms: float) -> bool:
 
 
 def warm_up(experiment: Experiment, deadline: float) -> float:
-    """Start the consumers and wait until one processed a message; return the seconds taken."""
-    warm_up_id = uuid.uuid4()
-    warm_up_ledger = LedgerReader(experiment.ledger.ledger_dir, str(warm_up_id))
+    """Start the consumers and wait until each proved ready by processing a warm-up message of
+    another run id; return the seconds until the first did.
+
+    One warm-up message per consumer process, and more while some wait for theirs (one may take
+    several): a process whose receipts file holds one is ready. Where some never get one (one
+    Kafka partition feeds one group member) the wait ends READY_GRACE_SEC after the first.
+    """
+    consumers, fmt = experiment.consumers, experiment.cell.format
+    warm_up_id = str(uuid.uuid4())
     started = time.monotonic()
-    experiment.consumers.start()
+    consumers.start()
+    sessions = consumers.session_ids()
+    body = encode(experiment.records[0], fmt)
     producer = experiment.adapter.producer()
-    try:
-        producer.send(wrap(warm_up_id, 0, encode(experiment.records[0], experiment.cell.format)))
+
+    def ready() -> set[int]:
+        return {sid for sid in sessions
+                if warm_up_id in _text(experiment.ledger.ledger_dir / f"receipts-{sid}.log")}
+
+    def send_round() -> None:
+        for seq in range(len(sessions)):
+            producer.send(wrap(uuid.UUID(warm_up_id), seq, body))
         producer.flush()
+
+    try:
+        send_round()
+        if not experiment.wait_for(lambda: bool(ready()), deadline):
+            raise ConsumerFailed(
+                f"{experiment.adapter.scheme} consumer processed no warm-up message within "
+                f"{experiment.config.deadline_sec:.0f} s; last log lines: {consumers.log_tail()}")
+        startup_sec = time.monotonic() - started
+        experiment.note("first consumer ready")
+        grace = min(deadline, time.monotonic() + READY_GRACE_SEC)
+        while len(ready()) < len(sessions) and time.monotonic() < grace:
+            send_round()
+            experiment.wait_for(lambda: len(ready()) == len(sessions),
+                                min(grace, time.monotonic() + READY_ROUND_SEC))
     finally:
         producer.close()
-    if not experiment.wait_for(lambda: bool(warm_up_ledger.poll()), deadline):
-        raise ConsumerFailed(f"{experiment.adapter.scheme} consumer processed no warm-up message "
-                             f"within {experiment.config.deadline_sec:.0f} s; last log lines: "
-                             f"{experiment.consumers.log_tail()}")
-    return time.monotonic() - started
+    experiment.consumers_ready = len(ready())
+    experiment.note(f"{experiment.consumers_ready} of {len(sessions)} consumers ready")
+    return startup_sec
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def stop_midway(experiment: Experiment, deadline: float) -> dict[str, object] | None:
@@ -81,11 +120,15 @@ def stop_midway(experiment: Experiment, deadline: float) -> dict[str, object] | 
     stopped_after = experiment.distinct_received()
     mid_task = cell.mid_task and sleep_until_mid_task(experiment.ledger, cell.work_ms)
     stop_sec = None
+    experiment.note(f"consumers {'killed' if cell.stop == 'kill' else 'asked to stop'} after "
+                    f"{stopped_after} received" + (" (mid-task)" if mid_task else ""))
     if cell.stop == "kill":
         experiment.consumers.kill()
     else:
         stop_sec = experiment.consumers.stop()
+        experiment.note("consumers stopped")
     experiment.consumers.start()
+    experiment.note("consumers restarted")
     return {"stopped_after": stopped_after, "stopped_mid_task": mid_task,
             "graceful_stop_sec": round(stop_sec, 3) if stop_sec is not None else None}
 
@@ -94,27 +137,35 @@ def run(experiment: Experiment) -> dict[str, object]:
     cell, consumers = experiment.cell, experiment.consumers
     started = time.monotonic()
     deadline = started + experiment.config.deadline_sec
+    cpu = cpu_times()
     experiment.adapter.prepare()
     startup_sec, stop = None, None
     try:
         if cell.start == "before":
             startup_sec = warm_up(experiment, deadline)
-        first_send_ns, produce_sec = experiment.produce()
+        experiment.note("producing")
+        produced = experiment.produce()
+        experiment.note("produced")
+        first_send_ns, produce_sec = produced.first_ns, produced.seconds
         consumers_from_ns = first_send_ns
         if cell.start == "after":
             time.sleep(cell.wait_sec)
             consumers_from_ns = time.time_ns()
             consumers.start()
+            experiment.note("consumers started")
         outcome = None
         if cell.stop:
             stop = stop_midway(experiment, deadline)
             outcome = None if stop else "deadline"
         outcome = outcome or experiment.wait_settled(deadline)
+        experiment.note(f"settled: {outcome}")
         consumers.stop()
     finally:
         consumers.ensure_stopped()
-    return figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
-                   consumers_from_ns=consumers_from_ns, startup_sec=startup_sec, stop=stop)
+    m = figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
+                consumers_from_ns=consumers_from_ns, startup_sec=startup_sec, stop=stop)
+    # The machine as it was meanwhile: a figure taken on a busy host says so.
+    return {**m, "host": host_load(cpu), "timeline": experiment.timeline}
 
 
 def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec: float,
@@ -139,6 +190,11 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         "time_to_produce_sec": round(produce_sec, 3),
         "produce_throughput": produced["msg_s"],
         "produce_mb_s": produced["mb_s"],
+        # The producer mode and what the broker acknowledged: lost_acked of the lost messages
+        # had been acknowledged; send_failed were never acknowledged (so never sent).
+        **producer_figures(experiment.produced, mode=experiment.cell.producer_mode,
+                           count=experiment.cell.producers, in_flight=experiment.cell.in_flight,
+                           lost_seqs=result.lost),
         "intended_rate": round((len(offsets) - 1) / (offsets[-1] / 1e9), 1)
         if offsets and offsets[-1] else None,
         "consumer_startup_sec": round(startup_sec, 3) if startup_sec is not None else None,
@@ -149,6 +205,8 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         "drain_throughput": throughput_figures(result.received - 1, 0, drain_sec)["msg_s"]
         if result.received > 1 else None,
         "consumer_processes": experiment.cell.processes,
+        "consumers_ready": experiment.consumers_ready,
+        "series": per_second(receipts, consumers_from_ns),
         "consumer_starts": experiment.consumers.starts,
         "broker_check": broker_check(experiment.adapter.backlog(), result),
     }
@@ -156,3 +214,22 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         m.update(stop or {"stopped_after": None, "stopped_mid_task": False,
                           "graceful_stop_sec": None})
     return m
+
+
+def per_second(receipts: list[Receipt], origin_ns: int) -> dict[str, list[int]]:
+    """Second by second from `origin_ns`, of the messages received (each once, at its first
+    receipt): how many were meant to be sent, how many arrived, and how many waited between."""
+    firsts: dict[int, Receipt] = {}
+    for r in sorted(receipts, key=lambda r: r.received_ns):
+        firsts.setdefault(r.seq, r)
+    receipts = list(firsts.values())
+    if not receipts:
+        return {"sent": [], "received": [], "backlog": []}
+    start = min(origin_ns, *(r.sent_ns for r in receipts))
+    seconds = int((max(r.received_ns for r in receipts) - start) // 1e9) + 1
+    sent, received = [0] * seconds, [0] * seconds
+    for r in receipts:
+        sent[int((r.sent_ns - start) // 1e9)] += 1
+        received[int((r.received_ns - start) // 1e9)] += 1
+    backlog = list(itertools.accumulate(s - r for s, r in zip(sent, received, strict=True)))
+    return {"sent": sent, "received": received, "backlog": backlog}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -17,7 +17,7 @@ from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.environment import library_version
 from queuebench.engine.results import ExperimentConfig, Result, RunFolder
-from queuebench.engine.workload import Cell, Workload, cells, default_deadline
+from queuebench.engine.workload import Cell, OfMaxRate, Workload, cells, default_deadline
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
 from queuebench.payloads import (
     DEFAULT_STOCK_DB_URL,
@@ -140,6 +140,69 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+class PlanRun:
+    """The state of one plan's run: its folder, its results so far, the stock records of each
+    message count, and the drain rate each calibration reached."""
+
+    def __init__(self, plan: Plan, folder: RunFolder) -> None:
+        self.plan, self.folder = plan, folder
+        self.results: list[Result] = []
+        self._batches: dict[tuple[int, int], list[list[StockRecord]]] = {}
+        self._max_rates: dict[tuple[str, str, Cell], float | None] = {}
+
+    def run(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
+            repeat: int) -> Result:
+        if isinstance(cell.rate, OfMaxRate):
+            max_rate = self._max_rate(cell, entry, url, variant)
+            if max_rate is None:
+                return self._case(cell, entry, url, variant, repeat, error=(
+                    "no rate to pace at: its calibration run, as fast as it goes, did not "
+                    "receive every message"))
+            cell = replace(cell, rate=round(cell.rate.fraction * max_rate, 1))
+        return self._case(cell, entry, url, variant, repeat)
+
+    def _max_rate(self, cell: Cell, entry: adapters.PairEntry, url: str,
+                  variant: str) -> float | None:
+        """The drain rate of the case as fast as it goes, measured once per run (its result is
+        a row of the report like any other)."""
+        unpaced = replace(cell, rate=None, repeats=1)
+        key = (entry.scheme, variant, unpaced)
+        if key not in self._max_rates:
+            result = self._case(unpaced, entry, url, variant, repeat=0)
+            clean = result.status == "ok" and not result.measurements.get("lost")
+            self._max_rates[key] = result.measurements.get("drain_throughput") if clean else None
+        return self._max_rates[key]
+
+    def _case(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
+              repeat: int, error: str | None = None) -> Result:
+        cls = adapters.adapter_class(entry)
+        config = ExperimentConfig(
+            scenario=cell.kind, pair=entry.scheme, variant=variant, format=cell.format,
+            messages=cell.messages, records=cell.records, work_ms=cell.work_ms,
+            deadline_sec=0.0 if error else default_deadline(
+                cell, cls.find_variant(variant).redelivery_sec),
+            wait_sec=cell.wait_sec if cell.start == "after" else None, stop=cell.stop,
+            repeat=repeat, workload=cell.workload, consumers=cell.processes,
+            concurrency=cell.concurrency, producers=cell.producers,
+            producer_mode=cell.producer_mode, fail_fraction=cell.fail_fraction,
+            rate=None if isinstance(cell.rate, OfMaxRate) else cell.rate)
+        number = len(self.results)
+        adapter = cls(url, queue=f"qb-{self.folder.path.name[:16].lower()}-{number:03d}",
+                      variant=variant)
+        if error:
+            say(f"error {config.label}: {error}")
+            result = Result(config, "error", _pair_info(adapter), error=error)
+        else:
+            key = (cell.records, cell.messages)
+            if key not in self._batches:
+                self._batches[key] = record_batches(self.plan.stock_db_url, *key)
+            result = run_one(config, cell, adapter, self._batches[key], self.folder.path /
+                             "experiments" / f"{number:03d}-{_slug(config.label)}")
+        self.folder.add(result)
+        self.results.append(result)
+        return result
+
+
 def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
              folder: RunFolder) -> list[Result]:
     """Every cell of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs).
@@ -148,35 +211,16 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
     slows down during the run spreads its drift over all cases instead of one.
     """
     folder.set_payload_sizes(_size_table(plan, pairs))
-    results: list[Result] = []
-    batches: dict[tuple[int, int], list[list[StockRecord]]] = {}
+    state = PlanRun(plan, folder)
     for repeat in range(max(cell.repeats for cell in plan.cells)):
         for cell in plan.cells:
             if repeat >= cell.repeats:
                 continue
-            key = (cell.records, cell.messages)
-            if key not in batches:
-                batches[key] = record_batches(plan.stock_db_url, cell.records, cell.messages)
             for entry, url in pairs:
                 cls = adapters.adapter_class(entry)
                 for variant in plan.variants or tuple(v.name for v in cls.variants):
-                    redelivery_sec = cls.find_variant(variant).redelivery_sec
-                    config = ExperimentConfig(
-                        scenario=cell.kind, pair=entry.scheme, variant=variant,
-                        format=cell.format, messages=cell.messages, records=cell.records,
-                        work_ms=cell.work_ms, deadline_sec=default_deadline(cell, redelivery_sec),
-                        wait_sec=cell.wait_sec if cell.start == "after" else None,
-                        stop=cell.stop, repeat=repeat, workload=cell.workload,
-                        consumers=cell.processes, concurrency=cell.concurrency,
-                        producers=cell.producers, producer_mode=cell.producer_mode,
-                        fail_fraction=cell.fail_fraction, rate=cell.rate)
-                    queue = f"qb-{folder.path.name[:16].lower()}-{len(results):03d}"
-                    adapter = cls(url, queue=queue, variant=variant)
-                    result = run_one(config, cell, adapter, batches[key], folder.path /
-                                     "experiments" / f"{len(results):03d}-{_slug(config.label)}")
-                    folder.add(result)
-                    results.append(result)
-    return results
+                    state.run(cell, entry, url, variant, repeat)
+    return state.results
 
 
 def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,

@@ -65,6 +65,12 @@ class Stages(Strict):
     stages: list[tuple[PositiveInt, NonNegative]] = Field(min_length=1)
 
 
+class OfMax(Strict):
+    # A fraction of the drain rate the pair reached in a calibration run of the same case, as
+    # fast as it goes, run first (latency below saturation).
+    of_max: Fraction | list[Fraction]
+
+
 class ConsumerFault(Strict):
     consumer: StopMode | list[StopMode]
     at_received: Fraction = 0.5  # when this fraction of the messages has been received
@@ -77,7 +83,8 @@ class Workload(Strict):
     payload: Payload = Payload()
     producers: Producers = Producers()
     consumers: Consumers = Consumers()
-    rate: Positive | list[Positive] | Stages | None = None  # msg/s; None: as fast as it goes
+    # msg/s; None: as fast as it goes
+    rate: Positive | list[Positive] | Stages | OfMax | None = None
     work_ms: NonNegative | list[NonNegative] = 0.0  # per message, in the handler
     # of the messages whose handler raises, chosen by sequence number so the engine knows which
     fail_fraction: Annotated[float, Field(ge=0, le=1)] | list[
@@ -105,6 +112,13 @@ class Workload(Strict):
 
 
 @dataclass(frozen=True)
+class OfMaxRate:
+    """A rate still to be resolved: this fraction of the drain rate a calibration run reaches."""
+
+    fraction: float
+
+
+@dataclass(frozen=True)
 class Cell:
     """One combination of a workload's swept values: every field a single value."""
 
@@ -120,7 +134,7 @@ class Cell:
     fail_fraction: float
     start: str
     wait_sec: float
-    rate: float | tuple[tuple[int, float], ...] | None
+    rate: float | tuple[tuple[int, float], ...] | OfMaxRate | None
     work_ms: float
     stop: str | None  # the consumer fault: "graceful", "kill" or None
     at_received: float
@@ -139,6 +153,8 @@ class Cell:
         """When each message is meant to be sent, from the first; None: as fast as it goes."""
         if self.rate is None:
             return None
+        if isinstance(self.rate, OfMaxRate):
+            raise ValueError("a rate of the maximum is resolved by a calibration run first")
         if isinstance(self.rate, tuple):
             gaps = [delay_ms * 1e6 for count, delay_ms in self.rate for _ in range(count)]
             gaps[0] = 0.0
@@ -154,8 +170,12 @@ def _listed(value: Any) -> list[Any]:
 def cells(name: str, workload: Workload) -> list[Cell]:
     """Every combination of the swept values, in file order."""
     fault = workload.faults[0] if workload.faults else None
-    rates: list[Any] = ([tuple(workload.rate.stages)] if isinstance(workload.rate, Stages)
-                        else _listed(workload.rate))
+    if isinstance(workload.rate, Stages):
+        rates: list[Any] = [tuple(workload.rate.stages)]
+    elif isinstance(workload.rate, OfMax):
+        rates = [OfMaxRate(f) for f in _listed(workload.rate.of_max)]
+    else:
+        rates = _listed(workload.rate)
     staged = sum(c for c, _ in workload.rate.stages) if isinstance(workload.rate, Stages) else 0
     combos = itertools.product(
         _listed(workload.payload.format), _listed(workload.messages),

@@ -3,7 +3,8 @@
 A consumer process is started by the runner with its configuration in one environment variable,
 because task libraries start their workers from their own command lines (`celery worker -A ...`)
 and import our task module themselves: the environment is the one channel they pass through.
-The handler does the configured work, then writes the receipt, then returns so the library acks.
+The handler does the configured work, then writes the receipt, then returns so the library acks;
+a message meant to fail (`fail_fraction`) gets a "failed" receipt and raises HandlerFailed instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from functools import cache
 from pathlib import Path
 
 from queuebench.payloads.codecs import decode
-from queuebench.worker.envelope import unwrap
+from queuebench.worker.envelope import Envelope, unwrap
+from queuebench.worker.failures import HandlerFailed, meant_to_fail
 from queuebench.worker.receipts import ReceiptWriter
 
 CONFIG_ENV = "QUEUEBENCH_CONSUMER"
@@ -58,15 +60,35 @@ def _writer() -> ReceiptWriter:
 
 
 def handle(message: bytes) -> None:
-    """Process one message: note when it arrived, decode its stock records as a user's task
-    would, do the work, then write its receipt."""
+    """Process one message as a user's task would: note when work starts, decode its stock
+    records, do the work, maybe fail, then write its receipt.
+
+    A message meant to fail (`fail_fraction`, chosen by sequence number) writes a "failed"
+    receipt and raises HandlerFailed, so the library delivering it does what it does with a
+    failing task. A corrupt payload is never made to fail: its "corrupt" receipt says more.
+    """
     received_ns = time.time_ns()
     envelope = unwrap(message)
     config = consumer_config()
+    _note_start(envelope, received_ns, config)
+    _decode(envelope, config)
+    _work(config)
+    if envelope.payload_ok and meant_to_fail(envelope.seq, config.fail_fraction):
+        _writer().failed(envelope, received_ns)
+        raise HandlerFailed(envelope.seq)
+    _writer().write(envelope, received_ns)
+
+
+def _note_start(envelope: Envelope, received_ns: int, config: ConsumerConfig) -> None:
     if config.work_ms > 0:
         _writer().started(envelope, received_ns)  # lets the engine stop mid-task
+
+
+def _decode(envelope: Envelope, config: ConsumerConfig) -> None:
     if config.format and envelope.payload_ok:  # what a consumer pays for its format
         decode(bytes(envelope.payload), config.format)
+
+
+def _work(config: ConsumerConfig) -> None:
     if config.work_ms > 0:
         time.sleep(config.work_ms / 1000)
-    _writer().write(envelope, received_ns)

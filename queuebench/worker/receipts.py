@@ -1,7 +1,12 @@
 """The receipt writer: one line per processed message, appended with one unbuffered write.
 
 A SIGKILL then loses nothing already written. When messages take work, a line also notes when
-work on each began, so the engine can aim a stop at the task in hand.
+work on each began, so the engine can aim a stop at the task in hand. A handler meant to fail
+writes a "failed" line before it raises: the engine then knows it ran, as opposed to never being
+delivered.
+
+A line: `RUN_ID SEQ SENT_NS RECEIVED_NS STATUS`, STATUS one of "ok", "corrupt" (the payload's
+digest did not match), "failed" (the handler raised on purpose) or "started".
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 from queuebench.worker.envelope import Envelope
 
 STARTED = "started"  # the status of a line that notes work beginning, not a receipt
+FAILED = "failed"  # the handler ran and raised (fail_fraction): a receipt of a failed attempt
 
 
 class ReceiptWriter:
@@ -29,6 +35,10 @@ class ReceiptWriter:
 
     def write(self, envelope: Envelope, received_ns: int) -> None:
         self._append(envelope, received_ns, "ok" if envelope.payload_ok else "corrupt")
+
+    def failed(self, envelope: Envelope, received_ns: int) -> None:
+        """Note that the handler ran on `envelope` and is about to raise: a failed attempt."""
+        self._append(envelope, received_ns, FAILED)
 
     def started(self, envelope: Envelope, received_ns: int) -> None:
         """Note that work on `envelope` began; it counts as received only once `write` runs."""

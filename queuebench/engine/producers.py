@@ -1,0 +1,336 @@
+"""Producing: every message encoded and sent by the rate shape, in the workload's producer mode,
+with what the broker acknowledged recorded per sequence number.
+
+Modes (`producers: {count, mode, in_flight}`):
+
+- `sync`: one producer, one send at a time, each returning once the client took it (a Kafka
+  client queues it, Celery publishes it, Huey stores it, boto3 SQS buffers it into a batch of
+  10); every acknowledgement is collected at the final `flush()`. This is the loop queuebench
+  always ran.
+- `async`: one producer, up to `in_flight` sends awaiting the broker's acknowledgement at once;
+  the next send waits for a slot. What runs in parallel is the library's own: Kafka clients
+  acknowledge from their I/O threads. A library whose send returns once the broker took it
+  (every task library) gains nothing: its future is complete when `send_async` returns.
+- `processes`: `count` producer processes, forked so that they inherit the records and the
+  adapter, each opening its own producer and sending, as `sync` does, the sequence numbers
+  i, i + count, i + 2 count, ... each at its own intended send time: the rate shape is the
+  workload's, whatever the count.
+
+In every mode, encoding the records is inside the timed loop, as in a user's producer, and each
+message is stamped with when it was meant to be sent (its slot in the rate shape), so a producer
+that falls behind shows as latency (no coordinated omission). The time to produce runs from the
+first send to the last acknowledgement.
+
+Every sequence number ends acknowledged (its send's future completed: the broker took it, as far
+as the library can tell) or not, with the error text of the first few that failed. A message
+acknowledged and never received is a loss the broker or library is answerable for; one never
+acknowledged was not sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_any
+
+from queuebench.adapters.base import Adapter, Producer, send_async
+from queuebench.errors import QueuebenchError
+from queuebench.payloads.codecs import encode
+from queuebench.payloads.records import StockRecord
+from queuebench.worker.envelope import wrap
+
+MODES = ("sync", "async", "processes")
+ERRORS_KEPT = 10  # error texts kept, of the first sends that failed
+# With nothing acknowledged yet, this many failures mean the producer cannot send at all (a broker
+# that is down, a payload every send refuses): stop, as one failure stopped the run before.
+GIVE_UP_AFTER_FAILURES = 20
+# After flush() every acknowledgement has come or failed; a future still open this much later is
+# recorded as unacknowledged rather than waited for forever.
+ACK_WAIT_AFTER_FLUSH_SEC = 30.0
+SLOT_WAIT_SEC = 0.05
+
+
+class ProducerFailed(QueuebenchError):
+    """The producer could not send at all, or a producer process died before reporting."""
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Produced:
+    """What a repeat's producing sent and what the broker acknowledged, per sequence number."""
+
+    first_ns: int  # when the first message was meant to be sent (wall clock, ns)
+    seconds: float  # first send to the last acknowledgement
+    sizes: list[int]  # bytes of each payload as sent (0: never encoded)
+    acked: list[bool]  # the broker acknowledged the send (False: failed, or no answer)
+    errors: dict[int, str] = field(default_factory=dict)  # the first few failures' error text
+    mode: str = "sync"
+    producers: int = 1
+
+    def __iter__(self) -> Iterator[int | float]:
+        """Unpacks as `first_ns, seconds`, what produce() returned before it said more."""
+        return iter((self.first_ns, self.seconds))
+
+    @property
+    def failed(self) -> int:
+        """Sends not acknowledged: refused, failed, or never answered."""
+        return self.acked.count(False)
+
+    def unacked_seqs(self, limit: int | None = None) -> list[int]:
+        """The sequence numbers not acknowledged, in order; the first `limit` of them."""
+        return list(itertools.islice((seq for seq, ok in enumerate(self.acked) if not ok), limit))
+
+
+@dataclass(frozen=True)
+class Sending:
+    """What every producer of a repeat sends: the same for a forked producer process."""
+
+    run_id: uuid.UUID
+    records: Sequence[list[StockRecord]]  # message seq's stock records, encoded when it is sent
+    fmt: str
+    offsets: Sequence[int] | None  # intended send times from the first (ns); None: at once
+
+
+class Acks:
+    """The outcome of each send, filled by its future's callback (a client's I/O thread)."""
+
+    def __init__(self, messages: int) -> None:
+        self.sizes = [0] * messages
+        self.acked = [False] * messages
+        self.errors: dict[int, str] = {}
+        self.acked_count = 0
+        self.failed_count = 0
+        self._pending: dict[int, Future] = {}
+        self._changed = threading.Condition()
+
+    def add(self, seq: int, future: Future) -> None:
+        with self._changed:
+            self._pending[seq] = future
+        future.add_done_callback(lambda done: self._settled(seq, done))  # now, if done
+
+    def _settled(self, seq: int, future: Future) -> None:
+        exc = None if future.cancelled() else future.exception()
+        with self._changed:
+            if self._pending.pop(seq, None) is None:
+                return  # given up on already (no answer after flush)
+            if future.cancelled() or exc is not None:
+                self._fail(seq, "cancelled" if exc is None else error_text(exc))
+            else:
+                self.acked[seq] = True
+                self.acked_count += 1
+            self._changed.notify_all()
+
+    def _fail(self, seq: int, text: str) -> None:
+        self.failed_count += 1
+        if len(self.errors) < ERRORS_KEPT:
+            self.errors[seq] = text
+
+    def check(self) -> None:
+        """Raise ProducerFailed if the producer has failed every send so far, often enough."""
+        if self.acked_count == 0 and self.failed_count >= GIVE_UP_AFTER_FAILURES:
+            first = min(self.errors)
+            raise ProducerFailed(f"the producer failed its first {self.failed_count} sends and "
+                                 f"none was acknowledged; message {first}: {self.errors[first]}")
+
+    def wait_below(self, limit: int, flush: Callable[[], None]) -> None:
+        """Wait until fewer than `limit` sends await their acknowledgement.
+
+        A producer that holds sends back to batch them (boto3 SQS) leaves their futures
+        pending, not running: when every awaited send is held so, they are flushed out, since
+        no acknowledgement would come otherwise.
+        """
+        while True:
+            with self._changed:
+                if len(self._pending) < limit:
+                    return
+                held = not any(f.running() or f.done() for f in self._pending.values())
+                if not held:
+                    self._changed.wait(SLOT_WAIT_SEC)
+                    continue
+            flush()  # outside the lock: the callbacks it runs take it
+
+    def wait_all(self, timeout: float) -> None:
+        """After flush(): wait for the last acknowledgements; what has none by then failed."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._pending, timeout)
+            for seq in sorted(self._pending):
+                self._fail(seq, f"no acknowledgement within {timeout:g} s after flush()")
+            self._pending.clear()
+
+
+def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_ns: int,
+              acks: Acks, in_flight: int | None = None) -> None:
+    """Encode and send each of `seqs` at its intended time, then flush and collect the acks.
+
+    With `in_flight`, no more than that many sends await their acknowledgement at once.
+    """
+    offsets = sending.offsets
+    for seq in seqs:
+        intended_ns = first_ns + offsets[seq] if offsets else time.time_ns()
+        if (ahead_ns := intended_ns - time.time_ns()) > 0:
+            time.sleep(ahead_ns / 1e9)
+        if in_flight is not None:
+            acks.wait_below(in_flight, producer.flush)
+        payload = encode(sending.records[seq], sending.fmt)
+        acks.sizes[seq] = len(payload)
+        acks.add(seq, send_async(producer, wrap(sending.run_id, seq, payload,
+                                                sent_ns=intended_ns), key=str(seq)))
+        acks.check()
+    producer.flush()
+    acks.wait_all(ACK_WAIT_AFTER_FLUSH_SEC)
+
+
+def produce(adapter: Adapter, sending: Sending, messages: int, *, mode: str = "sync",
+            count: int = 1, in_flight: int = 100) -> Produced:
+    """Send messages 0..messages-1 in `mode`; return what was sent and acknowledged."""
+    if mode == "processes":
+        return produce_in_processes(adapter, sending, messages, count)
+    if mode not in MODES:
+        raise ValueError(f"unknown producer mode {mode!r}")
+    acks = Acks(messages)
+    producer = adapter.producer()
+    try:
+        first_ns = time.time_ns()
+        started = time.perf_counter()
+        send_seqs(producer, sending, range(messages), first_ns, acks,
+                  in_flight=in_flight if mode == "async" else None)
+        seconds = time.perf_counter() - started
+    finally:
+        producer.close()
+    return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode)
+
+
+def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, messages: int,
+                      seqs: range) -> None:
+    """One forked producer: open a producer, say ready, send `seqs` from the first_ns the
+    engine sends back, then report sizes, acks, errors and when it finished."""
+    try:
+        producer = adapter.producer()
+    except BaseException as exc:
+        conn.send(("error", error_text(exc)))
+        return
+    try:
+        conn.send(("ready",))
+        first_ns = conn.recv()
+        if first_ns is None:  # the engine gave up: another producer could not start
+            return
+        acks = Acks(messages)
+        send_seqs(producer, sending, seqs, first_ns, acks)
+        ended = time.perf_counter()
+        conn.send(("done", [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
+                   acks.errors, ended))
+    except BaseException as exc:
+        conn.send(("error", error_text(exc)))
+    finally:
+        producer.close()
+        conn.close()
+
+
+def _report(index: int, conn: Connection, process: multiprocessing.process.BaseProcess,
+            expected: str) -> tuple:
+    """The next message of producer process `index`; ProducerFailed if it failed or died."""
+    wait_for_any([conn, process.sentinel])
+    if conn.poll():
+        try:
+            message = conn.recv()
+        except EOFError:
+            message = None
+        if message is not None and message[0] == expected:
+            return message
+        if message is not None and message[0] == "error":
+            raise ProducerFailed(f"producer process {index}: {message[1]}")
+    process.join(1.0)
+    raise ProducerFailed(f"producer process {index} exited (code {process.exitcode}) before "
+                         "reporting")
+
+
+def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
+                         count: int) -> Produced:
+    """`count` forked producer processes, process i sending seqs i, i + count, ...
+
+    The processes open their producers first; the clock starts once all are ready, and stops at
+    the last one's final acknowledgement (perf_counter is the system's monotonic clock, the same
+    in every process).
+    """
+    context = multiprocessing.get_context("fork")
+    sys.stdout.flush()  # else a child would write the parent's buffered output again
+    sys.stderr.flush()
+    children = []
+    go = False  # whether the children were told when to start
+    try:
+        for index in range(count):
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=_producer_process, name=f"queuebench-producer-{index}", daemon=True,
+                args=(theirs, adapter, sending, messages, range(index, messages, count)))
+            process.start()
+            theirs.close()
+            children.append((process, ours))
+        for index, (process, conn) in enumerate(children):
+            _report(index, conn, process, "ready")
+        first_ns = time.time_ns()
+        started = time.perf_counter()
+        for _, conn in children:
+            conn.send(first_ns)
+        go = True
+        sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, started
+        for index, (process, conn) in enumerate(children):
+            _, their_sizes, their_acks, their_errors, their_end = _report(index, conn, process,
+                                                                          "done")
+            for seq, size, ok in zip(range(index, messages, count), their_sizes, their_acks,
+                                     strict=True):
+                sizes[seq], acked[seq] = size, ok
+            errors.update(their_errors)
+            ended = max(ended, their_end)
+        kept = dict(sorted(errors.items())[:ERRORS_KEPT])
+        return Produced(first_ns, ended - started, sizes, acked, kept, mode="processes",
+                        producers=count)
+    finally:
+        for process, conn in children:
+            if not go and process.is_alive():
+                with contextlib.suppress(OSError):
+                    conn.send(None)  # waiting for first_ns: stop instead
+            conn.close()
+        for process, _ in children:
+            process.join(5.0)
+            if process.is_alive():
+                process.terminate()
+                process.join(5.0)
+
+
+UNACKED_SEQS_SHOWN = 100
+
+
+def producer_figures(produced: Produced | None, *, mode: str, count: int, in_flight: int,
+                     lost_seqs: Sequence[int]) -> dict[str, object]:
+    """The producer's figures of a repeat: its mode, how many producers, what the broker
+    acknowledged, and how many of the lost messages it had acknowledged ("lost, acknowledged":
+    the broker or library dropped them; a lost message never acknowledged was not sent)."""
+    if produced is None:  # nothing was produced (figures of a repeat that failed first)
+        return {"producer_mode": mode, "producers": count if mode == "processes" else 1,
+                "producer_in_flight": in_flight if mode == "async" else None,
+                "send_acked": None, "send_failed": None, "unacked_seqs": [], "send_errors": {},
+                "lost_acked": None}
+    acked = produced.acked
+    return {
+        "producer_mode": produced.mode,
+        "producers": produced.producers,
+        "producer_in_flight": in_flight if produced.mode == "async" else None,
+        "send_acked": len(acked) - produced.failed,
+        "send_failed": produced.failed,  # refused, failed or never answered
+        "unacked_seqs": produced.unacked_seqs(UNACKED_SEQS_SHOWN),
+        "send_errors": {str(seq): text for seq, text in sorted(produced.errors.items())},
+        "lost_acked": sum(1 for seq in lost_seqs if 0 <= seq < len(acked) and acked[seq]),
+    }

@@ -1,0 +1,379 @@
+"""Producer modes (sync, async with an in-flight limit, forked processes) and what each records
+per sequence number: sent once, stamped with its intended send time, acknowledged or failed."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+from botocore.stub import Stubber
+
+from queuebench import adapters
+from queuebench.adapters.base import Backlog
+from queuebench.adapters.boto3_sqs import (
+    MAX_MESSAGE_BYTES,
+    BatchEntryFailed,
+    BatchingProducer,
+    Boto3SQSAdapter,
+    endpoint_for,
+    sqs_client,
+)
+from queuebench.adapters.confluent import ConfluentKafkaAdapter
+from queuebench.adapters.kafka_python import KafkaPythonAdapter
+from queuebench.engine import phases
+from queuebench.engine.common import Experiment
+from queuebench.engine.producers import GIVE_UP_AFTER_FAILURES, ProducerFailed, Sending, produce
+from queuebench.engine.results import ExperimentConfig
+from queuebench.engine.workload import Workload, cells
+from queuebench.payloads.builder import record_batches
+from queuebench.worker.envelope import unwrap
+
+
+class Recorder:
+    """A producer with `send` only (the default send_async wraps it): keeps what it was given
+    and when, and refuses the keys in `fail`."""
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:
+        self.fail = set(fail)
+        self.sent: list[tuple[int, str, bytes]] = []  # (when, key, message)
+        self.flushes = 0
+        self.closed = False
+
+    def record(self, payload: bytes, key: str) -> None:
+        self.sent.append((time.time_ns(), key, payload))
+
+    def send(self, payload, *, key=None):
+        if key in self.fail:
+            raise RuntimeError(f"broker refused message {key}")
+        self.record(payload, key)
+
+    def flush(self):
+        self.flushes += 1
+
+    def close(self):
+        self.closed = True
+
+
+class LateAcks(Recorder):
+    """`send_async` whose futures a timer completes 1-10 ms later, out of order; counts how many
+    sends awaited their acknowledgement at once."""
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:
+        super().__init__(fail)
+        self.awaiting = 0
+        self.most_awaiting = 0
+        self.lock = threading.Lock()
+        self.timers: list[threading.Timer] = []
+
+    def send_async(self, payload, *, key=None):
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        with self.lock:
+            self.awaiting += 1
+            self.most_awaiting = max(self.most_awaiting, self.awaiting)
+        self.record(payload, key)
+        timer = threading.Timer(random.uniform(0.001, 0.01), self.ack, (future, key))
+        self.timers.append(timer)
+        timer.start()
+        return future
+
+    def ack(self, future: Future, key: str) -> None:
+        with self.lock:
+            self.awaiting -= 1
+        if key in self.fail:
+            future.set_exception(RuntimeError(f"no ack for {key}: NOT_ENOUGH_REPLICAS"))
+        else:
+            future.set_result(None)
+
+    def flush(self):
+        super().flush()
+        for timer in list(self.timers):
+            timer.join()
+
+
+class Batching(Recorder):
+    """Holds sends back, their futures pending, until `batch` are held or flush(): as boto3
+    SQS's batches of 10."""
+
+    def __init__(self, batch: int = 10) -> None:
+        super().__init__()
+        self.batch = batch
+        self.held: list[Future] = []
+        self.most_awaiting = 0
+
+    def send_async(self, payload, *, key=None):
+        future: Future = Future()
+        self.record(payload, key)
+        self.held.append(future)
+        self.most_awaiting = max(self.most_awaiting, len(self.held))
+        if len(self.held) >= self.batch:
+            self.flush()
+        return future
+
+    def flush(self):
+        super().flush()
+        held, self.held = self.held, []
+        for future in held:
+            future.set_running_or_notify_cancel()
+            future.set_result(None)
+
+
+class FileRecorder(Recorder):
+    """For forked producer processes: each writes what it sent to a file of its own."""
+
+    def __init__(self, folder: Path, fail: set[str] = frozenset()) -> None:
+        super().__init__(fail)
+        self.path = folder / f"sent-{os.getpid()}.log"
+
+    def record(self, payload: bytes, key: str) -> None:
+        envelope = unwrap(payload)
+        with self.path.open("a") as out:
+            out.write(f"{key} {envelope.seq} {envelope.sent_ns} {time.time_ns()} "
+                      f"{len(bytes(envelope.payload))}\n")
+
+
+def experiment(tmp_path: Path, workload: Workload, make_producer) -> Experiment:
+    """An Experiment on the SQL queue's adapter whose producer is `make_producer()`: no broker."""
+    adapter = adapters.create("sqlalchemy+sqlite:///q.sqlite", queue="q")
+    adapter.producer = make_producer
+    cell = cells("x", workload)[0]
+    config = ExperimentConfig(cell.kind, "sqlalchemy+sqlite", "default", cell.format,
+                              cell.messages, cell.records, cell.work_ms, 60.0)
+    return Experiment(config, cell, adapter,
+                      record_batches("sqlite://", cell.records, cell.messages), tmp_path)
+
+
+def sent_envelopes(recorder: Recorder):
+    return [(when, key, unwrap(message)) for when, key, message in recorder.sent]
+
+
+def check_sent_once_on_schedule(recorder: Recorder, run: Experiment, first_ns: int,
+                                gap_ns: int) -> None:
+    """Every seq sent once, keyed by its seq, stamped with its slot and sent no earlier."""
+    envelopes = sent_envelopes(recorder)
+    assert sorted(e.seq for _, _, e in envelopes) == list(range(run.cell.messages))
+    assert all(key == str(e.seq) for _, key, e in envelopes)
+    assert all(e.sent_ns - first_ns == e.seq * gap_ns for _, _, e in envelopes)
+    assert all(when >= e.sent_ns for when, _, e in envelopes)
+    assert all(e.payload_ok and run.sizes[e.seq] == len(bytes(e.payload))
+               for _, _, e in envelopes)
+
+
+def test_sync_sends_each_seq_once_stamped_and_acked(tmp_path):
+    """sync: seq order, intended send times (200 msg/s), sizes kept, every send acknowledged,
+    one flush at the end."""
+    recorder = Recorder()
+    run = experiment(tmp_path, Workload(messages=20, rate=200, payload={"records": 3}),
+                     lambda: recorder)
+    produced = run.produce()
+    check_sent_once_on_schedule(recorder, run, produced.first_ns, 5_000_000)
+    assert [e.seq for _, _, e in sent_envelopes(recorder)] == list(range(20))
+    assert produced.acked == [True] * 20 and produced.errors == {} and produced.failed == 0
+    assert run.produced is produced and run.sizes == produced.sizes
+    assert run.payload_bytes == sum(produced.sizes) > 0
+    assert 0.09 <= produced.seconds < 0.5
+    assert (recorder.flushes, recorder.closed) == (1, True)
+    first_ns, seconds = produced  # unpacks as produce()'s old (first_ns, seconds)
+    assert (first_ns, seconds) == (produced.first_ns, produced.seconds)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_failed_send_is_recorded_unacked_with_its_error_and_sending_goes_on(tmp_path, mode):
+    """A send that raises (sync) or whose future fails (async) leaves its seq unacknowledged
+    with the error text; every other seq is still sent and acknowledged."""
+    maker = Recorder if mode == "sync" else LateAcks
+    recorder = maker(fail={"3", "11"})
+    run = experiment(tmp_path, Workload(messages=15, producers={"mode": mode}),
+                     lambda: recorder)
+    produced = run.produce()
+    assert produced.acked == [seq not in (3, 11) for seq in range(15)]
+    assert produced.failed == 2 and produced.unacked_seqs() == [3, 11]
+    assert set(produced.errors) == {3, 11}
+    expected = "RuntimeError: broker refused message 3" if mode == "sync" else \
+        "RuntimeError: no ack for 3: NOT_ENOUGH_REPLICAS"
+    assert produced.errors[3] == expected
+    sent = {e.seq for _, _, e in sent_envelopes(recorder)}
+    assert sent == (set(range(15)) - {3, 11} if mode == "sync" else set(range(15)))
+
+
+def test_a_producer_that_fails_every_send_stops_the_run(tmp_path):
+    """With nothing acknowledged, GIVE_UP_AFTER_FAILURES failures end producing with the first
+    error, as one failure ended it before: a dead broker is an error row, not 10,000 losses."""
+    recorder = Recorder(fail={str(seq) for seq in range(1000)})
+    run = experiment(tmp_path, Workload(messages=1000), lambda: recorder)
+    with pytest.raises(ProducerFailed, match=rf"failed its first {GIVE_UP_AFTER_FAILURES} sends"
+                       r" .*message 0: RuntimeError: broker refused message 0"):
+        run.produce()
+    assert recorder.closed
+
+
+@pytest.mark.parametrize("in_flight", [1, 4, 16])
+def test_async_never_has_more_than_in_flight_awaiting_acks(tmp_path, in_flight):
+    """Acks that come 1-10 ms later, out of order: at most in_flight sends await one, every
+    seq is sent once with its intended time and acknowledged."""
+    recorder = LateAcks()
+    run = experiment(tmp_path, Workload(messages=60, rate=2000, producers={
+        "mode": "async", "in_flight": in_flight}), lambda: recorder)
+    produced = run.produce()
+    assert 1 <= recorder.most_awaiting <= in_flight
+    if in_flight > 1:
+        assert recorder.most_awaiting > 1  # it did overlap sends
+    check_sent_once_on_schedule(recorder, run, produced.first_ns, 500_000)
+    assert produced.acked == [True] * 60 and produced.errors == {}
+
+
+def test_async_flushes_a_producer_that_holds_sends_back_for_a_batch(tmp_path):
+    """in_flight 3 below a batch of 10: the held sends are flushed out rather than waited for
+    forever (boto3 SQS), and no more than 3 await an ack."""
+    recorder = Batching(batch=10)
+    run = experiment(tmp_path, Workload(messages=25, producers={"mode": "async",
+                                                                "in_flight": 3}),
+                     lambda: recorder)
+    produced = run.produce()
+    assert recorder.most_awaiting == 3
+    assert produced.acked == [True] * 25
+    assert sorted(e.seq for _, _, e in sent_envelopes(recorder)) == list(range(25))
+
+
+def test_processes_cover_every_seq_once_across_processes(tmp_path):
+    """3 forked producers: process i sends i, i+3, ...; together every seq exactly once, each
+    at its own slot in the rate shape; sizes and acks come back, a failure with its error."""
+    sends = tmp_path / "sends"
+    sends.mkdir()
+    run = experiment(tmp_path, Workload(messages=30, rate=200, producers={
+        "mode": "processes", "count": 3}), lambda: FileRecorder(sends, fail={"7"}))
+    produced = run.produce()
+    files = sorted(sends.glob("sent-*.log"))
+    assert len(files) == 3 and f"sent-{os.getpid()}.log" not in {f.name for f in files}
+    lines = [line.split() for f in files for line in f.read_text().splitlines()]
+    seqs = sorted(int(seq) for _, seq, *_ in lines)
+    assert seqs == sorted(set(range(30)) - {7})  # 7 was refused, the rest sent once
+    for f in files:  # each process its own residue: i, i + 3, ...
+        assert len({int(line.split()[1]) % 3 for line in f.read_text().splitlines()}) == 1
+    for key, seq, sent_ns, when, size in lines:
+        assert key == seq
+        assert int(sent_ns) - produced.first_ns == int(seq) * 5_000_000
+        assert int(when) >= int(sent_ns)
+        assert produced.sizes[int(seq)] == int(size)
+    assert produced.acked == [seq != 7 for seq in range(30)]
+    assert produced.errors == {7: "RuntimeError: broker refused message 7"}
+    assert produced.sizes[7] > 0 and run.sizes == produced.sizes
+    assert (produced.mode, produced.producers) == ("processes", 3)
+    assert 0.14 <= produced.seconds < 1.0
+
+
+def test_a_producer_process_that_cannot_open_its_producer_fails_the_run(tmp_path):
+    def broken():
+        raise ConnectionRefusedError("no broker at 127.0.0.1:1")
+
+    run = experiment(tmp_path, Workload(messages=10, producers={"mode": "processes",
+                                                                "count": 2}), broken)
+    with pytest.raises(ProducerFailed, match=re.escape(
+            "producer process 0: ConnectionRefusedError: no broker at 127.0.0.1:1")):
+        run.produce()
+
+
+def test_figures_say_the_mode_and_what_was_acknowledged(tmp_path, monkeypatch):
+    """3 messages, seq 1 refused, only seq 0 received: 2 lost, of which seq 2 had been
+    acknowledged (lost_acked 1); send_failed 1 and unacked_seqs [1]."""
+    run = experiment(tmp_path, Workload(messages=3, producers={"mode": "async",
+                                                               "in_flight": 2}),
+                     lambda: LateAcks(fail={"1"}))
+    run.produce()
+    monkeypatch.setattr(run.adapter, "backlog", lambda: Backlog(waiting=0))
+    ledger = tmp_path / "ledger"
+    ledger.mkdir(exist_ok=True)
+    sent_ns = run.produced.first_ns
+    (ledger / "receipts-1.log").write_text(f"{run.run_id} 0 {sent_ns} {sent_ns + 1000} ok\n")
+    m = phases.figures(run, outcome="broker empty", started=time.monotonic(),
+                       produce_sec=run.produced.seconds, consumers_from_ns=sent_ns,
+                       startup_sec=0.1, stop=None)
+    assert (m["producer_mode"], m["producers"], m["producer_in_flight"]) == ("async", 1, 2)
+    assert (m["send_acked"], m["send_failed"], m["unacked_seqs"]) == (2, 1, [1])
+    assert m["send_errors"] == {"1": "RuntimeError: no ack for 1: NOT_ENOUGH_REPLICAS"}
+    assert (m["lost"], m["lost_acked"]) == (2, 1)
+
+
+def over_the_limit(count: int, big: int) -> list:
+    """`count` messages of 5 records, message `big` of 10,000 (1.7 MB of JSON: over every
+    Kafka and SQS limit)."""
+    records = record_batches("sqlite://", 5, count)
+    records[big] = record_batches("sqlite://", 10_000, 1)[0]
+    return records
+
+
+@pytest.mark.broker("kafka")
+@pytest.mark.parametrize("cls", [ConfluentKafkaAdapter, KafkaPythonAdapter],
+                         ids=["confluent-kafka", "kafka-python"])
+def test_async_on_kafka_acks_every_message_the_broker_took(cls):
+    """On the real broker, async (in_flight 20) acknowledges each of 300 messages but the one
+    over the client's size limit, whose error is its own; the topic then holds 299. The
+    client's future is the broker's acknowledgement, not the send returning."""
+    adapter = cls(f"{cls.scheme}://127.0.0.1:9092",
+                  queue=f"qb-test-producers-{uuid.uuid4().hex[:10]}")
+    adapter.prepare()
+    try:
+        produced = produce(adapter, Sending(uuid.uuid4(), over_the_limit(300, 42), "json", None),
+                           300, mode="async", in_flight=20)
+        assert produced.acked == [seq != 42 for seq in range(300)]
+        assert list(produced.errors) == [42]
+        assert ("MSG_SIZE_TOO_LARGE" if cls is ConfluentKafkaAdapter
+                else "MessageSizeTooLargeError") in produced.errors[42]
+        assert adapter.backlog().waiting == 299
+        producer = adapter.producer()  # a real acknowledgement takes a round trip to the broker
+        try:
+            acked = producer.send_async(b"one more", key="300")
+            assert not acked.done()
+            assert acked.result(timeout=30) is None
+        finally:
+            producer.close()
+        assert adapter.backlog().waiting == 300
+    finally:
+        adapter.cleanup()
+
+
+@pytest.mark.broker("elasticmq")
+def test_async_on_sqs_acks_every_message_in_batches_smaller_than_ten():
+    """boto3 SQS batches up to 10, but in_flight 3 flushes a batch at 3: every message is
+    acknowledged but the one over 1 MiB, which goes alone and fails alone."""
+    adapter = Boto3SQSAdapter("boto3+sqs://127.0.0.1:9324",
+                              queue=f"qb-test-producers-{uuid.uuid4().hex[:10]}")
+    adapter.prepare()
+    try:
+        produced = produce(adapter, Sending(uuid.uuid4(), over_the_limit(40, 7), "json", None),
+                           40, mode="async", in_flight=3)
+        assert produced.acked == [seq != 7 for seq in range(40)]
+        assert "MessageTooLong" in produced.errors[7]
+        assert adapter.backlog().waiting == 39
+    finally:
+        adapter.cleanup()
+
+
+def test_sqs_send_async_gives_each_batch_entry_its_own_outcome():
+    """One SendMessageBatch of three: the entry SQS reports under `Failed` fails its own future,
+    the others are acknowledged; held in the batch, the futures were pending, not running."""
+    client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
+                        read_timeout=1, total_max_attempts=1)
+    producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=3,
+                                max_batch_bytes=MAX_MESSAGE_BYTES)
+    with Stubber(client) as stub:
+        stub.add_response("send_message_batch", {
+            "Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "x"} for i in "02"],
+            "Failed": [{"Id": "1", "SenderFault": True, "Code": "InvalidParameterValue",
+                        "Message": "Message must be shorter than 1048576 bytes."}]})
+        first, second = producer.send_async(b"a"), producer.send_async(b"b")
+        assert not (first.running() or first.done())
+        third = producer.send_async(b"c")  # the third fills the batch: it goes
+        producer.flush()  # raises nothing: the failure went to its future
+        stub.assert_no_pending_responses()
+    assert first.result() is None and third.result() is None
+    with pytest.raises(BatchEntryFailed, match="InvalidParameterValue: Message must be shorter"):
+        second.result()
+    producer.close()
