@@ -134,8 +134,9 @@ def test_a_paced_producer_stamps_the_intended_time_and_keeps_the_rate(tmp_path):
     when it went out), and each payload is the encoded records."""
     recorder = Recorder()
     run = experiment(tmp_path, Workload(messages=30, rate=100, payload={"records": 5}), recorder)
-    first_ns, seconds = run.produce()
-    assert 0.28 <= seconds < 0.5
+    produced = run.produce()
+    first_ns = produced.first_ns
+    assert 0.28 <= produced.seconds < 0.5
     envelopes = [unwrap(message) for _, message in recorder.sent]
     assert [e.sent_ns - first_ns for e in envelopes] == [seq * 10_000_000 for seq in range(30)]
     assert all(sent_at >= e.sent_ns for (sent_at, _), e in zip(recorder.sent, envelopes,

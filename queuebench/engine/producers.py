@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -78,10 +78,6 @@ class Produced:
     errors: dict[int, str] = field(default_factory=dict)  # the first few failures' error text
     mode: str = "sync"
     producers: int = 1
-
-    def __iter__(self) -> Iterator[int | float]:
-        """Unpacks as `first_ns, seconds`, what produce() returned before it said more."""
-        return iter((self.first_ns, self.seconds))
 
     @property
     def failed(self) -> int:
