@@ -580,7 +580,8 @@ def _repeated_row(case: Case) -> list[object]:
     return [_row_name(case.first), c["format"], _fmt(c["messages"]),
             _span(case.values("payload_bytes")), _median_cell(case, "time_to_produce_sec"),
             cells["produce msg/s"], _median_cell(case, "time_to_consume_sec"),
-            cells["consume msg/s"], cells["consume MB/s"], cells["p50 ms"], cells["p95 ms"],
+            cells["consume msg/s"], cells["consume MB/s"],
+            _median_cell(case, "drain_throughput"), cells["p50 ms"], cells["p95 ms"],
             cells["p99 ms"], _fmt(max((h for h in highest if h is not None), default=None)),
             _span(case.values("successful")), sum(corrupt) if corrupt else None,
             ", ".join(dict.fromkeys(str(_ended_by(r) or NA) for r in case.basis)),
@@ -600,15 +601,17 @@ def throughput_table(results: list[dict]) -> str:
         rows.append([_row_name(r), c["format"], _fmt(c["messages"]), _fmt(m.get("payload_bytes")),
                      _fmt(m.get("time_to_produce_sec")), _fmt(m.get("produce_throughput"), 1),
                      _fmt(m.get("time_to_consume_sec")), _fmt(m.get("consume_throughput"), 1),
-                     _fmt(m.get("consume_mb_s"), 3), _latency(m, "p50"), _latency(m, "p95"),
+                     _fmt(m.get("consume_mb_s"), 3), _fmt(m.get("drain_throughput"), 1),
+                     _latency(m, "p50"), _latency(m, "p95"),
                      _latency(m, "p99"), _latency(m, "max"), _fmt(m.get("successful")),
                      m.get("corrupt"), _ended_by(r)] + (
                          [case.repeats()] if repeats else []))
     # A run cut by its deadline has not lost what it did not receive yet: it shows as fewer
     # received, ended by "incomplete (deadline)", and its rates count only what arrived.
     return table(["pair", "format", "messages", "bytes/msg", "produce s", "produce msg/s",
-                  "consume s", "consume msg/s", "consume MB/s", "p50 ms", "p95 ms", "p99 ms",
-                  "max ms", "received", "corrupt", "ended by", *(["repeats"] if repeats else [])],
+                  "consume s", "consume msg/s", "consume MB/s", "drain msg/s", "p50 ms", "p95 ms",
+                  "p99 ms", "max ms", "received", "corrupt", "ended by",
+                  *(["repeats"] if repeats else [])],
                  rows)
 
 

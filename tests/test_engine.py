@@ -62,6 +62,8 @@ def test_set_overrides_any_key_with_a_yaml_value(tmp_path):
         (200.0, 1), (200.0, 8)]
     with pytest.raises(UsageError, match=r"throughput.yaml: colour: unknown key"):
         load("throughput", ["colour=blue"])
+    [(_, short)] = load("throughput", ["consumers=4", "producers=[1,2]"])  # counts alone
+    assert [(c.processes, c.producers) for c in cells("throughput", short)] == [(4, 1), (4, 2)]
 
 
 @pytest.mark.parametrize(("text", "says"), [

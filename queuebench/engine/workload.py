@@ -93,6 +93,15 @@ class Workload(Strict):
     repeats: PositiveInt = 1
     deadline_sec: Positive | None = None  # None: scaled to the messages and the work
 
+    @field_validator("producers", "consumers", mode="before")
+    @classmethod
+    def _count_alone(cls, value: Any, info: Any) -> Any:
+        """`consumers: 4` (or `[1, 4]`) is short for `consumers: {processes: 4}`, and
+        `producers: 2` for `producers: {count: 2}`."""
+        if isinstance(value, int | list):
+            return {"processes" if info.field_name == "consumers" else "count": value}
+        return value
+
     @field_validator("messages", "work_ms", "rate", "fail_fraction", mode="after")
     @classmethod
     def _no_empty_sweep(cls, value: Any) -> Any:
