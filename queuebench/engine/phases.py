@@ -150,6 +150,7 @@ def run(experiment: Experiment) -> dict[str, object]:
         consumers_from_ns = first_send_ns
         if cell.start == "after":
             time.sleep(cell.wait_sec)
+            deadline += cell.wait_sec  # the deadline is for the pair, not for a wait we chose
             consumers_from_ns = time.time_ns()
             consumers.start()
             experiment.note("consumers started")

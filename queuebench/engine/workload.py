@@ -329,11 +329,12 @@ def load(name_or_path: str, settings: list[str] = (), stops: list[str] | None = 
 
 
 def default_deadline(cell: Cell, redelivery_sec: float = 0.0) -> float:
-    """A minute for start-ups, the variant's redelivery wait, the paced sending, three times the
-    work, and 50 ms a message for the queue itself (RQ's forking worker manages ~25 a second)."""
+    """Seconds a repeat may take, besides the wait with the consumers off: a minute for
+    start-ups, the variant's redelivery wait, the paced sending, three times the work, and 50 ms
+    a message for the queue itself (RQ's forking worker manages ~25 a second)."""
     if cell.deadline_sec is not None:
         return cell.deadline_sec
     offsets = cell.intended_offsets_ns()
     pacing = offsets[-1] / 1e9 if offsets else 0.0
     per_message = 3 * cell.work_ms / 1000 + 0.05
-    return math.ceil(60 + cell.wait_sec + redelivery_sec + pacing + cell.messages * per_message)
+    return math.ceil(60 + redelivery_sec + pacing + cell.messages * per_message)
