@@ -694,8 +694,10 @@ def render(document: dict) -> str:
     if details := lost_detail(results):
         out += ["Sequence numbers lost or duplicated:", "", *details, ""]
     out += ["## Throughput", "",
-            "Consumer running first; consume time runs from the first send to the last receipt; "
-            "latency is send to receipt."
+            "Consumers running and warm first; consume time runs from the first send to the last "
+            "receipt, the drain rate from the first receipt to the last; latency runs from each "
+            "message's intended send time (its slot in a paced rate) to its receipt. A row "
+            "\"@ N msg/s\" was paced at that rate."
             + (" A case run more than once shows the median of its complete repeats, with the "
                "lowest and highest repeat in brackets (a latency percentile is taken over every "
                "repeat's latencies together when each repeat kept its histogram); a spread over "
