@@ -1,4 +1,4 @@
-"""`consumers.concurrency`: N of each pair's own unit inside one consumer process (issue 9).
+"""`consumers.concurrency`: N of each pair's own unit inside one consumer process.
 
 Prefork children for Celery, threads for Dramatiq and Huey, `rq worker` processes for RQ, agent
 actors for faust, receive loops in threads for the plain clients. Concurrency 1 keeps every

@@ -1,4 +1,4 @@
-"""A probe connects and asks; it writes nothing (issue 8).
+"""A probe connects and asks; it writes nothing.
 
 `queuebench pairs` and the runner's check before a run build each pair's adapter for a queue and
 call `check_reachable`. Each test here snapshots what the broker holds, probes with a queue name

@@ -49,6 +49,7 @@ from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
+from queuebench.adapters.sqlite_probe import check_sqlite_file
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.redact import redact
 from queuebench.worker.handler import handle
@@ -221,13 +222,9 @@ class CeleryAdapter(Adapter):
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
 
     def check_reachable(self, timeout: float) -> None:
-        # Connects and asks, declares nothing (issue 8): a queue declare creates the queue on
-        # RabbitMQ and SQS, and on sqla the database file, kombu's tables and a queue row.
-        from queuebench.redact import redact
-
+        # Connects and asks, declares nothing: a queue declare creates the queue on RabbitMQ and
+        # SQS, and on sqla the database file, kombu's tables and a queue row.
         if self.broker_url.startswith("sqla+sqlite:///"):
-            from queuebench.adapters.sqlite_probe import check_sqlite_file
-
             check_sqlite_file(self.scheme, Path(self.broker_url.removeprefix("sqla+sqlite:///")))
             return
         # Bounded by `timeout`: kombu's Redis and SQS transports otherwise wait for a silent

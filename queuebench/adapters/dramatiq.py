@@ -79,6 +79,7 @@ from queuebench.adapters.base import (
     base64_size,
 )
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
+from queuebench.redact import redact
 from queuebench.worker.handler import handle
 
 ACTOR_NAME = "queuebench_message"
@@ -384,8 +385,6 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
     def check_reachable(self, timeout: float) -> None:
         import pika.exceptions
         from pika.adapters.utils.connection_workflow import AMQPConnectorException
-
-        from queuebench.redact import redact
 
         try:  # connects and closes; declares nothing
             self._connect(timeout).close()

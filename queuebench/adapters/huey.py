@@ -59,6 +59,7 @@ from queuebench.adapters.base import (
     Variant,
     base64_size,
 )
+from queuebench.adapters.sqlite_probe import check_sqlite_file
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.redact import redact
 from queuebench.worker.handler import handle
@@ -276,9 +277,7 @@ class HueyAdapter(Adapter):
         return self._huey
 
     def check_reachable(self, timeout: float) -> None:
-        # Asks the file system only: opening the database would create it (issue 8).
-        from queuebench.adapters.sqlite_probe import check_sqlite_file
-
+        # Asks the file system only: opening the database would create it.
         check_sqlite_file(self.scheme, sqlite_path(self.url))
 
     def broker_version(self) -> str | None:
@@ -377,8 +376,6 @@ class HueyPostgresAdapter(HueyAdapter):
         try:
             self._connect(timeout).close()
         except psycopg.Error as exc:
-            from queuebench.redact import redact
-
             reason = str(exc).strip().splitlines()[0]
             raise BrokerUnreachable(
                 redact(f"{self.scheme}: cannot reach {self.url}: {reason}")) from None

@@ -39,7 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
+from queuebench.adapters.sqlite_probe import check_sqlite_file
 from queuebench.errors import BrokerUnreachable
+from queuebench.redact import redact
 
 DEFAULT_LEASE_SEC = 10.0
 DEFAULT_POLL_INTERVAL_SEC = 0.02
@@ -139,14 +141,10 @@ class SqlQueueAdapter(Adapter):
         return self._engine
 
     def check_reachable(self, timeout: float) -> None:
-        from queuebench.redact import redact
-
         url = engine_url(self.url)
         if url.startswith("sqlite"):
             # Asks the file system only: connecting would create the file, and the WAL pragma
-            # every connection sets writes it (issue 8). In-memory needs nothing.
-            from queuebench.adapters.sqlite_probe import check_sqlite_file
-
+            # every connection sets writes it. In-memory needs nothing.
             if url != "sqlite://":
                 check_sqlite_file(self.scheme, Path(url.removeprefix("sqlite:///")))
             return
