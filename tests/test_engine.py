@@ -212,3 +212,24 @@ def test_per_second_series_counts_each_message_once_from_its_intended_send():
     receipts = [Receipt(0, s // 5, s // 2, True), Receipt(1, s // 5, 3 * s // 2, True),
                 Receipt(1, s // 5, 2 * s, True)]
     assert per_second(receipts, 0) == {"sent": [2, 0], "received": [1, 1], "backlog": [1, 0]}
+
+
+def test_a_worker_that_must_be_killed_at_the_end_leaves_the_repeat_measured(tmp_path,
+                                                                             monkeypatch):
+    """The stop after everything settled is cleanup: if it has to kill, the timeline says so and
+    the figures stand (a graceful stop that is the experiment's fault still fails the repeat)."""
+    from queuebench.engine.consumer import ConsumerFleet
+    from queuebench.errors import ConsumerFailed
+    from tests.test_stub import engine_run
+
+    stop = ConsumerFleet.stop
+
+    def stop_then_fail(self, *args, **kwargs):
+        stop(self, *args, **kwargs)
+        raise ConsumerFailed("stub+dir consumer ignored SIGTERM until it was killed")
+
+    monkeypatch.setattr(ConsumerFleet, "stop", stop_then_fail)
+    _, m = engine_run(tmp_path, Workload(messages=5))
+    assert (m["outcome"], m["successful"]) == ("complete", 5)
+    assert m["timeline"][-1]["event"] == ("final stop: stub+dir consumer ignored SIGTERM until "
+                                          "it was killed")

@@ -160,7 +160,13 @@ def run(experiment: Experiment) -> dict[str, object]:
             outcome = None if stop else "deadline"
         outcome = outcome or experiment.wait_settled(deadline)
         experiment.note(f"settled: {outcome}")
-        consumers.stop()
+        try:
+            consumers.stop()
+        except ConsumerFailed as exc:
+            # Everything was measured: a worker that had to be killed at the end is noted, not
+            # a failed repeat. (RQ swallows a SIGTERM that lands while it writes a log line:
+            # logging's handleError catches the StopRequested its signal handler raises.)
+            experiment.note(f"final stop: {exc}")
     finally:
         consumers.ensure_stopped()
     m = figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
