@@ -6,7 +6,7 @@ QB      := $(VENV)/bin/queuebench
 INSTALLED := $(VENV)/.installed
 FORMATS := --format json --format protobuf
 
-.PHONY: install demo test unit lint bench reliability-test throughput-test report reference reference-report \
+.PHONY: install demo test unit lint bench bench-ledger ceilings reliability-test throughput-test report reference reference-report \
         services-up services-down services-status clean
 
 $(INSTALLED): pyproject.toml
@@ -31,9 +31,20 @@ unit: $(INSTALLED)
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 
+## The harness's own cost: each fast pair through queuebench against a bare loop of its client
+## (produce and consume msg/s, overhead in percent; figures only, no verdict).
+bench: $(INSTALLED) services-up
+	$(PY) -m queuebench.bench.overhead
+
 ## What one poll of the ledger costs with 900 consumer files (figures only, no verdict).
-bench: $(INSTALLED)
+bench-ledger: $(INSTALLED)
 	$(PY) -m queuebench.engine.bench
+
+## Each broker's own load tool (Kafka's perf tools, RabbitMQ's PerfTest, redis-benchmark, bare
+## psycopg and boto3 loops) at the pairs' message sizes: reports/CEILINGS.md and
+## reports/CEILINGS/ceilings.json. About 6 minutes on 2 cores.
+ceilings: $(INSTALLED) services-up
+	$(PY) -m queuebench.ceilings
 
 ## The experiments over every pair whose broker answers, one report each.
 reliability-test: $(INSTALLED) services-up

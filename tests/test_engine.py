@@ -233,3 +233,12 @@ def test_a_worker_that_must_be_killed_at_the_end_leaves_the_repeat_measured(tmp_
     assert (m["outcome"], m["successful"]) == ("complete", 5)
     assert m["timeline"][-1]["event"] == ("final stop: stub+dir consumer ignored SIGTERM until "
                                           "it was killed")
+
+
+def test_only_a_workload_that_never_stops_its_consumers_batches_receipts(tmp_path):
+    """A kill loses a batch of receipts held in the worker: a reliability workload writes each
+    receipt at once; a throughput workload batches them."""
+    killed = experiment(tmp_path / "kill", Workload(messages=5, faults=[{"consumer": "kill"}]))
+    unstopped = experiment(tmp_path / "throughput", Workload(messages=5))
+    assert [m.config.batch_receipts for m in killed.consumers.members] == [False]
+    assert [m.config.batch_receipts for m in unstopped.consumers.members] == [True]

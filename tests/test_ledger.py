@@ -1,10 +1,14 @@
 """The ledger decides lost and duplicated; its arithmetic must be exact."""
 
 import itertools
+import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +17,7 @@ from queuebench.engine import ledger, phases
 from queuebench.engine.common import check_tally, delivery_figures
 from queuebench.engine.ledger import LedgerReader, Receipt, tally
 from queuebench.worker import handler
+from queuebench.worker import receipts as receipt_writer
 from queuebench.worker.envelope import HEADER, unwrap, wrap
 from queuebench.worker.failures import HandlerFailed, meant_to_fail
 from queuebench.worker.handler import CONFIG_ENV, ConsumerConfig
@@ -454,3 +459,116 @@ def test_the_handler_writes_a_failed_receipt_then_raises(tmp_path, monkeypatch):
     assert [(line.split()[1], line.split()[4]) for line in lines] == [
         ("0", "started"), ("0", "ok"), ("1", "started"), ("1", "failed"),
         ("3", "started"), ("3", "corrupt")]
+
+
+def receipt_lines(folder) -> list[str]:
+    path = folder / f"receipts-{os.getsid(0)}.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_batched_writer_writes_once_a_batch_is_full(tmp_path, monkeypatch):
+    """Batched receipts are held until BATCH_LINES are, then written together and read whole."""
+    monkeypatch.setattr(receipt_writer, "BATCH_MAX_AGE_SEC", 60.0)  # only the size flushes here
+    run = uuid.uuid4()
+    writer = ReceiptWriter(tmp_path, batched=True)
+    for seq in range(receipt_writer.BATCH_LINES - 1):
+        writer.write(unwrap(wrap(run, seq, b"a")), 10 + seq)
+    assert receipt_lines(tmp_path) == []
+    writer.write(unwrap(wrap(run, receipt_writer.BATCH_LINES - 1, b"a")), 5)
+    reader = LedgerReader(tmp_path, str(run))
+    assert [r.seq for r in reader.poll()] == list(range(receipt_writer.BATCH_LINES))
+    writer.close()
+
+
+def test_a_batched_writer_flushes_what_it_holds_within_its_age(tmp_path):
+    """A receipt short of a full batch is written by the flusher, without another receipt."""
+    run = uuid.uuid4()
+    writer = ReceiptWriter(tmp_path, batched=True)
+    writer.write(unwrap(wrap(run, 7, b"a")), 10)
+    reader = LedgerReader(tmp_path, str(run))
+    give_up = time.monotonic() + 10  # far beyond BATCH_MAX_AGE_SEC: a bound, not a timing
+    while not reader.poll() and time.monotonic() < give_up:
+        time.sleep(receipt_writer.BATCH_MAX_AGE_SEC)
+    assert [r.seq for r in reader.receipts] == [7]
+    writer.close()
+
+
+def test_the_reader_reads_batches_of_two_processes_appending_to_one_file(tmp_path):
+    """Batches from two descriptors on one file (a worker and its fork) and a batch torn at its
+    end are read as the whole lines they hold, each once."""
+    run = str(uuid.uuid4())
+    path = tmp_path / "receipts-1.log"
+    first, second = (os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT) for _ in range(2))
+    os.write(first, "".join(f"{run} {seq} 1 2 ok\n" for seq in range(0, 3)).encode())
+    os.write(second, "".join(f"{run} {seq} 1 2 ok\n" for seq in range(3, 6)).encode())
+    os.write(first, f"{run} 6 1 2 ok\n{run} 7 1 ".encode())  # killed mid-write
+    reader = LedgerReader(tmp_path, run)
+    assert sorted(r.seq for r in reader.poll()) == list(range(7))
+    os.write(first, b"2 ok\n")
+    assert sorted(r.seq for r in reader.poll()) == list(range(8))
+    os.close(first)
+    os.close(second)
+
+
+EXIT_SCRIPT = """
+import os, signal, sys, uuid
+from pathlib import Path
+from queuebench.worker import handler, receipts
+from queuebench.worker.envelope import wrap
+receipts.BATCH_MAX_AGE_SEC = 60.0  # only a full batch or the exit writes
+handler.handle(wrap(uuid.UUID(sys.argv[1]), 0, b"a"))
+handler.handle(wrap(uuid.UUID(sys.argv[1]), 1, b"b"))
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def consumer_exits(tmp_path, *, batch_receipts: bool, how: str) -> list[int]:
+    """Run the handler on two messages in a consumer-like process (a session of its own), which
+    then exits or is killed; return the sequence numbers the ledger reads."""
+    run = uuid.uuid4()
+    config = ConsumerConfig("stub+dir:///x", "q", "default", str(tmp_path), work_ms=0,
+                            batch_receipts=batch_receipts)
+    subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(run), how], start_new_session=True,
+                   env={**os.environ, **config.to_env()}, check=False, timeout=60)
+    return sorted(r.seq for r in LedgerReader(tmp_path, str(run)).poll())
+
+
+def test_a_consumer_with_batched_receipts_writes_them_when_it_exits(tmp_path):
+    """What a batch holds at a normal exit (a graceful stop) is written then."""
+    assert consumer_exits(tmp_path, batch_receipts=True, how="exit") == [0, 1]
+
+
+def test_a_killed_consumer_loses_no_receipt_without_batching(tmp_path):
+    """A workload that kills its consumers writes each receipt at once: a kill loses none.
+    With batching, the same kill loses what the batch held, which is why such workloads keep
+    it off."""
+    assert consumer_exits(tmp_path / "each", batch_receipts=False, how="kill") == [0, 1]
+    assert consumer_exits(tmp_path / "batched", batch_receipts=True, how="kill") == []
+
+
+def fork_and_report(child: Callable[[], bool]) -> bool:
+    """`child()`'s answer, computed in a process forked from this one."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer and leave without running the parent's exit hooks
+        os.write(write, b"1" if child() else b"0")
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    answer = os.read(read, 1)
+    os.close(read)
+    return answer == b"1"
+
+
+def test_only_processes_whose_exit_runs_python_hooks_batch(tmp_path):
+    """The consumer's own process (a session leader) and multiprocessing's children batch; a
+    child forked by other means (RQ's work horse) may end in os._exit, so it does not."""
+    leader = subprocess.run(
+        [sys.executable, "-c", "from queuebench.worker.receipts import exits_through_python as "
+         "e; print(e())"], start_new_session=True, capture_output=True, text=True, check=True)
+    assert leader.stdout.strip() == "True"
+    assert not fork_and_report(receipt_writer.exits_through_python)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.apply(receipt_writer.exits_through_python)

@@ -3,6 +3,7 @@ per sequence number: sent once, stamped with its intended send time, acknowledge
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -62,7 +63,7 @@ class Recorder:
 
 
 class LateAcks(Recorder):
-    """`send_async` whose futures a timer completes 1-10 ms later, out of order; counts how many
+    """`send_async` whose outcomes a timer tells 1-10 ms later, out of order; counts how many
     sends awaited their acknowledgement at once."""
 
     def __init__(self, fail: set[str] = frozenset()) -> None:
@@ -72,25 +73,20 @@ class LateAcks(Recorder):
         self.lock = threading.Lock()
         self.timers: list[threading.Timer] = []
 
-    def send_async(self, payload, *, key=None):
-        future: Future = Future()
-        future.set_running_or_notify_cancel()
+    def send_async(self, payload, *, key=None, on_done):
         with self.lock:
             self.awaiting += 1
             self.most_awaiting = max(self.most_awaiting, self.awaiting)
         self.record(payload, key)
-        timer = threading.Timer(random.uniform(0.001, 0.01), self.ack, (future, key))
+        timer = threading.Timer(random.uniform(0.001, 0.01), self.ack, (on_done, key))
         self.timers.append(timer)
         timer.start()
-        return future
 
-    def ack(self, future: Future, key: str) -> None:
+    def ack(self, on_done, key: str) -> None:
         with self.lock:
             self.awaiting -= 1
-        if key in self.fail:
-            future.set_exception(RuntimeError(f"no ack for {key}: NOT_ENOUGH_REPLICAS"))
-        else:
-            future.set_result(None)
+        on_done(RuntimeError(f"no ack for {key}: NOT_ENOUGH_REPLICAS") if key in self.fail
+                else None)
 
     def flush(self):
         super().flush()
@@ -99,30 +95,29 @@ class LateAcks(Recorder):
 
 
 class Batching(Recorder):
-    """Holds sends back, their futures pending, until `batch` are held or flush(): as boto3
+    """Holds sends back, their outcomes untold, until `batch` are held or flush(): as boto3
     SQS's batches of 10."""
+
+    holds_sends = True
 
     def __init__(self, batch: int = 10) -> None:
         super().__init__()
         self.batch = batch
-        self.held: list[Future] = []
+        self.held: list = []
         self.most_awaiting = 0
 
-    def send_async(self, payload, *, key=None):
-        future: Future = Future()
+    def send_async(self, payload, *, key=None, on_done):
         self.record(payload, key)
-        self.held.append(future)
+        self.held.append(on_done)
         self.most_awaiting = max(self.most_awaiting, len(self.held))
         if len(self.held) >= self.batch:
             self.flush()
-        return future
 
     def flush(self):
         super().flush()
         held, self.held = self.held, []
-        for future in held:
-            future.set_running_or_notify_cancel()
-            future.set_result(None)
+        for on_done in held:
+            on_done(None)
 
 
 class FileRecorder(Recorder):
@@ -302,7 +297,7 @@ def test_figures_say_the_mode_and_what_was_acknowledged(tmp_path, monkeypatch):
 def over_the_limit(count: int, big: int) -> list:
     """`count` messages of 5 records, message `big` of 10,000 (1.7 MB of JSON: over every
     Kafka and SQS limit)."""
-    records = record_batches("sqlite://", 5, count)
+    records = list(record_batches("sqlite://", 5, count))
     records[big] = record_batches("sqlite://", 10_000, 1)[0]
     return records
 
@@ -327,9 +322,10 @@ def test_async_on_kafka_acks_every_message_the_broker_took(cls):
         assert adapter.backlog().waiting == 299
         producer = adapter.producer()  # a real acknowledgement takes a round trip to the broker
         try:
-            acked = producer.send_async(b"one more", key="300")
-            assert not acked.done()
-            assert acked.result(timeout=30) is None
+            told: Future = Future()
+            producer.send_async(b"one more", key="300", on_done=told.set_result)
+            assert not told.done()
+            assert told.result(timeout=30) is None
         finally:
             producer.close()
         assert adapter.backlog().waiting == 300
@@ -356,7 +352,7 @@ def test_async_on_sqs_acks_every_message_in_batches_smaller_than_ten():
 
 def test_sqs_send_async_gives_each_batch_entry_its_own_outcome():
     """One SendMessageBatch of three: the entry SQS reports under `Failed` fails its own future,
-    the others are acknowledged; held in the batch, the futures were pending, not running."""
+    the others are acknowledged; held in the batch, their outcomes were untold."""
     client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
                         read_timeout=1, total_max_attempts=1)
     producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=3,
@@ -366,12 +362,14 @@ def test_sqs_send_async_gives_each_batch_entry_its_own_outcome():
             "Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "x"} for i in "02"],
             "Failed": [{"Id": "1", "SenderFault": True, "Code": "InvalidParameterValue",
                         "Message": "Message must be shorter than 1048576 bytes."}]})
-        first, second = producer.send_async(b"a"), producer.send_async(b"b")
-        assert not (first.running() or first.done())
-        third = producer.send_async(b"c")  # the third fills the batch: it goes
-        producer.flush()  # raises nothing: the failure went to its future
+        told: dict[bytes, BaseException | None] = {}
+        for body in (b"a", b"b"):
+            producer.send_async(body, on_done=functools.partial(told.__setitem__, body))
+        assert not told  # held in the batch
+        producer.send_async(b"c", on_done=functools.partial(told.__setitem__, b"c"))  # it goes
+        producer.flush()  # raises nothing: the failure went to its on_done
         stub.assert_no_pending_responses()
-    assert first.result() is None and third.result() is None
-    with pytest.raises(BatchEntryFailed, match="InvalidParameterValue: Message must be shorter"):
-        second.result()
+    assert told[b"a"] is None and told[b"c"] is None
+    assert isinstance(told[b"b"], BatchEntryFailed)
+    assert "InvalidParameterValue: Message must be shorter" in str(told[b"b"])
     producer.close()

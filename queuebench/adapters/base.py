@@ -17,11 +17,13 @@ import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Protocol
 
 from queuebench.redact import redact
+
+# Told the outcome of one send: None once the broker acknowledged it, else what failed.
+Done = Callable[[BaseException | None], None]
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,15 @@ class Producer(Protocol):
     what the library raises; `flush` returns once everything sent was delivered and raises the
     first failure; `close` lets go of the connection.
 
-    A producer may also define `send_async(payload, *, key=None) -> concurrent.futures.Future`
-    (call it through `send_async` below, which wraps `send` where it is absent): the future
-    completes when the broker acknowledged the message (its result is unused) and holds the
-    exception when the send failed; `send_async` itself raises nothing for a failed send. It
-    completes on its own (a client's I/O thread, a poller), except where the producer holds the
-    message back to batch it: such a future stays pending (`running()` False) until its batch
-    goes, which the next sends or `flush()` trigger; once handed to the client it is running.
-    A failure delivered to a future is not raised again by `send` or `flush`.
+    A producer may also define `send_async(payload, *, key=None, on_done)` (call it through
+    `send_async` below, which wraps `send` where it is absent): it calls `on_done(None)` once the
+    broker acknowledged the message, or `on_done(exc)` with what failed, exactly once, from
+    whichever thread learns it (a client's I/O thread, a poller, or the caller's own when the
+    client refuses the message at once); `send_async` itself raises nothing for a failed send.
+    A producer that holds messages back to batch them sets `holds_sends = True`: their outcome
+    comes only once the next sends or `flush()` send the batch. A failure delivered to `on_done`
+    is not raised again by `send` or `flush`. (A callback, not a Future: a Future per message,
+    with its lock and condition, cost more than the send itself.)
     """
 
     def send(self, payload: bytes, *, key: str | None = None) -> None: ...
@@ -96,20 +99,20 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
-def send_async(producer: Producer, payload: bytes, *, key: str | None = None) -> Future:
-    """Send `payload` and return a future of its acknowledgement: the producer's own
-    `send_async`, or else `send` run now, its future completed (or failed) when it returns."""
+def send_async(producer: Producer, payload: bytes, *, key: str | None = None,
+               on_done: Done) -> None:
+    """Send `payload` and have `on_done` told its outcome: the producer's own `send_async`, or
+    else `send` run now, `on_done` called when it returns or raises."""
     own = getattr(producer, "send_async", None)
     if own is not None:
-        return own(payload, key=key)
-    future: Future = Future()
+        own(payload, key=key, on_done=on_done)
+        return
     try:
         producer.send(payload, key=key)
     except Exception as exc:
-        future.set_exception(exc)
+        on_done(exc)
     else:
-        future.set_result(None)
-    return future
+        on_done(None)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -49,7 +48,15 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
+from queuebench.adapters.base import (
+    Adapter,
+    Backlog,
+    Capabilities,
+    Done,
+    SizeLimit,
+    Variant,
+    base64_size,
+)
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
 from queuebench.redact import redact
 
@@ -117,10 +124,12 @@ class BatchingProducer:
     """Buffers up to 10 base64 bodies and sends them with one SendMessageBatch call.
 
     A send can therefore fail at a later send() or at flush(), which raise; close() flushes.
-    `send_async` buffers the same way: its future stays pending while its body waits in the
-    batch, runs while the batch call is made, and then holds that entry's outcome (the call's
-    exception, or the entry's `Failed` report); those failures are not raised again.
+    `send_async` buffers the same way (`holds_sends`): its `on_done` is told once the batch call
+    was answered, that entry's outcome (the call's exception, or the entry's `Failed` report);
+    those failures are not raised again.
     """
+
+    holds_sends = True
 
     def __init__(self, client, queue_url: str, *, max_entries: int, max_batch_bytes: int) -> None:
         self.client = client
@@ -128,25 +137,23 @@ class BatchingProducer:
         self.max_entries = max_entries
         self.max_batch_bytes = max_batch_bytes
         self._bodies: list[str] = []
-        self._futures: list[Future | None] = []  # None: buffered by send(), which raises
+        self._told: list[Done | None] = []  # None: buffered by send(), which raises
         self._batch_bytes = 0
 
     def send(self, payload: bytes, *, key: str | None = None) -> None:
         """Queue `payload`; `key` is unused: a standard queue has no groups or order."""
         self._add(payload, None)
 
-    def send_async(self, payload: bytes, *, key: str | None = None) -> Future:
-        """Queue `payload` as send() does; the future completes when its batch was answered."""
-        acked: Future = Future()
-        self._add(payload, acked)
-        return acked
+    def send_async(self, payload: bytes, *, key: str | None = None, on_done: Done) -> None:
+        """Queue `payload` as send() does; `on_done` is told when its batch was answered."""
+        self._add(payload, on_done)
 
-    def _add(self, payload: bytes, acked: Future | None) -> None:
+    def _add(self, payload: bytes, on_done: Done | None) -> None:
         body = base64.b64encode(payload).decode("ascii")
         if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
             self.flush()  # alone over the limit, it still goes: the broker's own error is the point
         self._bodies.append(body)
-        self._futures.append(acked)
+        self._told.append(on_done)
         self._batch_bytes += len(body)
         if len(self._bodies) >= self.max_entries:
             self.flush()
@@ -155,36 +162,33 @@ class BatchingProducer:
         if not self._bodies:
             return
         # Taken off the buffer first: a batch that failed is reported once, not re-sent by close().
-        bodies, futures = self._bodies, self._futures
-        self._bodies, self._futures, self._batch_bytes = [], [], 0
-        for acked in futures:
-            if acked is not None:
-                acked.set_running_or_notify_cancel()
+        bodies, told = self._bodies, self._told
+        self._bodies, self._told, self._batch_bytes = [], [], 0
         try:
             response = self.client.send_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
         except Exception as exc:
-            for acked in futures:
-                if acked is not None:
-                    acked.set_exception(exc)
-            if any(acked is None for acked in futures):
+            for on_done in told:
+                if on_done is not None:
+                    on_done(exc)
+            if None in told:
                 raise
             return
         refused = {f["Id"]: f for f in response.get("Failed", [])}
         took = {s["Id"] for s in response.get("Successful", [])}
-        for i, acked in enumerate(futures):
-            if acked is None:
+        for i, on_done in enumerate(told):
+            if on_done is None:
                 continue
             if str(i) in took:
-                acked.set_result(None)
+                on_done(None)
             else:
                 entry = refused.get(str(i), {"Code": "missing from its response"})
-                acked.set_exception(BatchEntryFailed(
+                on_done(BatchEntryFailed(
                     f"SendMessageBatch refused the message: {entry.get('Code')}: "
                     f"{entry.get('Message', '')}"))
-        failed = [refused[str(i)] for i, acked in enumerate(futures)
-                  if acked is None and str(i) in refused]
+        failed = [refused[str(i)] for i, on_done in enumerate(told)
+                  if on_done is None and str(i) in refused]
         if failed:
             reasons = "; ".join(f"entry {f['Id']}: {f.get('Code')}: {f.get('Message', '')}"
                                 for f in failed)

@@ -35,11 +35,10 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from queuebench.adapters.base import Capabilities, SizeLimit
+from queuebench.adapters.base import Capabilities, Done, SizeLimit
 from queuebench.adapters.kafka_common import (
     AUTO_COMMIT_INTERVAL_MS,
     BROKER_MESSAGE_MAX_BYTES,
@@ -95,33 +94,27 @@ class ConfluentProducer:
         if error is not None:
             self._failures.append(error)
 
-    def send_async(self, payload: bytes, *, key: str | None = None) -> Future:
-        """produce() with a delivery callback that completes the future: done when the broker
-        acknowledged the message (acks=all), failed with its KafkaError. librdkafka calls back
-        only inside poll() or flush(), so a thread polls while async sends are in flight."""
-        acked: Future = Future()
+    def send_async(self, payload: bytes, *, key: str | None = None, on_done: Done) -> None:
+        """produce() with a delivery callback that tells `on_done`: once the broker acknowledged
+        the message (acks=all), or its KafkaError. librdkafka calls back only inside poll() or
+        flush(), so a thread polls while async sends are in flight."""
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is None:
-                acked.set_result(None)
-            else:
-                acked.set_exception(KafkaException(error))
+            on_done(None if error is None else KafkaException(error))
 
         if self._poller is None:
             self._poller = threading.Thread(target=self._poll, name="confluent-poller",
                                             daemon=True)
             self._poller.start()
-        acked.set_running_or_notify_cancel()  # before produce(): the poller may call back at once
         while True:
             try:
                 self._producer.produce(self.topic, value=payload, key=key, on_delivery=delivered)
-                break
+                return
             except BufferError:  # the local queue is full: wait for deliveries to drain it
                 self._producer.poll(QUEUE_FULL_WAIT_SEC)
             except Exception as exc:  # refused before sending, e.g. MSG_SIZE_TOO_LARGE
-                acked.set_exception(exc)
-                break
-        return acked
+                on_done(exc)
+                return
 
     def _poll(self) -> None:
         while not self._closing.is_set():

@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata
 
-from queuebench.adapters.base import Capabilities, SizeLimit
+from queuebench.adapters.base import Capabilities, Done, SizeLimit
 from queuebench.adapters.kafka_common import (
     AUTO_COMMIT_INTERVAL_MS,
     BROKER_MESSAGE_MAX_BYTES,
@@ -95,20 +94,17 @@ class KafkaPythonProducer:
                                      key=key.encode() if key is not None else None)
         future.add_errback(self._failures.append)
 
-    def send_async(self, payload: bytes, *, key: str | None = None) -> Future:
-        """`send()`'s own future, as a concurrent one: done when the broker acknowledged the
-        record (acks=all), failed with what kafka-python's I/O thread met."""
-        acked: Future = Future()
+    def send_async(self, payload: bytes, *, key: str | None = None, on_done: Done) -> None:
+        """`send()` with its own future's callbacks telling `on_done`: once the broker
+        acknowledged the record (acks=all), or what kafka-python's I/O thread met."""
         try:
             sent = self._producer.send(self.topic, value=payload,
                                        key=key.encode() if key is not None else None)
         except Exception as exc:  # refused before sending, e.g. MessageSizeTooLargeError
-            acked.set_exception(exc)
-            return acked
-        acked.set_running_or_notify_cancel()
-        sent.add_callback(lambda _metadata: acked.set_result(None))
-        sent.add_errback(acked.set_exception)
-        return acked
+            on_done(exc)
+            return
+        sent.add_callback(lambda _metadata: on_done(None))
+        sent.add_errback(on_done)
 
     def flush(self) -> None:
         self._producer.flush(timeout=FLUSH_TIMEOUT_SEC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class Experiment:
     config: ExperimentConfig
     cell: Cell
     adapter: Adapter
-    records: list[list[StockRecord]]  # message seq's stock records, encoded when it is sent
+    records: Sequence[list[StockRecord]]  # message seq's stock records, encoded when it is sent
     folder: Path  # this experiment's ledger and consumer log
     progress: Callable[[int], None] = lambda received: None
     idle_sec: float = DEFAULT_IDLE_SEC
@@ -42,7 +42,10 @@ class Experiment:
         self.consumers = ConsumerFleet(
             self.adapter, count=self.cell.processes, ledger_dir=self.folder / "ledger",
             work_ms=self.cell.work_ms, fmt=self.cell.format, concurrency=self.cell.concurrency,
-            fail_fraction=self.cell.fail_fraction, log_path=self.folder / "consumer.log")
+            fail_fraction=self.cell.fail_fraction, log_path=self.folder / "consumer.log",
+            # A kill loses a batch of receipts held: only a workload that never stops or kills
+            # its consumers may batch them.
+            batch_receipts=not self.cell.stop)
         self.sizes = [0] * self.cell.messages  # bytes of each payload as sent
         self.started = time.monotonic()
         self.timeline: list[dict[str, object]] = []  # what happened when, for the results

@@ -26,10 +26,14 @@ class ConsumerProcess:
     """The program a user would run for this pair, with the handler wired to our ledger."""
 
     def __init__(self, adapter: Adapter, *, ledger_dir: Path, work_ms: float, log_path: Path,
-                 fmt: str | None = None, concurrency: int = 1, fail_fraction: float = 0.0):
+                 fmt: str | None = None, concurrency: int = 1, fail_fraction: float = 0.0,
+                 batch_receipts: bool = False):
+        """`batch_receipts`: the handler writes its receipts in batches, which only a workload
+        that never stops or kills its consumers may ask for (see worker/receipts.py)."""
         self.adapter = adapter
         self.config = ConsumerConfig(adapter.url, adapter.queue, adapter.variant.name,
-                                     str(ledger_dir), work_ms, fmt, concurrency, fail_fraction)
+                                     str(ledger_dir), work_ms, fmt, concurrency, fail_fraction,
+                                     batch_receipts)
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
+import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -70,15 +73,42 @@ def cpu_times() -> tuple[int, int] | None:
     return sum(fields) - idle, sum(fields)
 
 
-def host_load(before: tuple[int, int] | None) -> dict[str, float | None]:
-    """How busy the machine was since `before` (cpu_times()), and its load average now: a
-    figure measured on a machine busy with something else says so."""
-    after = cpu_times()
+@dataclass(frozen=True)
+class Usage:
+    """The machine's CPU ticks and the harness process's own CPU seconds at a moment."""
+
+    machine: tuple[int, int] | None
+    harness_cpu_sec: float
+    at: float  # time.monotonic()
+
+
+def usage_now() -> Usage:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return Usage(cpu_times(), own.ru_utime + own.ru_stime, time.monotonic())
+
+
+def harness_peak_rss_mb() -> float:
+    """The most memory the harness process has held so far (its workers not counted)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
+def host_load(before: Usage) -> dict[str, float | None]:
+    """How busy the machine was since `before`, the harness's own share of it, the harness's
+    peak memory, and the load average now: a figure measured on a busy machine says so, and a
+    reader sees how much of the machine the harness took from the broker and the workers."""
+    after = usage_now()
     busy = None
-    if before and after and after[1] > before[1]:
-        busy = round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+    if before.machine and after.machine and after.machine[1] > before.machine[1]:
+        busy = round(100 * (after.machine[0] - before.machine[0])
+                     / (after.machine[1] - before.machine[1]), 1)
+    cores = os.cpu_count() or 1
+    wall = after.at - before.at
+    harness = (round(100 * (after.harness_cpu_sec - before.harness_cpu_sec) / (wall * cores), 1)
+               if wall > 0 else None)
     try:
         load_1m = float(Path("/proc/loadavg").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         load_1m = None
-    return {"cpu_busy_pct": busy, "load_1m": load_1m, "cores": os.cpu_count()}
+    return {"cpu_busy_pct": busy, "harness_cpu_pct": harness,
+            "harness_peak_rss_mb": harness_peak_rss_mb(), "load_1m": load_1m,
+            "cores": os.cpu_count()}

@@ -25,7 +25,7 @@ from queuebench.engine.common import (
     delivery_figures,
     throughput_figures,
 )
-from queuebench.engine.environment import cpu_times, host_load
+from queuebench.engine.environment import host_load, usage_now
 from queuebench.engine.ledger import LedgerReader, Receipt
 from queuebench.engine.producers import producer_figures
 from queuebench.errors import ConsumerFailed
@@ -137,7 +137,7 @@ def run(experiment: Experiment) -> dict[str, object]:
     cell, consumers = experiment.cell, experiment.consumers
     started = time.monotonic()
     deadline = started + experiment.config.deadline_sec
-    cpu = cpu_times()
+    usage = usage_now()
     experiment.adapter.prepare()
     startup_sec, stop = None, None
     try:
@@ -172,7 +172,7 @@ def run(experiment: Experiment) -> dict[str, object]:
     m = figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
                 consumers_from_ns=consumers_from_ns, startup_sec=startup_sec, stop=stop)
     # The machine as it was meanwhile: a figure taken on a busy host says so.
-    return {**m, "host": host_load(cpu), "timeline": experiment.timeline}
+    return {**m, "host": host_load(usage), "timeline": experiment.timeline}
 
 
 def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec: float,

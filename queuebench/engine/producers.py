@@ -10,7 +10,7 @@ Modes (`producers: {count, mode, in_flight}`):
 - `async`: one producer, up to `in_flight` sends awaiting the broker's acknowledgement at once;
   the next send waits for a slot. What runs in parallel is the library's own: Kafka clients
   acknowledge from their I/O threads. A library whose send returns once the broker took it
-  (every task library) gains nothing: its future is complete when `send_async` returns.
+  (every task library) gains nothing: its outcome is known when `send_async` returns.
 - `processes`: `count` producer processes, forked so that they inherit the records and the
   adapter, each opening its own producer and sending, as `sync` does, the sequence numbers
   i, i + count, i + 2 count, ... each at its own intended send time: the rate shape is the
@@ -21,7 +21,7 @@ message is stamped with when it was meant to be sent (its slot in the rate shape
 that falls behind shows as latency (no coordinated omission). The time to produce runs from the
 first send to the last acknowledgement.
 
-Every sequence number ends acknowledged (its send's future completed: the broker took it, as far
+Every sequence number ends acknowledged (its producer told so: the broker took it, as far
 as the library can tell) or not, with the error text of the first few that failed. A message
 acknowledged and never received is a loss the broker or library is answerable for; one never
 acknowledged was not sent.
@@ -30,19 +30,19 @@ acknowledged was not sent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 
-from queuebench.adapters.base import Adapter, Producer, send_async
+from queuebench.adapters.base import Adapter, Done, Producer, send_async
 from queuebench.errors import QueuebenchError
 from queuebench.payloads.codecs import encode
 from queuebench.payloads.records import StockRecord
@@ -53,7 +53,7 @@ ERRORS_KEPT = 10  # error texts kept, of the first sends that failed
 # With nothing acknowledged yet, this many failures mean the producer cannot send at all (a broker
 # that is down, a payload every send refuses): stop, as one failure stopped the run before.
 GIVE_UP_AFTER_FAILURES = 20
-# After flush() every acknowledgement has come or failed; a future still open this much later is
+# After flush() every acknowledgement has come or failed; a send still untold this much later is
 # recorded as unacknowledged rather than waited for forever.
 ACK_WAIT_AFTER_FLUSH_SEC = 30.0
 SLOT_WAIT_SEC = 0.05
@@ -100,7 +100,7 @@ class Sending:
 
 
 class Acks:
-    """The outcome of each send, filled by its future's callback (a client's I/O thread)."""
+    """The outcome of each send, told by the producer (a client's I/O thread, often)."""
 
     def __init__(self, messages: int) -> None:
         self.sizes = [0] * messages
@@ -108,21 +108,22 @@ class Acks:
         self.errors: dict[int, str] = {}
         self.acked_count = 0
         self.failed_count = 0
-        self._pending: dict[int, Future] = {}
+        self._pending: set[int] = set()  # sent, outcome not told yet
         self._changed = threading.Condition()
 
-    def add(self, seq: int, future: Future) -> None:
+    def expect(self, seq: int) -> Done:
+        """Note that `seq` is being sent; return what its producer tells the outcome to."""
         with self._changed:
-            self._pending[seq] = future
-        future.add_done_callback(lambda done: self._settled(seq, done))  # now, if done
+            self._pending.add(seq)
+        return functools.partial(self._settled, seq)
 
-    def _settled(self, seq: int, future: Future) -> None:
-        exc = None if future.cancelled() else future.exception()
+    def _settled(self, seq: int, exc: BaseException | None) -> None:
         with self._changed:
-            if self._pending.pop(seq, None) is None:
+            if seq not in self._pending:
                 return  # given up on already (no answer after flush)
-            if future.cancelled() or exc is not None:
-                self._fail(seq, "cancelled" if exc is None else error_text(exc))
+            self._pending.discard(seq)
+            if exc is not None:
+                self._fail(seq, error_text(exc))
             else:
                 self.acked[seq] = True
                 self.acked_count += 1
@@ -140,22 +141,21 @@ class Acks:
             raise ProducerFailed(f"the producer failed its first {self.failed_count} sends and "
                                  f"none was acknowledged; message {first}: {self.errors[first]}")
 
-    def wait_below(self, limit: int, flush: Callable[[], None]) -> None:
+    def wait_below(self, limit: int, producer: Producer) -> None:
         """Wait until fewer than `limit` sends await their acknowledgement.
 
-        A producer that holds sends back to batch them (boto3 SQS) leaves their futures
-        pending, not running: when every awaited send is held so, they are flushed out, since
-        no acknowledgement would come otherwise.
+        A producer that holds sends back to batch them (boto3 SQS) is flushed instead, since
+        no acknowledgement of a held send would come otherwise.
         """
+        holds_sends = getattr(producer, "holds_sends", False)
         while True:
             with self._changed:
                 if len(self._pending) < limit:
                     return
-                held = not any(f.running() or f.done() for f in self._pending.values())
-                if not held:
+                if not holds_sends:
                     self._changed.wait(SLOT_WAIT_SEC)
                     continue
-            flush()  # outside the lock: the callbacks it runs take it
+            producer.flush()  # outside the lock: the outcomes it tells take it
 
     def wait_all(self, timeout: float) -> None:
         """After flush(): wait for the last acknowledgements; what has none by then failed."""
@@ -178,11 +178,11 @@ def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_n
         if (ahead_ns := intended_ns - time.time_ns()) > 0:
             time.sleep(ahead_ns / 1e9)
         if in_flight is not None:
-            acks.wait_below(in_flight, producer.flush)
+            acks.wait_below(in_flight, producer)
         payload = encode(sending.records[seq], sending.fmt)
         acks.sizes[seq] = len(payload)
-        acks.add(seq, send_async(producer, wrap(sending.run_id, seq, payload,
-                                                sent_ns=intended_ns), key=str(seq)))
+        send_async(producer, wrap(sending.run_id, seq, payload, sent_ns=intended_ns),
+                   key=str(seq), on_done=acks.expect(seq))
         acks.check()
     producer.flush()
     acks.wait_all(ACK_WAIT_AFTER_FLUSH_SEC)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from queuebench.engine.environment import harness_peak_rss_mb
 from queuebench.errors import QueuebenchError, UsageError
 
 # 2: a case runs `repeats` times, each repeat its own result (`config["repeat"]`, absent in
@@ -123,6 +124,7 @@ class RunFolder:
     def finish(self, render_report, *, complete: bool = True) -> Path:
         """Write report.md and point `latest` at this run; an interrupted run says INCOMPLETE."""
         self.document["run"].update(complete=complete, finished_at=datetime.now(UTC).isoformat())
+        self.document["environment"]["harness_peak_rss_mb"] = harness_peak_rss_mb()
         self._save()
         report = self.path / REPORT_FILE
         write_atomically(report, render_report(self.document))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from queuebench.payloads import (
     open_stock_db,
     payload_sizes,
 )
-from queuebench.payloads.builder import record_batches
+from queuebench.payloads.builder import RecordBatches, record_batches
 from queuebench.redact import redact
 from queuebench.worker.envelope import HEADER
 
@@ -147,7 +148,7 @@ class PlanRun:
     def __init__(self, plan: Plan, folder: RunFolder) -> None:
         self.plan, self.folder = plan, folder
         self.results: list[Result] = []
-        self._batches: dict[tuple[int, int], list[list[StockRecord]]] = {}
+        self._batches: dict[tuple[int, int], RecordBatches] = {}
         self._max_rates: dict[tuple[str, str, Cell], float | None] = {}
 
     def run(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
@@ -224,7 +225,7 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
 
 
 def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
-            records: list[list[StockRecord]], workdir: Path) -> Result:
+            records: Sequence[list[StockRecord]], workdir: Path) -> Result:
     """One repeat of one case; whatever goes wrong becomes an error result, never a lost run."""
     info = _pair_info(adapter)
     reason = _over_limit(adapter, [encode(batch, cell.format) for batch in records[:SIZE_SAMPLE]])

@@ -6,6 +6,8 @@ a run's payloads are the same on every machine. Each build() is one db query plu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Engine
 
 from queuebench.payloads.codecs import check_format, encode
@@ -68,12 +70,35 @@ class PayloadBuilder:
         )
 
 
-def record_batches(stock_db_url: str, records: int, count: int) -> list[list[StockRecord]]:
-    """The records of messages 0..count-1, as PayloadBuilder.build would encode them, from one
-    query: the engine encodes them inside its timed loop, as a user's producer would."""
+class RecordBatches(Sequence[list[StockRecord]]):
+    """The records of messages 0..count-1, as PayloadBuilder.build would encode them, each list
+    made when it is asked for: a million messages, or ten thousand of ten thousand records,
+    cost the 20,000 stock rows and nothing per message. The engine encodes them inside its timed
+    loop, as a user's producer would."""
+
+    def __init__(self, rows: Sequence[StockRecord], records: int, count: int) -> None:
+        self.rows, self.records, self.count = rows, records, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(f"message {index} of {self.count}")
+        start = (index % self.count) * self.records % len(self.rows)
+        end = start + self.records
+        if end <= len(self.rows):
+            return list(self.rows[start:end])
+        return [self.rows[(start + k) % len(self.rows)] for k in range(self.records)]
+
+
+def record_batches(stock_db_url: str, records: int, count: int) -> RecordBatches:
+    """The records of messages 0..count-1 from one query of the stock table."""
     engine = open_stock_db(stock_db_url)
     try:
         rows = fetch_records(engine, PRODUCT_ROWS, 0)
     finally:
         engine.dispose()
-    return [[rows[(i * records + k) % len(rows)] for k in range(records)] for i in range(count)]
+    return RecordBatches(tuple(rows), records, count)

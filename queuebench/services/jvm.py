@@ -1,4 +1,5 @@
-"""Kafka and ElasticMQ: Java servers run from jars that Maven copies out of Maven Central."""
+"""Kafka and ElasticMQ: Java servers run from jars that Maven copies out of Maven Central; and
+the brokers' Java load tools (Kafka's perf tools, RabbitMQ's PerfTest), fetched the same way."""
 
 import base64
 import shutil
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from queuebench.services.base import Service
-from queuebench.services.catalog import HOST, PACKAGE_DIR
+from queuebench.services.catalog import HOST, PACKAGE_DIR, state_root
 from queuebench.services.installers import maven_copy_dependencies
 from queuebench.services.processes import CommandFailed, port_open, run, spawn_detached
 
@@ -27,6 +28,7 @@ KAFKA_TOOLS = {
     "topics": "org.apache.kafka.tools.TopicCommand",
 }
 
+RABBITMQ_PERF_TEST_POM = PACKAGE_DIR / "rabbitmq-perf-test" / "pom.xml"
 
 
 def log4j2_console_config(level: str, target: str) -> str:
@@ -47,6 +49,13 @@ def java_binary() -> str:
     if found is None:
         raise CommandFailed("java is not installed: apt-get install openjdk-17-jre-headless")
     return found
+
+
+def rabbitmq_perf_test_command(args: Sequence[str]) -> list[str]:
+    """The java command line for RabbitMQ's PerfTest; its jars are copied on first use."""
+    lib_dir = state_root() / "rabbitmq-perf-test" / "lib"
+    maven_copy_dependencies(RABBITMQ_PERF_TEST_POM, lib_dir)
+    return [java_binary(), "-cp", f"{lib_dir}/*", "com.rabbitmq.perf.PerfTest", *args]
 
 
 class JavaService(Service):

@@ -19,7 +19,7 @@ from pathlib import Path
 from queuebench.payloads.codecs import decode
 from queuebench.worker.envelope import Envelope, unwrap
 from queuebench.worker.failures import HandlerFailed, meant_to_fail
-from queuebench.worker.receipts import ReceiptWriter
+from queuebench.worker.receipts import ReceiptWriter, exits_through_python
 
 CONFIG_ENV = "QUEUEBENCH_CONSUMER"
 
@@ -34,6 +34,9 @@ class ConsumerConfig:
     format: str | None = None  # the payload format the handler decodes; None: bytes as they are
     concurrency: int = 1  # per consumer process, in the pair's own unit
     fail_fraction: float = 0.0  # of the messages whose handler raises, chosen by seq
+    # Receipts held and written in batches (see receipts.py): only where no consumer is stopped
+    # or killed, since a kill loses the batch held.
+    batch_receipts: bool = False
 
     def to_env(self) -> dict[str, str]:
         return {CONFIG_ENV: json.dumps(asdict(self))}
@@ -55,7 +58,9 @@ def _writer() -> ReceiptWriter:
     # Keyed by pid: a forked process opens its own descriptor rather than use its parent's.
     pid = os.getpid()
     if pid not in _writers:
-        _writers[pid] = ReceiptWriter(Path(consumer_config().ledger_dir))
+        config = consumer_config()
+        _writers[pid] = ReceiptWriter(Path(config.ledger_dir),
+                                      batched=config.batch_receipts and exits_through_python())
     return _writers[pid]
 
 
