@@ -205,13 +205,14 @@ def test_each_consumer_proves_ready_and_the_repeat_keeps_its_timeline_and_host_l
 
 def test_per_second_series_counts_each_message_once_from_its_intended_send():
     """Two messages meant at 0.2 s, received at 0.5 s and 1.5 s (one twice): one waits a second."""
-    from queuebench.engine.ledger import Receipt
+    from queuebench.engine.ledger import Receipt, Receipts
     from queuebench.engine.phases import per_second
 
     s = 1_000_000_000
-    receipts = [Receipt(0, s // 5, s // 2, True), Receipt(1, s // 5, 3 * s // 2, True),
-                Receipt(1, s // 5, 2 * s, True)]
-    assert per_second(receipts, 0) == {"sent": [2, 0], "received": [1, 1], "backlog": [1, 0]}
+    receipts = Receipts.of([Receipt(1, s // 5, 2 * s, True), Receipt(0, s // 5, s // 2, True),
+                            Receipt(1, s // 5, 3 * s // 2, True), Receipt(7, 0, s, True)])
+    assert per_second(receipts, 0, messages=2) == {
+        "sent": [2, 0], "received": [1, 1], "backlog": [1, 0]}
 
 
 def test_a_worker_that_must_be_killed_at_the_end_leaves_the_repeat_measured(tmp_path,

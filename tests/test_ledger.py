@@ -15,7 +15,7 @@ import pytest
 
 from queuebench.engine import ledger, phases
 from queuebench.engine.common import check_tally, delivery_figures
-from queuebench.engine.ledger import LedgerReader, Receipt, tally
+from queuebench.engine.ledger import LedgerReader, Receipt, Receipts, tally
 from queuebench.worker import handler
 from queuebench.worker import receipts as receipt_writer
 from queuebench.worker.envelope import HEADER, unwrap, wrap
@@ -71,7 +71,7 @@ def test_foreign_bytes_are_rejected():
 
 def test_tally_counts_lost_and_duplicates():
     """Expected minus received is lost; a sequence seen twice is one extra delivery."""
-    result = tally(receipts(0, 1, 1, 1, 3), expected=5)
+    result = tally(Receipts.of(receipts(0, 1, 1, 1, 3)), expected=5)
     assert result.lost == (2, 4)
     assert result.duplicates == (1,)
     assert result.duplicate_deliveries == 2
@@ -81,7 +81,7 @@ def test_tally_counts_lost_and_duplicates():
 
 def test_tally_counts_unexpected_sequence_numbers_apart():
     """A receipt for a message never sent is not mistaken for a received one."""
-    result = tally(receipts(0, 7), expected=2)
+    result = tally(Receipts.of(receipts(0, 7)), expected=2)
     assert result.lost == (1,)
     assert result.unexpected == 1
 
@@ -346,8 +346,8 @@ def test_meant_to_fail_20_messages_at_0_2_is_4_5_and_none_at_0():
 def test_a_failed_handler_is_accounted_for_not_lost():
     """Messages meant to fail (4, 9) whose failed receipts are there are failed, not lost or
     received; every message is exactly one of received, failed or lost."""
-    result = tally(receipts(*(seq for seq in range(10) if seq not in (4, 9))) + failed(4, 9),
-                   expected=10, fail_fraction=0.2)
+    got = receipts(*(seq for seq in range(10) if seq not in (4, 9))) + failed(4, 9)
+    result = tally(Receipts.of(got), expected=10, fail_fraction=0.2)
     assert result.failed == (4, 9)
     assert result.lost == ()
     assert result.received == 8
@@ -358,7 +358,7 @@ def test_a_failed_handler_is_accounted_for_not_lost():
 
 def test_a_message_meant_to_fail_that_never_ran_is_lost():
     """No receipt at all for message 4 (meant to fail): it never reached a handler: lost."""
-    result = tally(receipts(0, 1, 2, 3), expected=5, fail_fraction=0.2)
+    result = tally(Receipts.of(receipts(0, 1, 2, 3)), expected=5, fail_fraction=0.2)
     assert result.lost == (4,)
     assert result.failed == ()
     assert result.meant_to_fail == 1
@@ -367,7 +367,8 @@ def test_a_message_meant_to_fail_that_never_ran_is_lost():
 def test_retries_of_a_failing_message_are_attempts_not_duplicates():
     """Message 4 failed three times (a library that retries): one failed message, three failed
     attempts, and no duplicate delivery."""
-    result = tally(receipts(0, 1, 2, 3) + failed(4, 4, 4), expected=5, fail_fraction=0.2)
+    result = tally(Receipts.of(receipts(0, 1, 2, 3) + failed(4, 4, 4)), expected=5,
+                   fail_fraction=0.2)
     assert result.failed == (4,)
     assert result.failed_attempts == 3
     assert result.duplicates == () and result.duplicate_deliveries == 0
@@ -376,7 +377,7 @@ def test_retries_of_a_failing_message_are_attempts_not_duplicates():
 
 def test_a_failure_of_a_message_not_meant_to_fail_is_a_bug_on_its_own_line():
     """Message 2 is not among the 20% meant to fail: its failed receipt is counted apart."""
-    result = tally(receipts(0, 1, 3) + failed(2, 4), expected=5, fail_fraction=0.2)
+    result = tally(Receipts.of(receipts(0, 1, 3) + failed(2, 4)), expected=5, fail_fraction=0.2)
     assert result.unexpected_failures == (2,)
     assert result.failed == (2, 4)
     assert result.lost == ()
@@ -384,15 +385,15 @@ def test_a_failure_of_a_message_not_meant_to_fail_is_a_bug_on_its_own_line():
 
 def test_a_failed_then_processed_message_is_received_not_failed():
     """A failed attempt followed by one that returned (a retry that succeeded) is received."""
-    result = tally(failed(1) + receipts(0, 1), expected=2, fail_fraction=0.5)
+    result = tally(Receipts.of(failed(1) + receipts(0, 1)), expected=2, fail_fraction=0.5)
     assert result.received == 2 and result.failed == ()
     assert result.failed_attempts == 1 and result.duplicate_deliveries == 0
 
 
 def test_the_tally_without_failures_is_what_it_was():
     """fail_fraction 0, the default: the same verdict as before failures existed."""
-    plain = tally(receipts(0, 1, 1, 1, 3), expected=5)
-    assert plain == tally(receipts(0, 1, 1, 1, 3), expected=5, fail_fraction=0.0)
+    plain = tally(Receipts.of(receipts(0, 1, 1, 1, 3)), expected=5)
+    assert plain == tally(Receipts.of(receipts(0, 1, 1, 1, 3)), expected=5, fail_fraction=0.0)
     assert (plain.lost, plain.duplicates, plain.duplicate_deliveries) == ((2, 4), (1,), 2)
     assert (plain.failed, plain.failed_attempts, plain.meant_to_fail,
             plain.unexpected_failures) == ((), 0, 0, ())
@@ -416,7 +417,7 @@ def test_delivery_figures_keep_the_seed_meaning_of_failed():
     """The seed's `failed` is every message not processed successfully: lost plus failed by
     the handler, so total = successful + failed; latency is of handlers that returned."""
     got = receipts(0, 1) + failed(2) + [Receipt(2, 0, 10**12, True, failed=True)]
-    m = delivery_figures(got, tally(got, expected=5, fail_fraction=0.4))
+    m = delivery_figures(Receipts.of(got), tally(Receipts.of(got), expected=5, fail_fraction=0.4))
     assert (m["total"], m["successful"], m["failed"], m["lost"]) == (5, 2, 3, 2)
     assert m["total"] == m["successful"] + m["failed"]
     assert (m["failed_by_handler"], m["failed_seqs"], m["failed_attempts"]) == (1, [2], 2)
@@ -572,3 +573,14 @@ def test_only_processes_whose_exit_runs_python_hooks_batch(tmp_path):
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:
         assert pool.apply(receipt_writer.exits_through_python)
+
+
+def test_a_poll_reads_a_file_larger_than_one_parse_slice_to_its_end(tmp_path, monkeypatch):
+    """A poll parses a few MB at a time but still reads every complete line there is, the line
+    torn across two slices included."""
+    monkeypatch.setattr(ledger, "READ_LIMIT", ledger.READ_CHUNK)
+    run = str(uuid.uuid4())
+    (tmp_path / "receipts-1.log").write_text("".join(_line(run, seq) for seq in range(5000)))
+    assert (tmp_path / "receipts-1.log").stat().st_size > 3 * ledger.READ_LIMIT
+    reader = LedgerReader(tmp_path, run)
+    assert list(reader.poll().seq) == list(range(5000)) and reader.distinct == 5000

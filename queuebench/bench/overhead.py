@@ -102,7 +102,7 @@ def harness_run(adapter: Adapter, records: Cycle, fmt: str, messages: int, folde
                                          f"{timeout:.0f} s; see {folder}")
                 time.sleep(LEDGER_POLL_SEC)
                 ledger.poll()
-            times = [receipt.received_ns for receipt in ledger.receipts]
+            times = ledger.receipts.received_ns
     finally:
         consumer.ensure_stopped()
     return (messages / produced.seconds,

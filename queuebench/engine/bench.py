@@ -72,7 +72,7 @@ def write_ledger(folder: Path, run_id: str, files: int, lines: int) -> tuple[int
 
 def distinct_of(reader: Any) -> int:
     """Distinct sequence numbers so far: the reader's running count, or a set as before."""
-    if hasattr(type(reader), "distinct"):
+    if hasattr(reader, "distinct"):
         return reader.distinct
     return len({r.seq for r in reader.receipts})
 

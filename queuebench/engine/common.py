@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from queuebench.adapters.base import Adapter, Backlog
 from queuebench.engine.consumer import ConsumerFleet
-from queuebench.engine.ledger import LedgerReader, Receipt, Tally, tally
+from queuebench.engine.ledger import LedgerReader, Receipts, Tally, tally
 from queuebench.engine.metrics import latency_summary_and_histogram, rate
 from queuebench.engine.producers import Produced, Sending
 from queuebench.engine.producers import produce as produce_messages
@@ -56,10 +58,9 @@ class Experiment:
     def payload_bytes(self) -> int:
         return sum(self.sizes)
 
-    def received_bytes(self, receipts: list[Receipt]) -> int:
+    def received_bytes(self, receipts: Receipts) -> int:
         """Bytes of the distinct messages that arrived: a message received twice counts once."""
-        return sum(self.sizes[seq] for seq in {r.seq for r in receipts}
-                   if 0 <= seq < len(self.sizes))
+        return sum(itertools.compress(self.sizes, receipts.distinct_seqs(len(self.sizes))))
 
     def produce(self) -> Produced:
         """Encode and send every message by the rate shape, in the workload's producer mode
@@ -130,12 +131,13 @@ class Experiment:
             time.sleep(POLL_SEC)
 
 
-def delivery_figures(receipts: list[Receipt], result: Tally) -> dict[str, object]:
+def delivery_figures(receipts: Receipts, result: Tally) -> dict[str, object]:
     """The seed's loss fields plus the sequence numbers behind them, the handler's failures
     (fail_fraction), and the latency from each message's intended send time to the receipt of
     a handler that returned (its histogram kept, so that repeats merge)."""
-    latency, histogram = latency_summary_and_histogram(r.received_ns - r.sent_ns
-                                                       for r in receipts if not r.failed)
+    handled = receipts.handled()
+    latency, histogram = latency_summary_and_histogram(
+        map(operator.sub, handled.received_ns, handled.sent_ns))
     return {
         "total": result.expected,
         "successful": result.received,
@@ -184,13 +186,13 @@ def throughput_figures(count: int, payload_bytes: int, seconds: float) -> dict[s
             "mb_s": round(payload_bytes / seconds / 1e6, 3) if seconds > 0 else None}
 
 
-def check_tally(experiment: Experiment) -> tuple[list[Receipt], Tally]:
+def check_tally(experiment: Experiment) -> tuple[Receipts, Tally]:
     """The final read of the ledger, which then lets go of its consumer files.
 
     Returns the receipts of handlers that returned (what the consume rates, bytes and latency
     are taken over) and the tally over every receipt, failed attempts included.
     """
-    receipts = list(experiment.ledger.poll())
+    receipts = experiment.ledger.poll()
     experiment.ledger.close()
     result = tally(receipts, experiment.cell.messages, experiment.cell.fail_fraction)
-    return [r for r in receipts if not r.failed], result
+    return receipts.handled(), result

@@ -14,7 +14,8 @@ import fnmatch
 import os
 import resource
 import time
-from collections import Counter
+from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from queuebench.worker.receipts import FAILED, STARTED
 
 RECEIPT_FILES = "receipts-*.log"
 READ_CHUNK = 1 << 16
+# A poll parses a file this much at a time: a million receipts (80 MB of lines) read at once would
+# hold their text and its lines, several times the receipts themselves.
+READ_LIMIT = 1 << 22
 # A file created in the same mtime tick as the last listing leaves the folder's mtime as it was:
 # list again until a listing started this long after the mtime it saw (ext4 ticks every few ms,
 # ext3 and HFS+ every second, FAT every 2 s).
@@ -43,6 +47,65 @@ class Receipt:
     failed: bool = False  # the handler ran and raised on purpose ("failed"); its payload was intact
 
 
+# A receipt's status, as its column stores it.
+OK, CORRUPT, FAILED_ATTEMPT = 0, 1, 2
+STATUS_CODES = {"ok": OK, "corrupt": CORRUPT, FAILED: FAILED_ATTEMPT}  # any other: corrupt
+
+
+class Receipts(Sequence[Receipt]):
+    """Receipts kept column by column: a million take 25 MB here, 200 MB as objects. Indexing
+    or iterating makes each Receipt when asked; the figures read the columns."""
+
+    def __init__(self) -> None:
+        self.seq = array("q")
+        self.sent_ns = array("q")
+        self.received_ns = array("q")
+        self.status = bytearray()  # OK, CORRUPT or FAILED_ATTEMPT
+
+    @classmethod
+    def of(cls, receipts: Iterable[Receipt]) -> Receipts:
+        kept = cls()
+        for r in receipts:
+            kept.append(r.seq, r.sent_ns, r.received_ns,
+                        FAILED_ATTEMPT if r.failed else OK if r.ok else CORRUPT)
+        return kept
+
+    def append(self, seq: int, sent_ns: int, received_ns: int, status: int) -> None:
+        self.seq.append(seq)
+        self.sent_ns.append(sent_ns)
+        self.received_ns.append(received_ns)
+        self.status.append(status)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        status = self.status[index]
+        return Receipt(self.seq[index], self.sent_ns[index], self.received_ns[index],
+                       ok=status != CORRUPT, failed=status == FAILED_ATTEMPT)
+
+    def handled(self) -> Receipts:
+        """The receipts of handlers that returned (a failed attempt left out)."""
+        if FAILED_ATTEMPT not in self.status:
+            return self
+        kept = Receipts()
+        for seq, sent, received, status in zip(self.seq, self.sent_ns, self.received_ns,
+                                               self.status, strict=True):
+            if status != FAILED_ATTEMPT:
+                kept.append(seq, sent, received, status)
+        return kept
+
+    def distinct_seqs(self, below: int) -> bytearray:
+        """seen[seq] is 1 for each sequence number 0..below-1 that has a receipt here."""
+        seen = bytearray(below)
+        for seq in self.seq:
+            if 0 <= seq < below:
+                seen[seq] = 1
+        return seen
+
+
 class LedgerReader:
     """Follows every consumer file of a ledger folder, reading only what was appended since.
 
@@ -57,28 +120,25 @@ class LedgerReader:
     def __init__(self, ledger_dir: Path, run_id: str) -> None:
         self.ledger_dir = ledger_dir
         self.run_id = run_id
-        self.receipts: list[Receipt] = []
+        self.receipts = Receipts()
         self.last_start_ns = 0  # when the newest noted work began
-        self._seqs: set[int] = set()  # distinct sequence numbers among `receipts`
+        self._seen = bytearray()  # _seen[seq] is 1 once `receipts` holds one for seq
+        self.distinct = 0  # distinct sequence numbers among `receipts`: the messages accounted
+        # for, processed or failed by their handler
         self._files: list[_FollowedFile] = []  # sorted by name
         self._names: set[str] = set()
         self._listed_mtime_ns: int | None = None  # the folder's mtime when it was last listed
         self._listed_at_ns = 0  # the wall clock just before that listing
 
-    @property
-    def distinct(self) -> int:
-        """How many distinct sequence numbers the receipts read so far carry: the messages
-        accounted for, processed or failed by their handler."""
-        return len(self._seqs)
-
-    def poll(self) -> list[Receipt]:
+    def poll(self) -> Receipts:
         """Read new complete lines; a line still being written is left for the next poll."""
         if self._folder_may_have_new_files():
             self._list_folder()
         for followed in self._files:
-            data = followed.read_new()
-            if data:
+            while data := followed.read_new():
                 self._take(followed, data)
+                if len(data) < READ_LIMIT:
+                    break
         return self.receipts
 
     def close(self) -> None:
@@ -130,11 +190,17 @@ class LedgerReader:
             if parts[4] == STARTED:
                 self.last_start_ns = max(self.last_start_ns, int(parts[3]))
             else:
-                failed = parts[4] == FAILED
-                receipt = Receipt(int(parts[1]), int(parts[2]), int(parts[3]),
-                                  ok=parts[4] == "ok" or failed, failed=failed)
-                self.receipts.append(receipt)
-                self._seqs.add(receipt.seq)
+                seq = int(parts[1])
+                self.receipts.append(seq, int(parts[2]), int(parts[3]),
+                                     STATUS_CODES.get(parts[4], CORRUPT))
+                self._count(seq)
+
+    def _count(self, seq: int) -> None:
+        if seq >= len(self._seen):  # grown in steps: a run's sequence numbers come nearly in order
+            self._seen.extend(bytes(max(seq + 1 - len(self._seen), len(self._seen))))
+        if not self._seen[seq]:
+            self._seen[seq] = 1
+            self.distinct += 1
 
 
 class _FollowedFile:
@@ -165,7 +231,7 @@ class _FollowedFile:
                 _open_files += 1
                 os.lseek(self.fd, self.offset, os.SEEK_SET)
         if self.fd is not None:
-            data = _read_to_end(self.fd)
+            data = _read_some(self.fd)
         else:
             try:
                 if os.stat(self.path).st_size <= self.offset:
@@ -175,7 +241,7 @@ class _FollowedFile:
                 return b""
             try:
                 os.lseek(fd, self.offset, os.SEEK_SET)
-                data = _read_to_end(fd)
+                data = _read_some(fd)
             finally:
                 os.close(fd)
         self.offset += len(data)
@@ -189,13 +255,16 @@ class _FollowedFile:
             os.close(fd)
 
 
-def _read_to_end(fd: int) -> bytes:
-    chunks = []
-    while True:
+def _read_some(fd: int) -> bytes:
+    """Up to READ_LIMIT bytes from the descriptor's offset, fewer at the file's end."""
+    chunks, size = [], 0
+    while size < READ_LIMIT:
         chunk = os.read(fd, READ_CHUNK)
         chunks.append(chunk)
+        size += len(chunk)
         if len(chunk) < READ_CHUNK:  # a short read of a regular file: its end, for now
-            return b"".join(chunks) if len(chunks) > 1 else chunk
+            break
+    return b"".join(chunks) if len(chunks) > 1 else chunks[0]
 
 
 @dataclass(frozen=True)
@@ -226,27 +295,34 @@ class Tally:
         return 100.0 * len(self.lost) / self.expected if self.expected else 0.0
 
 
-def tally(receipts: list[Receipt], expected: int, fail_fraction: float = 0.0) -> Tally:
+def tally(receipts: Receipts, expected: int, fail_fraction: float = 0.0) -> Tally:
     """Lost, duplicated, corrupt and failed among messages 0..expected-1.
 
     Failed receipts count as attempts, not deliveries: a failing message retried three times is
     one failed message with three failed attempts, not a duplicate. With no failed receipts
     (fail_fraction 0) the verdict is the one before failures existed.
     """
-    counts = Counter(r.seq for r in receipts if not r.failed)
-    failures = Counter(r.seq for r in receipts if r.failed)
+    counts, failures = array("q", bytes(8 * expected)), array("q", bytes(8 * expected))
+    unexpected = 0
+    for seq, status in zip(receipts.seq, receipts.status, strict=True):
+        if not 0 <= seq < expected:
+            unexpected += 1
+        elif status == FAILED_ATTEMPT:
+            failures[seq] += 1
+        else:
+            counts[seq] += 1
     sent = range(expected)
     return Tally(
         expected=expected,
-        received=sum(1 for seq in sent if counts[seq]),
+        received=expected - counts.count(0),
         lost=tuple(seq for seq in sent if not counts[seq] and not failures[seq]),
-        duplicates=tuple(sorted(seq for seq, n in counts.items() if n > 1 and seq < expected)),
-        duplicate_deliveries=sum(n - 1 for seq, n in counts.items() if n > 1 and seq < expected),
-        corrupt=sum(1 for r in receipts if not r.ok),
-        unexpected=sum(n for seq, n in (counts + failures).items() if seq >= expected),
+        duplicates=tuple(seq for seq in sent if counts[seq] > 1),
+        duplicate_deliveries=sum(n - 1 for n in counts if n > 1),
+        corrupt=receipts.status.count(CORRUPT),
+        unexpected=unexpected,
         failed=tuple(seq for seq in sent if failures[seq] and not counts[seq]),
-        failed_attempts=sum(failures.values()),
+        failed_attempts=sum(failures),
         meant_to_fail=sum(1 for seq in sent if meant_to_fail(seq, fail_fraction)),
-        unexpected_failures=tuple(sorted(seq for seq in failures if seq < expected
-                                         and not meant_to_fail(seq, fail_fraction))),
+        unexpected_failures=tuple(seq for seq in sent if failures[seq]
+                                  and not meant_to_fail(seq, fail_fraction)),
     )

@@ -16,6 +16,7 @@ import itertools
 import math
 import time
 import uuid
+from array import array
 from pathlib import Path
 
 from queuebench.engine.common import (
@@ -26,7 +27,7 @@ from queuebench.engine.common import (
     throughput_figures,
 )
 from queuebench.engine.environment import host_load, usage_now
-from queuebench.engine.ledger import LedgerReader, Receipt
+from queuebench.engine.ledger import LedgerReader, Receipts
 from queuebench.engine.producers import producer_figures
 from queuebench.errors import ConsumerFailed
 from queuebench.payloads.codecs import encode
@@ -37,6 +38,7 @@ READY_ROUND_SEC = 0.2  # how often more warm-up messages go out while some wait 
 MID_TASK_POLL_SEC = 0.001
 # A consumer that starts no task for this long is idle, not between two tasks: stop it as it is.
 MID_TASK_GIVE_UP_SEC = 2.0
+NEVER = 2**63 - 1  # the first receipt of a message not received
 
 
 def sleep_until_mid_task(ledger: LedgerReader, work_ms: float) -> bool:
@@ -180,8 +182,8 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
             stop: dict[str, object] | None) -> dict[str, object]:
     """Every figure of a repeat, named as the seed names them, plus the drain rate."""
     receipts, result = check_tally(experiment)
-    times = [r.received_ns for r in receipts]
-    first_ns, last_ns = min(times, default=None), max(times, default=None)
+    first_ns = min(receipts.received_ns, default=None)
+    last_ns = max(receipts.received_ns, default=None)
     if startup_sec is None and first_ns:  # started after producing: until its first receipt
         startup_sec = (first_ns - consumers_from_ns) / 1e9
     consume_sec = (last_ns - consumers_from_ns) / 1e9 if last_ns else 0.0
@@ -213,7 +215,7 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         if result.received > 1 else None,
         "consumer_processes": experiment.cell.processes,
         "consumers_ready": experiment.consumers_ready,
-        "series": per_second(receipts, consumers_from_ns),
+        "series": per_second(receipts, consumers_from_ns, experiment.cell.messages),
         "consumer_starts": experiment.consumers.starts,
         "broker_check": broker_check(experiment.adapter.backlog(), result),
     }
@@ -223,20 +225,25 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
     return m
 
 
-def per_second(receipts: list[Receipt], origin_ns: int) -> dict[str, list[int]]:
-    """Second by second from `origin_ns`, of the messages received (each once, at its first
-    receipt): how many were meant to be sent, how many arrived, and how many waited between."""
-    firsts: dict[int, Receipt] = {}
-    for r in sorted(receipts, key=lambda r: r.received_ns):
-        firsts.setdefault(r.seq, r)
-    receipts = list(firsts.values())
-    if not receipts:
+def per_second(receipts: Receipts, origin_ns: int, messages: int) -> dict[str, list[int]]:
+    """Second by second from `origin_ns`, of messages 0..messages-1 received (each once, at its
+    first receipt): how many were meant to be sent, how many arrived, and how many waited
+    between."""
+    # Each message's first receipt, by sequence number, in arrays: a million messages fit.
+    first_received = array("q", [NEVER]) * messages
+    sent_at = array("q", bytes(8 * messages))
+    for seq, sent_ns, received_ns in zip(receipts.seq, receipts.sent_ns, receipts.received_ns,
+                                         strict=True):
+        if 0 <= seq < messages and received_ns < first_received[seq]:
+            first_received[seq], sent_at[seq] = received_ns, sent_ns
+    arrived = [seq for seq, received_ns in enumerate(first_received) if received_ns != NEVER]
+    if not arrived:
         return {"sent": [], "received": [], "backlog": []}
-    start = min(origin_ns, *(r.sent_ns for r in receipts))
-    seconds = int((max(r.received_ns for r in receipts) - start) // 1e9) + 1
+    start = min(origin_ns, min(sent_at[seq] for seq in arrived))
+    seconds = int((max(first_received[seq] for seq in arrived) - start) // 1e9) + 1
     sent, received = [0] * seconds, [0] * seconds
-    for r in receipts:
-        sent[int((r.sent_ns - start) // 1e9)] += 1
-        received[int((r.received_ns - start) // 1e9)] += 1
+    for seq in arrived:
+        sent[int((sent_at[seq] - start) // 1e9)] += 1
+        received[int((first_received[seq] - start) // 1e9)] += 1
     backlog = list(itertools.accumulate(s - r for s, r in zip(sent, received, strict=True)))
     return {"sent": sent, "received": received, "backlog": backlog}
