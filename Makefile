@@ -86,7 +86,7 @@ reference-throughput-%: $(INSTALLED)
 reference-report: $(INSTALLED)
 	$(QB) report --name REFERENCE --output reports/REFERENCE $$(for name in $(REFERENCE_RUNS); do \
 	    ls -d reports/*-$$name 2>/dev/null | tail -1; done)
-	cp reports/REFERENCE/report.md reports/REFERENCE.md
+	sed 's|](\([a-z]*\.png\))|](REFERENCE/\1)|' reports/REFERENCE/report.md > reports/REFERENCE.md
 
 services-up: $(INSTALLED)
 	$(PY) -m queuebench.services up

@@ -1,4 +1,4 @@
-"""The `queuebench` command: pairs, sizes, run, report, consume.
+"""The `queuebench` command: pairs, sizes, run, report, compare, consume.
 
 Every error a user can cause is one line on stderr and a non-zero exit: 2 for usage errors,
 1 for failures. Never a traceback.
@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 from queuebench import adapters, report
@@ -32,6 +33,7 @@ from queuebench.engine.results import (
 from queuebench.errors import QueuebenchError, UsageError
 from queuebench.payloads import DEFAULT_STOCK_DB_URL, FORMATS, payload_sizes
 from queuebench.redact import redact
+from queuebench.report.compare import compare
 
 PROBE_TIMEOUT_SEC = 2.0
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -164,10 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = runner.run_plan(plan, pairs, folder)
     except BaseException:
         # Interrupted or crashed: what finished is still a report, marked INCOMPLETE.
-        path = folder.finish(report.render, complete=False)
+        path = folder.finish(partial(report.write_report, folder.path), complete=False)
         tell(f"queuebench: the run stopped early; what finished is in {path}")
         raise
-    path = folder.finish(report.render)
+    path = folder.finish(partial(report.write_report, folder.path))
     print(path)
     return run_exit_code(results)
 
@@ -189,22 +191,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     documents = [load_run(folder) for folder in folders]
     merging = len(args.folders) != 1 or args.output
     output = Path(args.output or Path(args.reports_dir) / "comparison") if merging else folders[0]
-    try:
-        document = merge_runs(documents, args.name) if merging else documents[0]
-        text = report.render(document)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        # load_run checks the shape of a document; a field deeper down can still be wrong.
-        raise UsageError(f"a results.json in {', '.join(map(str, folders))} lacks what a "
-                         f"queuebench run writes ({type(exc).__name__}: {exc})") from None
     if merging:
         try:
             output.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QueuebenchError(f"cannot write {output}: {exc.strerror}") from None
+    try:
+        document = merge_runs(documents, args.name) if merging else documents[0]
+        text = report.write_report(output, document)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # load_run checks the shape of a document; a field deeper down can still be wrong.
+        raise UsageError(f"a results.json in {', '.join(map(str, folders))} lacks what a "
+                         f"queuebench run writes ({type(exc).__name__}: {exc})") from None
+    if merging:
         write_atomically(output / RESULTS_FILE, json.dumps(document, indent=2) + "\n")
     path = output / REPORT_FILE
     write_atomically(path, text)
     print(path)
+    return 0
+
+
+def run_document(given: str) -> dict:
+    """The results of a run folder, or of a results.json named directly."""
+    path = Path(given)
+    if path.is_dir():
+        return load_run(path)
+    if path.name == RESULTS_FILE:
+        return load_run(path.parent)
+    raise UsageError(f"{given} is neither a run folder nor a {RESULTS_FILE}; pass a folder such "
+                     "as reports/latest")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """What changed from RUN_A to RUN_B, figure by figure, and whether it is beyond the noise."""
+    before, after = run_document(args.run_a), run_document(args.run_b)
+    try:
+        text = compare(before, after)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{args.run_a} or {args.run_b} lacks what a queuebench run writes "
+                         f"({type(exc).__name__}: {exc})") from None
+    if args.output:
+        try:
+            write_atomically(Path(args.output), text)
+        except OSError as exc:
+            raise QueuebenchError(f"cannot write {args.output}: {exc.strerror}") from None
+        print(args.output)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -270,6 +303,13 @@ def build_parser() -> Parser:
     rep.add_argument("--name", default="comparison", help="name of the merged run")
     rep.add_argument("--reports-dir", default="reports")
     rep.set_defaults(func=cmd_report)
+
+    cmp = commands.add_parser("compare", help="what changed from one run to another, figure by "
+                              "figure, and whether it is beyond the noise")
+    cmp.add_argument("run_a", metavar="RUN_A", help="the earlier run: folder or results.json")
+    cmp.add_argument("run_b", metavar="RUN_B", help="the later run: folder or results.json")
+    cmp.add_argument("--output", metavar="FILE", help="write the markdown here, not to stdout")
+    cmp.set_defaults(func=cmd_compare)
 
     commands.add_parser("consume", help="(started by the runner) a plain client's consumer "
                         "loop").set_defaults(func=cmd_consume)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from queuebench.adapters.base import Backlog
 from queuebench.engine.common import broker_check
 from queuebench.engine.environment import machine_manifest
-from queuebench.engine.ledger import Receipt, tally
+from queuebench.engine.ledger import Receipt, Receipts, tally
 from queuebench.engine.metrics import latency_ms, latency_summary_and_histogram, merged_latency_ms
 from queuebench.engine.results import (
     ExperimentConfig,
@@ -24,7 +26,7 @@ from queuebench.engine.results import (
     newest_runs,
 )
 from queuebench.errors import QueuebenchError, UsageError
-from queuebench.report import render
+from queuebench.report import NO_CHARTS, render, write_report
 
 CAPABILITIES = {"ack": "a", "on_worker_killed": "k", "redelivery_after": "r", "ordering": "o",
                 "carries_bytes": "c"}
@@ -295,7 +297,7 @@ def test_fastest_ranks_only_clean_runs_long_enough_and_names_count_and_time():
 
 def test_broker_check_cannot_tell_where_the_broker_cannot_count_stranded_messages():
     """A broker that keeps processed and stranded rows alike neither agrees nor disagrees."""
-    lost_one = tally([Receipt(0, 1, 2, True)], 2)
+    lost_one = tally(Receipts.of([Receipt(0, 1, 2, True)]), 2)
     assert broker_check(Backlog(waiting=0, stranded=None, detail="d"), lost_one)["agrees"] is None
     assert broker_check(Backlog(waiting=3, stranded=None, detail="d"), lost_one)["agrees"] is False
     assert broker_check(Backlog(waiting=0, stranded=1, detail="d"), lost_one)["agrees"] is True
@@ -399,9 +401,9 @@ def test_results_are_written_as_schema_2_and_schema_1_files_still_load(tmp_path)
     reference = Path(__file__).parent.parent / "reports" / "REFERENCE"
     if (reference / "results.json").is_file():  # the committed schema 1 reference run
         rendered = render(load_run(reference))
-        assert rendered.split("## Reliability")[0] == (
-            (reference.parent / "REFERENCE.md").read_text().split("## Reliability")[0])
-        assert "repeat" not in rendered
+        assert rendered.split("## Findings")[0] == (
+            (reference.parent / "REFERENCE.md").read_text().split("## Findings")[0])
+        assert "repeat" not in rendered.split("## Reliability")[1]  # no repeat column
 
 
 def test_a_case_run_thrice_is_one_throughput_row_of_medians_with_their_spread():
@@ -491,3 +493,93 @@ def test_losses_count_every_repeat_and_reliability_rows_stay_one_per_trial():
     assert [(r["pair"], r["repeat"], r["lost"]) for r in rows[:3]] == [
         ("sometimes", "1", "0"), ("sometimes", "2", "1"), ("sometimes", "3", "1")]
     assert "- sometimes json kill repeat 2: lost [0]" in text
+
+
+# Issue 12: the answer as a matrix, "best for" lines, ties, results.csv, no charts extra.
+
+def answer_section(results: list[dict]) -> str:
+    return render(document(results)).split("## The answer")[1].split("\n## ")[0]
+
+
+def matrix_rows(text: str) -> dict[str, dict[str, str]]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    headers = [h.strip() for h in lines[0].strip("|").split("|")]
+    rows = [dict(zip(headers, (c.strip() for c in line.strip("|").split("|")), strict=True))
+            for line in lines[2:]]
+    return {row["pair"]: row for row in rows}
+
+
+def test_the_answer_calls_a_pair_within_the_noise_tied_never_faster():
+    """Spreads across repeats that overlap, or single figures within 10%, are "tied"."""
+    def thrice(pair, *rates):
+        return repeats(config("throughput", pair), *(
+            measurements(consume=rate, time_to_consume_sec=2.0) for rate in rates))
+
+    text = answer_section([*thrice("best", 1000.0, 1200.0, 1300.0),
+                           *thrice("close", 900.0, 1100.0, 1050.0),  # overlaps best's spread
+                           *thrice("apart", 700.0, 800.0, 750.0)])  # entirely below it
+    rows = matrix_rows(text)
+    assert [rows[p]["msg/s json"] for p in ("best", "close", "apart")] == [
+        "1,200 \u2605", "1,050 =", "750"]
+    speed = next(line for line in text.splitlines() if "Speed matters most" in line)
+    assert speed.startswith("- **Speed matters most:** best (tied: close): 1,200 msg/s json")
+    once = answer_section([result(config("throughput", "a"), m=measurements(consume=1000.0)),
+                           result(config("throughput", "b"), m=measurements(consume=950.0)),
+                           result(config("throughput", "c"), m=measurements(consume=800.0))])
+    assert [matrix_rows(once)[p]["msg/s json"] for p in "abc"] == ["1,000 \u2605", "950 =", "800"]
+    assert "within 10% with one repeat" in once
+
+
+def test_the_matrix_marks_each_stop_and_never_draws_a_verdict_from_a_row_cut_short():
+    """One short mark a cell; a trial cut short is "cut short", not a loss; columns appear
+    only for what was measured."""
+    text = answer_section([
+        result(config("reliability", "safe", "graceful"), m=measurements()),
+        result(config("reliability", "safe", "kill"), m=measurements()),
+        result(config("reliability", "repeats", "kill"), m=measurements(duplicates=3)),
+        result(config("reliability", "lossy", "kill"), m=measurements(lost=2)),
+        result(config("reliability", "slow", "kill"), status="incomplete",
+               m=measurements(lost=4, outcome="deadline")),
+    ])
+    rows = matrix_rows(text)
+    assert list(rows["safe"]) == ["pair", "graceful stop", "SIGKILL"]  # no throughput measured
+    assert [rows[p]["SIGKILL"] for p in ("safe", "repeats", "lossy", "slow")] == [
+        "\u2713 none", "\u2248 3 dup", "\u2717 loses 2", "\u2026 cut short"]
+    assert rows["lossy"]["graceful stop"] == "\u00b7"  # not run
+    assert "- **Nothing may be lost:** safe: no message lost or repeated" in text
+
+
+def test_the_answer_of_the_reference_fits_on_one_screen():
+    """The committed reference: the answer section is about 40 lines."""
+    reference = Path(__file__).parent.parent / "reports" / "REFERENCE"
+    if not (reference / "results.json").is_file():
+        pytest.skip("no reports/REFERENCE/results.json in this checkout")
+    text = render(load_run(reference)).split("## The answer")[1].split("\n## ")[0]
+    assert len(text.strip().splitlines()) <= 42
+
+
+def test_a_report_renders_without_the_charts_extra_and_says_how_to_get_them(tmp_path,
+                                                                               monkeypatch):
+    """With matplotlib missing the report and results.csv are still written."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    monkeypatch.delitem(sys.modules, "queuebench.report.charts", raising=False)
+    text = write_report(tmp_path, document([
+        result(config("throughput", "p"), m=measurements(consume=500.0))]))
+    assert NO_CHARTS in text.split("## Charts")[1]
+    assert not list(tmp_path.glob("*.png"))
+    assert (tmp_path / "results.csv").is_file()
+
+
+def test_results_csv_has_one_flat_row_per_result(tmp_path):
+    """Every result is a row, the seed's names are the columns, summaries are flattened."""
+    results = [result(config("throughput", "p"), m=measurements(consume=500.0)),
+               result(config("reliability", "q", "kill"), m=measurements(lost=1)),
+               result(config("reliability", "broken", "kill"), status="error", error="died")]
+    write_report(tmp_path, document(results))
+    with (tmp_path / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["pair"], r["status"]) for r in rows] == [
+        ("p", "ok"), ("q", "ok"), ("broken", "error")]
+    assert rows[0]["consume_throughput"] == "500.0" and rows[0]["latency_ms_p99"] == "9.0"
+    assert rows[1]["lost"] == "1" and rows[2]["error"] == "died"
+    assert rows[2]["consume_throughput"] == ""  # not measured: empty, never 0

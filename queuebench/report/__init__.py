@@ -1,0 +1,109 @@
+"""Renders a run's results.json as the markdown report a person reads to choose, with
+`results.csv` and charts beside it.
+
+A separate pass over the results: it never imports an adapter, so any results file can be
+re-rendered anywhere. The answer comes first (a matrix of pairs against the questions measured,
+then the pair to choose for each need), then the findings with their evidence, the charts, the
+tables, each pair's settings, and the manifest. A figure that was not measured is shown as
+"n/a", never filled in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from queuebench.engine.results import write_atomically
+from queuebench.report.answer import render_answer
+from queuebench.report.cases import (
+    SPREAD_LIMIT,
+    UNSTABLE,
+    cases_of,
+    repeat_tag,
+    repeated_cases,
+    row_name,
+    table,
+)
+from queuebench.report.export import results_csv
+from queuebench.report.findings import findings
+from queuebench.report.tables import (
+    config_rows,
+    lost_detail,
+    pair_details,
+    reliability_table,
+    seed_table,
+    settings_table,
+    size_table,
+    throughput_table,
+)
+
+CSV_FILE = "results.csv"
+NO_CHARTS = ("Charts need matplotlib: `pip install 'queuebench[charts]'`, then "
+             "`queuebench report FOLDER` draws them from results.json.")
+
+
+def write_report(folder: Path, document: dict) -> str:
+    """Write `results.csv` and the charts into `folder`; return the report that links them."""
+    write_atomically(folder / CSV_FILE, results_csv(document))
+    return render(document, charts=draw_charts(folder, document))
+
+
+def draw_charts(folder: Path, document: dict) -> list[str]:
+    """Markdown lines linking each chart drawn, or saying how to get them."""
+    try:
+        from queuebench.report import charts  # matplotlib is an optional extra
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("matplotlib"):
+            raise
+        return [NO_CHARTS]
+    drawn = charts.draw(document, folder)
+    return [f"![{title}]({name})" for title, name in drawn] or ["No figure to chart."]
+
+
+def render(document: dict, charts: list[str] | None = None) -> str:
+    """The report; `charts` are the lines of its Charts section (none: no section)."""
+    run, results = document["run"], document["results"]
+    env = document["environment"]
+    status = "complete" if run["complete"] else "INCOMPLETE (the run stopped early)"
+    out = [f"# queuebench report: {run['name']}", "",
+           f"Run {run['started_at']} on {env.get('host')}, {status}. Command: `{run['command']}`",
+           "", "## The answer", "", *render_answer(document), "",
+           "## Findings", "", *findings(results), ""]
+    if charts:
+        out += ["## Charts", "", *(line + "\n" for line in charts)]
+    out += ["## Reliability", "",
+            "Produce with the consumer off, start it, stop it (graceful) or SIGKILL it (kill) "
+            "halfway through a task once half are processed, restart it, count what the ledger "
+            "received.", "",
+            reliability_table(results), ""]
+    if details := lost_detail(results):
+        out += ["Sequence numbers lost or duplicated:", "", *details, ""]
+    out += ["## Throughput", "",
+            "Consumers running and warm first; consume time runs from the first send to the last "
+            "receipt, the drain rate from the first receipt to the last; latency runs from each "
+            "message's intended send time (its slot in a paced rate) to its receipt. A row "
+            "\"@ N msg/s\" was paced at that rate."
+            + (" A case run more than once shows the median of its complete repeats, with the "
+               "lowest and highest repeat in brackets (a latency percentile is taken over every "
+               "repeat's latencies together when each repeat kept its histogram); a spread over "
+               f"{SPREAD_LIMIT:.0%} of the median is marked{UNSTABLE}."
+               if any(case.repeated for case in cases_of(results, "throughput")) else ""),
+            "", throughput_table(results), ""]
+    out += ["## Payload sizes and limits", "", size_table(document.get("payload_sizes", [])), ""]
+    if seed := seed_table(results):
+        out += ["## Beside the seed", "",
+                "Seed 003 timed these by hand against AWS-hosted brokers (SQS, MSK) and a local "
+                "Redis; ours ran on the machine in the manifest. Compare shapes, not seconds.", "",
+                seed, ""]
+    errors = [r for r in results if r["status"] == "error"]
+    if errors:
+        repeated = repeated_cases(results)
+        out += ["## Errors", "", *[f"- {r['config']['scenario']} {row_name(r)} "
+                                   f"{r['config']['format']}"
+                                   + (f" {tag}" if (tag := repeat_tag(r, repeated)) else "")
+                                   + f": {r['error']}" for r in errors], ""]
+    out += ["## Pairs and delivery settings", "", settings_table(results), "",
+            *pair_details(results)]
+    out += ["## Manifest", "",
+            table(["what", "value"], [*[[k, v] for k, v in env.items()], *config_rows(results)]),
+            ""]
+    return "\n".join(out)

@@ -1,0 +1,252 @@
+"""What every part of the report stands on: results grouped into cases, their figures across
+repeats, which rows are complete, and how a figure is written.
+
+A case (a config without its `repeat`) may have run several times. Every repeat is kept in
+results.json; figures stand on the median of a case's complete repeats with their spread, and a
+verdict on losses counts every repeat. A figure that was not measured is "n/a", never filled in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from statistics import median
+
+from queuebench.engine.metrics import merged_latency_ms
+
+NA = "n/a"
+DASH = "\u2013"  # between the lowest and the highest repeat
+# A figure whose repeats spread (highest - lowest) over more than this share of its median is
+# flagged in its cell and named in the answer.
+SPREAD_LIMIT = 0.10
+UNSTABLE = " \u26a0"
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(NA if cell is None else str(cell) for cell in row) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+# A consume rate measured over less than this is shown but never ranked: too short to mean much.
+MIN_RANKED_SEC = 1.0
+
+
+def is_complete(result: dict) -> bool:
+    """Measured to the end. A row cut short by its deadline is status "incomplete" (or, in files
+    written before the runner said so, "ok" with outcome "deadline"): what it had not received
+    yet is not lost, and it is no evidence for a verdict."""
+    return result["status"] == "ok" and result["measurements"].get("outcome") != "deadline"
+
+
+def measured_rows(results: list[dict], scenario: str) -> list[dict]:
+    """The rows with figures to show, complete or cut short (not no-go, not errors)."""
+    return [r for r in results if r["config"]["scenario"] == scenario
+            and r["status"] in ("ok", "incomplete")]
+
+
+def complete_rows(results: list[dict], scenario: str) -> list[dict]:
+    """The complete rows: the only ones a verdict is drawn from."""
+    return [r for r in measured_rows(results, scenario) if is_complete(r)]
+
+
+def repeat_of(result: dict) -> int:
+    return result["config"].get("repeat") or 0  # files of schema 1 lack it: run once
+
+
+def case_key(result: dict) -> str:
+    """A case is a config without its repeat."""
+    return json.dumps({k: v for k, v in result["config"].items() if k != "repeat"},
+                      sort_keys=True)
+
+
+def repeated_cases(results: list[dict]) -> set[str]:
+    """The cases that ran more than once."""
+    return {key for key, n in Counter(map(case_key, results)).items() if n > 1}
+
+
+def repeat_tag(result: dict, repeated: set[str]) -> str:
+    """"repeat 2" for the second run of a case that ran more than once, else nothing."""
+    return f"repeat {repeat_of(result) + 1}" if case_key(result) in repeated else ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A case's figure: the median of its repeats (or a percentile of their latencies merged),
+    and the lowest and highest repeat."""
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    count: int = 0
+
+    @property
+    def unstable(self) -> bool:
+        return (self.count > 1 and self.value is not None
+                and self.high - self.low > SPREAD_LIMIT * abs(self.value))
+
+    def spread(self) -> str:
+        """The spread as a share of the value: "23%"."""
+        if not self.value:
+            return f"{shown(float(self.low))}{DASH}{shown(float(self.high))} around 0"
+        return f"{(self.high - self.low) / abs(self.value):.0%}"
+
+    def cell(self, digits: int = 2) -> object:
+        """The value with the lowest and highest repeat in brackets, flagged when unstable; a
+        lone value as it is."""
+        if self.value is None or self.count < 2:
+            return shown(self.value, digits)
+        return (f"{shown(float(self.value), digits)} ({shown(float(self.low), digits)}{DASH}"
+                f"{shown(float(self.high), digits)})" + (UNSTABLE if self.unstable else ""))
+
+
+def figure_of(values: list) -> Figure:
+    values = [v for v in values if v is not None]
+    return Figure(median(values), min(values), max(values), len(values)) if values else Figure(None)
+
+
+class Case:
+    """Every repeat of one case, in repeat order."""
+
+    def __init__(self, results: list[dict]) -> None:
+        self.results = sorted(results, key=repeat_of)
+        self.first = self.results[0]
+        self.config = self.first["config"]
+        self.complete = [r for r in self.results if is_complete(r)]
+        self.measured = [r for r in self.results if r["status"] in ("ok", "incomplete")]
+        # Figures stand on the repeats measured to the end; on those cut short only if none was.
+        self.basis = self.complete or self.measured
+
+    @property
+    def repeated(self) -> bool:
+        return len(self.results) > 1
+
+    def values(self, key: str, results: list[dict] | None = None) -> list:
+        return [r["measurements"].get(key) for r in (self.basis if results is None else results)
+                if r["measurements"].get(key) is not None]
+
+    def figure(self, key: str) -> Figure:
+        return figure_of(self.values(key))
+
+    @cached_property
+    def merged_latency(self) -> dict | None:
+        """The latency summary of every repeat's histogram merged, if every repeat kept one."""
+        histograms = [r["measurements"].get("latency_histogram") for r in self.basis]
+        return merged_latency_ms(histograms) if all(histograms) else None
+
+    def latency(self, key: str) -> Figure:
+        """A latency percentile over the repeats: of their histograms merged when every repeat
+        kept one, else the median of the repeats' own; the spread is the repeats' own."""
+        per_repeat = figure_of([(r["measurements"].get("latency_ms") or {}).get(key)
+                              for r in self.basis])
+        if per_repeat.value is None or not self.merged_latency:
+            return per_repeat
+        return Figure(self.merged_latency[key], per_repeat.low, per_repeat.high,
+                      per_repeat.count)
+
+    def figures(self) -> dict[str, tuple[Figure, int]]:
+        """The throughput figures shown with their spread, by column, with their digits."""
+        return {"produce msg/s": (self.figure("produce_throughput"), 1),
+                "consume msg/s": (self.figure("consume_throughput"), 1),
+                "consume MB/s": (self.figure("consume_mb_s"), 3),
+                **{f"{p} ms": (self.latency(p), 2) for p in ("p50", "p95", "p99")}}
+
+    def repeats(self) -> str:
+        return f"{len(self.complete)} complete of {len(self.results)}"
+
+
+def cases_of(results: list[dict], scenario: str | None = None) -> list[Case]:
+    """The results grouped by case, in the order each case first appears."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        if scenario is None or r["config"]["scenario"] == scenario:
+            groups.setdefault(case_key(r), []).append(r)
+    return [Case(group) for group in groups.values()]
+
+
+def ended_by(result: dict) -> object:
+    outcome = result["measurements"].get("outcome")
+    return outcome if is_complete(result) else f"incomplete ({outcome or result['status']})"
+
+
+def corrupt_count(result: dict) -> int:
+    return result["measurements"].get("corrupt") or 0  # files before the count lack it
+
+
+def pair_name(result: dict) -> str:
+    config = result["config"]
+    variant = "" if config["variant"] == "default" else f" [{config['variant']}]"
+    return f"{config['pair']}{variant}"
+
+
+def row_name(result: dict) -> str:
+    """The pair and variant, and what else sets this case apart: a paced rate, a fleet."""
+    config = result["config"]
+    rate = config.get("rate")
+    paced = "" if rate is None else (f" @ {shown(float(rate), 0)} msg/s"
+                                     if isinstance(rate, int | float) else " @ staged rate")
+    fleet = f" x{config['consumers']} consumers" if config.get("consumers", 1) != 1 else ""
+    each = (f" x{config['concurrency']} concurrency" if config.get("concurrency", 1) != 1
+            else "")
+    producers = (f" x{config['producers']} producers" if config.get("producers", 1) != 1
+                 else "")
+    mode = (f" ({config['producer_mode']} producer)"
+            if config.get("producer_mode", "sync") != "sync" else "")
+    failing = (f" failing {config['fail_fraction']:.0%}" if config.get("fail_fraction") else "")
+    return f"{pair_name(result)}{paced}{fleet}{each}{producers}{mode}{failing}"
+
+
+def shown(value: object, digits: int = 2) -> object:
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return value
+
+
+def latency_cell(m: dict, key: str) -> object:
+    return shown(m["latency_ms"].get(key)) if m.get("latency_ms") else None
+
+
+def num_or_na(value: object, digits: int = 2) -> str:
+    return NA if value is None else str(shown(value, digits))
+
+
+def is_clean(case: Case) -> bool:
+    """Every repeat measured to the end, every message received unchanged, a rate measured."""
+    return all(is_complete(r) and r["measurements"].get("consume_throughput")
+               and not r["measurements"].get("lost") and not corrupt_count(r) for r in case.results)
+
+
+def spoiled_reasons(case: Case) -> str:
+    """Why a case is not clean: how many of its repeats failed, were cut short, lost..."""
+    why: Counter[str] = Counter()
+    for r in case.results:
+        m = r["measurements"]
+        why["failed" if r["status"] not in ("ok", "incomplete") else
+            "cut short" if not is_complete(r) else "lost messages" if m.get("lost") else
+            "changed bytes" if corrupt_count(r) else
+            "measured no rate" if not m.get("consume_throughput") else "clean"] += 1
+    del why["clean"]
+    return ", ".join(f"{n} of {len(case.results)} repeats {reason}" for reason, n in why.items())
+
+
+def case_rate(case: Case) -> float:
+    return case.figure("consume_throughput").value
+
+
+def is_ranked(case: Case) -> bool:
+    """Every repeat consumed for long enough to rank its rate."""
+    return all((r["measurements"].get("time_to_consume_sec") or 0) >= MIN_RANKED_SEC
+               for r in case.results)
+
+
+def span(values: list, digits: int = 2) -> object:
+    """One value, or the lowest and highest: "9,998-10,000"."""
+    values = sorted({v for v in values if v is not None})
+    if len(values) < 2:
+        return shown(values[0], digits) if values else None
+    return f"{shown(values[0], digits)}{DASH}{shown(values[-1], digits)}"
+

@@ -1,0 +1,167 @@
+"""Charts drawn from results.json into the run folder, linked from report.md.
+
+matplotlib (the optional extra `charts`) is imported here only, so a report renders without it.
+Few charts, each with every pair on it: throughput with the spread across repeats, latency
+percentile curves (HDR style), and messages received per second with the stops marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never a window, and no display needed
+
+import matplotlib.pyplot as plt
+from hdrh.histogram import HdrHistogram
+from matplotlib.ticker import FixedLocator, FuncFormatter
+
+from queuebench.engine.metrics import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from queuebench.report.cases import Case, cases_of, is_clean, pair_name, row_name
+
+# Percentiles a latency curve is drawn through; their x position is 1 / (1 - p), on a log axis.
+CURVE_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99)
+SUMMARY_PERCENTILES = {50.0: "p50", 95.0: "p95", 99.0: "p99"}  # what older results kept
+# A chart with more curves than this shows each broker's lowest-latency case only.
+MAX_CURVES = 10
+STOP_EVENTS = ("consumers killed", "consumers asked to stop")
+
+
+def draw(document: dict, folder: Path) -> list[tuple[str, str]]:
+    """Draw every chart the results hold; (title, file name) of each."""
+    drawn = []
+    for name, chart in (("throughput.png", _throughput), ("latency.png", _latency),
+                        ("received.png", _received)):
+        figure = chart(document)
+        if figure is None:
+            continue
+        figure.savefig(folder / name, dpi=100, bbox_inches="tight")
+        title = figure.axes[0].get_title() or figure.texts[0].get_text()
+        drawn.append((title.splitlines()[0], name))
+        plt.close(figure)
+    return drawn
+
+
+def _source(document: dict) -> str:
+    run = document["run"]
+    return f"run {run['name']}, {run['started_at'][:16]}, {document['environment'].get('host')}"
+
+
+def _unpaced(document: dict) -> list[Case]:
+    return [case for case in cases_of(document["results"], "throughput")
+            if case.measured and case.config.get("rate") is None]
+
+
+def _throughput(document: dict):
+    """Median consume rate per pair and format, with the lowest and highest repeat."""
+    cases = [c for c in _unpaced(document) if c.figure("consume_throughput").value]
+    if not cases:
+        return None
+    names = list(dict.fromkeys(row_name(c.first) for c in cases))
+    formats = sorted({c.config["format"] for c in cases})
+    height = 0.8 / len(formats)
+    figure, axes = plt.subplots(figsize=(9, 1.5 + 0.32 * len(names) * len(formats) ** 0.5))
+    for i, fmt in enumerate(formats):
+        own = {row_name(c.first): c.figure("consume_throughput") for c in cases
+               if c.config["format"] == fmt}
+        ys = [n + i * height for n, name in enumerate(names) if name in own]
+        figures = [own[name] for name in names if name in own]
+        axes.barh(ys, [f.value for f in figures], height=height, label=fmt,
+                  xerr=[[f.value - f.low for f in figures], [f.high - f.value for f in figures]])
+    axes.set_yticks([n + 0.4 - height / 2 for n in range(len(names))], names, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlabel("messages consumed per second (log scale; bars: lowest to highest repeat)")
+    axes.set_title(f"Throughput: consume rate per pair\n{_source(document)}", fontsize=10)
+    axes.legend(title="format")
+    axes.grid(axis="x", which="both", alpha=0.3)
+    return figure
+
+
+def _percentiles(case: Case) -> dict[float, float]:
+    """Latency (ms) by percentile: from the merged histograms, else the summary's three."""
+    histograms = [r["measurements"].get("latency_histogram") for r in case.basis]
+    if histograms and all(histograms):
+        merged = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        for encoded in histograms:
+            merged.add(HdrHistogram.decode(encoded))
+        return {p: merged.get_value_at_percentile(p) / 1000 for p in CURVE_PERCENTILES}
+    return {p: value for p, key in SUMMARY_PERCENTILES.items()
+            if (value := case.latency(key).value) is not None}
+
+
+def _latency(document: dict):
+    """HDR-style curves: latency against percentile, the tail stretched on a log axis."""
+    cases = [c for c in cases_of(document["results"], "throughput")
+             if is_clean(c) and c.latency("p99").value is not None]
+    if not cases:
+        return None
+    which = "every clean case"
+    if len(cases) > MAX_CURVES:  # the lowest-latency case of each broker and format
+        which = "each broker's lowest p99 per format"
+        best: dict[tuple[str, str], Case] = {}
+        for case in cases:
+            key = (case.first["pair_info"]["broker"], case.config["format"])
+            if key not in best or case.latency("p99").value < best[key].latency("p99").value:
+                best[key] = case
+        cases = list(best.values())
+    figure, axes = plt.subplots(figsize=(9, 5))
+    # One colour a pair, one line style a format: a dozen curves stay apart.
+    names = list(dict.fromkeys(row_name(case.first) for case in cases))
+    formats = sorted({case.config["format"] for case in cases})
+    for case in cases:
+        points = _percentiles(case)
+        axes.plot([1 / (1 - p / 100) for p in points], list(points.values()), marker="o",
+                  color=plt.cm.tab10(names.index(row_name(case.first)) % 10),
+                  linestyle=("-", "--", ":")[formats.index(case.config["format"]) % 3],
+                  label=f"{row_name(case.first)} {case.config['format']}")
+    ticks = [1 / (1 - p / 100) for p in CURVE_PERCENTILES]
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.xaxis.set_major_locator(FixedLocator(ticks))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 - 100 / x:g}%"))
+    axes.xaxis.set_minor_locator(FixedLocator([]))
+    axes.set_xlabel("percentile")
+    axes.set_ylabel("end-to-end latency, ms (log scale)")
+    axes.set_title(f"Latency by percentile ({which})\n{_source(document)}", fontsize=10)
+    axes.legend(fontsize=7)
+    axes.grid(which="both", alpha=0.3)
+    return figure
+
+
+def _received(document: dict):
+    """Messages received per second in each reliability trial of the first format and repeat,
+    one small panel per pair and stop, the stop marked."""
+    trials = [r for r in document["results"] if r["config"]["scenario"] == "reliability"
+              and r["measurements"].get("series") and not r["config"].get("repeat")]
+    if not trials:
+        return None
+    first_format = sorted({r["config"]["format"] for r in trials})[0]
+    trials = [r for r in trials if r["config"]["format"] == first_format]
+    names = list(dict.fromkeys(pair_name(r) for r in trials))
+    stops = sorted({r["config"]["stop"] for r in trials})
+    figure, grid = plt.subplots(len(names), len(stops), squeeze=False, sharex=True,
+                                figsize=(4.5 * len(stops), 0.3 + 1.1 * len(names)))
+    for r in trials:
+        axes = grid[names.index(pair_name(r))][stops.index(r["config"]["stop"])]
+        received = r["measurements"]["series"]["received"]
+        axes.bar(range(len(received)), received, width=1.0, align="edge")
+        for stop in _stop_seconds(r["measurements"].get("timeline") or []):
+            axes.axvline(stop, color="red", linewidth=1.5)
+        axes.set_title(f"{pair_name(r)}, {r['config']['stop']}", fontsize=8, loc="left")
+        axes.tick_params(labelsize=7)
+    for axes in grid[-1]:
+        axes.set_xlabel("seconds from the first send")
+    for row in grid:
+        row[0].set_ylabel("msg/s", fontsize=7)
+    figure.suptitle(f"Received per second ({first_format}; red: consumers stopped or killed)\n"
+                    f"{_source(document)}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def _stop_seconds(timeline: list[dict]) -> list[float]:
+    """When the consumers were stopped, in seconds from the first send (the series' origin)."""
+    producing = next((e["t"] for e in timeline if e["event"] == "producing"), 0.0)
+    return [e["t"] - producing for e in timeline if e["event"].startswith(STOP_EVENTS)]

@@ -1,0 +1,42 @@
+"""`results.csv` beside `results.json`: one row per result, for spreadsheets.
+
+Columns carry the seed's field names: the config first, then the status, then every scalar
+measurement; a summary such as `latency_ms` is spread over `latency_ms_p50`, `latency_ms_p99`...
+Lists (sequence numbers, per-second series, the timeline) and the encoded histogram stay in
+results.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+# Kept in results.json only: too long for a cell, and no spreadsheet can read it.
+LEFT_OUT = {"latency_histogram"}
+SCALARS = (str, int, float, bool, type(None))
+
+
+def flat_row(result: dict) -> dict[str, object]:
+    """A result as one flat row: config fields, status and error, then measurements."""
+    row = {key: value if isinstance(value, SCALARS) else str(value)
+           for key, value in result["config"].items()}
+    row |= {"status": result["status"], "error": result["error"]}
+    for key, value in result["measurements"].items():
+        if key in LEFT_OUT:
+            continue
+        if isinstance(value, dict):
+            row |= {f"{key}_{part}": inner for part, inner in value.items()
+                    if isinstance(inner, SCALARS)}
+        elif isinstance(value, SCALARS):
+            row[key] = value
+    return row
+
+
+def results_csv(document: dict) -> str:
+    rows = [flat_row(result) for result in document["results"]]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
