@@ -583,3 +583,39 @@ def test_results_csv_has_one_flat_row_per_result(tmp_path):
     assert rows[0]["consume_throughput"] == "500.0" and rows[0]["latency_ms_p99"] == "9.0"
     assert rows[1]["lost"] == "1" and rows[2]["error"] == "died"
     assert rows[2]["consume_throughput"] == ""  # not measured: empty, never 0
+
+
+def test_a_run_without_reliability_rows_has_no_empty_reliability_table():
+    text = render(document([result(config("throughput", "huey+sqlite"),
+                                   m=measurements(consume=100.0))]))
+    assert "## Throughput" in text and "## Reliability" not in text
+
+
+def test_the_manifest_shows_the_harness_share_of_the_machine():
+    """Each repeat's host load gives the harness's CPU share a row of the manifest."""
+    hosts = [{"cpu_busy_pct": 90.0, "harness_cpu_pct": pct, "harness_peak_rss_mb": 150.0}
+             for pct in (10.0, 30.0, 20.0)]
+    text = render(document([result(config("throughput", "huey+sqlite"),
+                                    m=measurements(consume=100.0, host=host)) for host in hosts]))
+    assert ("| harness CPU, % of the machine | median 20.0, highest 30.0 over 3 repeats "
+            "(machine busy: median 90.0%) |") in text
+
+
+def test_a_throughput_case_stands_beside_its_brokers_ceiling_at_about_its_size():
+    """The ceiling nearest the message size (envelope counted) gives each rate its share; a
+    broker not measured near that size, or a run without ceilings, shows no such section."""
+    m = measurements(consume=100.0, payload_bytes=4_973, drain_throughput=21_000.0,
+                     produce_throughput=40_000.0)
+    doc = document([result(config("throughput", "confluent-kafka+kafka"), m=m)])
+    assert "## Beside the broker's own ceiling" not in render(doc)
+    kafka = {"broker": "kafka", "tool": "Kafka perf", "label": "", "size_bytes": 5_021,
+             "messages": 1000, "produce_msg_s": 80_000.0, "produce_mb_s": 400.0,
+             "consume_msg_s": 210_000.0, "consume_mb_s": 1000.0, "seconds": 1.0,
+             "measured_at": "2026-12-01T00:00:00Z"}
+    far = {**kafka, "size_bytes": 98}
+    doc["ceilings"] = [far, kafka]
+    row = section_rows(render(doc), "Beside the broker's own ceiling")[0]
+    assert (row["its bytes/msg"], row["share"]) == ("5,021", "10%")
+    assert "50%" in render(doc)  # produce: 40,000 of 80,000
+    doc["ceilings"] = [far]
+    assert "## Beside the broker's own ceiling" not in render(doc)

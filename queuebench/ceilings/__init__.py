@@ -13,6 +13,6 @@ and a bare psycopg or boto3 loop for PostgreSQL and SQS, each tuned as its docum
     share = pair_mb_s / ceiling.consume_mb_s
 """
 
-from queuebench.ceilings.ceiling import Ceiling, ceiling_at, load_ceilings
+from queuebench.ceilings.ceiling import Ceiling, ceiling_at, load_ceilings, nearest, snapshot
 
-__all__ = ["Ceiling", "ceiling_at", "load_ceilings"]
+__all__ = ["Ceiling", "ceiling_at", "load_ceilings", "nearest", "snapshot"]

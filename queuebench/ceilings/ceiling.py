@@ -80,12 +80,29 @@ def load_ceilings(path: Path = DEFAULT_JSON) -> list[Ceiling]:
 def ceiling_at(broker: str, size_bytes: int, path: Path = DEFAULT_JSON) -> Ceiling | None:
     """The ceiling of `broker` measured at the size nearest `size_bytes` (within a factor of 2),
     or None when that broker was not measured near that size."""
-    rows = [row for row in load_ceilings(path) if row.broker == broker]
+    return nearest(load_ceilings(path), broker, size_bytes)
+
+
+def nearest(rows: list[Ceiling], broker: str, size_bytes: int) -> Ceiling | None:
+    """Of `rows`, the ceiling of `broker` at the size nearest `size_bytes`, within a factor of
+    2; None when there is none that near."""
+    rows = [row for row in rows if row.broker == broker]
     if not rows or size_bytes <= 0:
         return None
-    nearest = min(rows, key=lambda row: abs(math.log(row.size_bytes / size_bytes)))
-    ratio = nearest.size_bytes / size_bytes
-    return nearest if 1 / ABOUT_FACTOR <= ratio <= ABOUT_FACTOR else None
+    found = min(rows, key=lambda row: abs(math.log(row.size_bytes / size_bytes)))
+    ratio = found.size_bytes / size_bytes
+    return found if 1 / ABOUT_FACTOR <= ratio <= ABOUT_FACTOR else None
+
+
+def snapshot(path: Path = DEFAULT_JSON) -> list[dict[str, object]]:
+    """The ceilings measured on this machine, as a run records them beside its results (the
+    tools' raw lines left out); [] when none were measured or the file is broken."""
+    try:
+        rows = load_ceilings(path)
+    except UsageError:
+        return []
+    return [{k: v for k, v in asdict(row).items() if k not in ("raw", "settings")}
+            for row in rows]
 
 
 def to_document(ceilings: list[Ceiling], skipped: dict[str, str]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from queuebench import ceilings
 from queuebench.engine.environment import harness_peak_rss_mb
 from queuebench.errors import QueuebenchError, UsageError
 
@@ -108,6 +109,9 @@ class RunFolder:
             "run": {"name": name, "command": command, "started_at": started.isoformat(),
                     "finished_at": None, "complete": False},
             "environment": manifest,
+            # The brokers' own ceilings measured on this machine (`make ceilings`), if any: the
+            # report shows each pair's rates as a share of its broker's.
+            "ceilings": ceilings.snapshot(),
             "payload_sizes": [],
             "results": [],
         }
@@ -166,6 +170,7 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
                 "complete": all(run["complete"] for run in runs),
                 "merged_from": [run["name"] for run in runs]},
         "environment": environment,
+        "ceilings": documents[0].get("ceilings", []),
         "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
         "results": [result for document in documents for result in document["results"]],
     }

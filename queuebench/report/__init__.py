@@ -10,6 +10,7 @@ tables, each pair's settings, and the manifest. A figure that was not measured i
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from queuebench.engine.results import write_atomically
@@ -26,6 +27,7 @@ from queuebench.report.cases import (
 from queuebench.report.export import results_csv
 from queuebench.report.findings import findings
 from queuebench.report.tables import (
+    ceiling_table,
     config_rows,
     lost_detail,
     pair_details,
@@ -59,6 +61,21 @@ def draw_charts(folder: Path, document: dict) -> list[str]:
     return [f"![{title}]({name})" for title, name in drawn] or ["No figure to chart."]
 
 
+def harness_rows(results: list[dict]) -> list[list[object]]:
+    """How much of the machine the harness itself took while the repeats ran, beside how busy
+    the machine was: a figure is the library's and the broker's only where the harness's share
+    is small."""
+    hosts = [r["measurements"]["host"] for r in results
+             if (r.get("measurements") or {}).get("host", {}).get("harness_cpu_pct") is not None]
+    if not hosts:
+        return []
+    own = sorted(h["harness_cpu_pct"] for h in hosts)
+    busy = sorted(h["cpu_busy_pct"] for h in hosts if h.get("cpu_busy_pct") is not None)
+    return [["harness CPU, % of the machine", f"median {statistics.median(own):.1f}, highest "
+             f"{own[-1]:.1f} over {len(own)} repeats"
+             + (f" (machine busy: median {statistics.median(busy):.1f}%)" if busy else "")]]
+
+
 def render(document: dict, charts: list[str] | None = None) -> str:
     """The report; `charts` are the lines of its Charts section (none: no section)."""
     run, results = document["run"], document["results"]
@@ -70,24 +87,31 @@ def render(document: dict, charts: list[str] | None = None) -> str:
            "## Findings", "", *findings(results), ""]
     if charts:
         out += ["## Charts", "", *(line + "\n" for line in charts)]
-    out += ["## Reliability", "",
-            "Produce with the consumer off, start it, stop it (graceful) or SIGKILL it (kill) "
-            "halfway through a task once half are processed, restart it, count what the ledger "
-            "received.", "",
-            reliability_table(results), ""]
+    if any(r["config"]["scenario"] == "reliability" for r in results):
+        out += ["## Reliability", "",
+                "Produce with the consumer off, start it, stop it (graceful) or SIGKILL it "
+                "(kill) halfway through a task once half are processed, restart it, count what "
+                "the ledger received.", "",
+                reliability_table(results), ""]
     if details := lost_detail(results):
         out += ["Sequence numbers lost or duplicated:", "", *details, ""]
-    out += ["## Throughput", "",
-            "Consumers running and warm first; consume time runs from the first send to the last "
-            "receipt, the drain rate from the first receipt to the last; latency runs from each "
-            "message's intended send time (its slot in a paced rate) to its receipt. A row "
-            "\"@ N msg/s\" was paced at that rate."
-            + (" A case run more than once shows the median of its complete repeats, with the "
-               "lowest and highest repeat in brackets (a latency percentile is taken over every "
-               "repeat's latencies together when each repeat kept its histogram); a spread over "
-               f"{SPREAD_LIMIT:.0%} of the median is marked{UNSTABLE}."
-               if any(case.repeated for case in cases_of(results, "throughput")) else ""),
-            "", throughput_table(results), ""]
+    if any(r["config"]["scenario"] == "throughput" for r in results):
+        out += ["## Throughput", "",
+                "Consumers running and warm first; consume time runs from the first send to "
+                "the last receipt, the drain rate from the first receipt to the last; latency "
+                "runs from each message's intended send time (its slot in a paced rate) to its "
+                "receipt. A row \"@ N msg/s\" was paced at that rate."
+                + (" A case run more than once shows the median of its complete repeats, with "
+                   "the lowest and highest repeat in brackets (a latency percentile is taken over "
+                   "every repeat's latencies together when each repeat kept its histogram); a "
+                   f"spread over {SPREAD_LIMIT:.0%} of the median is marked{UNSTABLE}."
+                   if any(case.repeated for case in cases_of(results, "throughput")) else ""),
+                "", throughput_table(results), ""]
+    if ceilings := ceiling_table(document):
+        out += ["## Beside the broker's own ceiling", "",
+                "Each broker's own load tool on this machine (`make ceilings`) at about the "
+                "pair's message size: a pair far below it is held back by its library or its "
+                "settings, not by the broker.", "", ceilings, ""]
     out += ["## Payload sizes and limits", "", size_table(document.get("payload_sizes", [])), ""]
     if seed := seed_table(results):
         out += ["## Beside the seed", "",
@@ -104,6 +128,7 @@ def render(document: dict, charts: list[str] | None = None) -> str:
     out += ["## Pairs and delivery settings", "", settings_table(results), "",
             *pair_details(results)]
     out += ["## Manifest", "",
-            table(["what", "value"], [*[[k, v] for k, v in env.items()], *config_rows(results)]),
+            table(["what", "value"], [*[[k, v] for k, v in env.items()], *harness_rows(results),
+                                      *config_rows(results)]),
             ""]
     return "\n".join(out)
