@@ -21,10 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from queuebench.errors import QueuebenchError
 from queuebench.faults.base import HealOrder
-from queuebench.services.catalog import HOST, SERVICES
+from queuebench.services.catalog import HOST, PROXY_PORT_OFFSET, SERVICES
 
 KINDS = ("cut", "blackhole", "latency")
-PROXY_PORT_OFFSET = 20000  # redis 6379 -> 26379: clear of RabbitMQ's management port 15672
 API_TIMEOUT_SEC = 5.0
 STREAMS = ("upstream", "downstream")
 

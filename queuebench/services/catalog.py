@@ -10,6 +10,9 @@ from pathlib import Path
 
 STATE_DIR_VARIABLE = "QUEUEBENCH_STATE_DIR"
 HOST = "127.0.0.1"
+# A broker behind Toxiproxy (network faults) is reached at its port + this: redis 6379 -> 26379,
+# clear of RabbitMQ's management port 15672.
+PROXY_PORT_OFFSET = 20000
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ SERVICES: dict[str, ServiceSpec] = {
             name="kafka",
             version="4.3.1",
             port=9092,
-            other_ports=(9093,),  # KRaft controller
+            # KRaft controller; a listener for clients that go through Toxiproxy (network faults),
+            # advertised at the proxy's address so that every connection goes through it
+            other_ports=(9093, 9094),
             source="Maven Central org.apache.kafka:kafka_2.13 (queuebench/services/kafka/pom.xml)",
             docker_image="apache/kafka",
             url=f"kafka://{HOST}:9092",

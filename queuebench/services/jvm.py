@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from queuebench.services.base import Service
-from queuebench.services.catalog import HOST, PACKAGE_DIR, state_root
+from queuebench.services.catalog import HOST, PACKAGE_DIR, PROXY_PORT_OFFSET, state_root
 from queuebench.services.installers import maven_copy_dependencies
 from queuebench.services.processes import CommandFailed, port_open, run, spawn_detached
 
@@ -86,15 +86,21 @@ class Kafka(JavaService):
         return self.dir / "data"
 
     def server_properties(self) -> str:
-        controller_port = self.spec.other_ports[0]
+        controller_port, proxied_port = self.spec.other_ports
+        # A Kafka client connects to the addresses the broker advertises, not to the one it was
+        # given: the PROXIED listener advertises Toxiproxy's port, so a client that starts there
+        # stays behind the proxy (faults/network.py).
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{controller_port},"
+                         f"PROXIED://{HOST}:{proxied_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port},"
+                                    f"PROXIED://{HOST}:{proxied_port + PROXY_PORT_OFFSET}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map":
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "auto.create.topics.enable": "true",
