@@ -38,7 +38,7 @@ bench: $(INSTALLED) services-up
 
 ## What one poll of the ledger costs with 900 consumer files (figures only, no verdict).
 bench-ledger: $(INSTALLED)
-	$(PY) -m queuebench.engine.bench
+	$(PY) -m queuebench.bench.ledger
 
 ## Each broker's own load tool (Kafka's perf tools, RabbitMQ's PerfTest, redis-benchmark, bare
 ## psycopg and boto3 loops) at the pairs' message sizes: reports/CEILINGS.md and

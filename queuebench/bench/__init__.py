@@ -1,4 +1,3 @@
-"""Benchmarks of queuebench itself: what the harness costs next to a bare client (overhead.py).
-
-The ledger reader's own benchmark is `queuebench.engine.bench`.
-"""
+"""Benchmarks of queuebench itself, printed, never asserted: what the harness costs next to a
+bare client (overhead.py, `make bench`) and what one poll of the ledger costs (ledger.py,
+`make bench-ledger`)."""

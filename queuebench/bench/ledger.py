@@ -1,7 +1,7 @@
 """How much one poll of the ledger costs with many consumer files: a benchmark, not a test.
 
-    python -m queuebench.engine.bench [--files 900] [--lines 20] [--polls 200] [--appends 5]
-    python -m queuebench.engine.bench --reader /tmp/old_ledger.py   # another LedgerReader
+    python -m queuebench.bench.ledger [--files 900] [--lines 20] [--polls 200] [--appends 5]
+    python -m queuebench.bench.ledger --reader /tmp/old_ledger.py   # another LedgerReader
 
 It writes `--files` receipt files of `--lines` lines each (receipts, noted starts, another run's
 receipts, some duplicates) into a temporary folder and times, with `--polls` polls each: a poll
@@ -94,7 +94,7 @@ def figures(label: str, costs: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m queuebench.engine.bench",
+    parser = argparse.ArgumentParser(prog="python -m queuebench.bench.ledger",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=900, help="consumer files (default 900)")
     parser.add_argument("--lines", type=int, default=20, help="lines per file (default 20)")
