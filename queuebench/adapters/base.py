@@ -7,7 +7,9 @@ starts, stops and kills: the library's own worker program where it has one (`cel
 Either way each message ends in `queuebench.worker.handler.handle`.
 
 Each adapter declares, as data, what a reader needs to understand its figures: capabilities,
-the size limit and the broker's error over it, and the delivery settings of each variant.
+the size limit and the broker's error over it, the delivery settings of each variant, and what
+the library does with a message whose handler raised (`on_failure`); after a run,
+`failure_outcome` counts where such messages ended, where the broker keeps them.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class SizeLimit:
 
     def to_dict(self) -> dict[str, object]:
         return {"max_bytes": self.max_bytes, "error": self.error}
+
+
+# A plain client has no failure handling of its own: `queuebench consume` logs the error and acks,
+# as a typical hand-written loop does (left unacked, the message would come back to fail forever).
+DROPPED_BY_THE_LOOP = "not retried: queuebench consume's loop logs the error and acks (dropped)"
 
 
 def base64_size(n: int) -> int:
@@ -125,6 +132,9 @@ class Variant:
     # The longest a killed consumer's message may wait before it is delivered again (leases,
     # visibility timeouts, heartbeats): experiments wait this much longer before giving up.
     redelivery_sec: float = 0.0
+    # What this variant does with a message whose handler raised, where it differs from the
+    # adapter's `on_failure` (e.g. a variant that sets fewer retries).
+    on_failure: str = ""
 
 
 class Adapter(ABC):
@@ -146,6 +156,9 @@ class Adapter(ABC):
     concurrency_unit: ClassVar[str]
     # What the library documents as its graceful shutdown.
     graceful_stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    # What the library does by default with a message whose handler raised, in one sentence:
+    # retried (how often, how far apart), then dead-lettered, kept, or dropped.
+    on_failure: ClassVar[str] = ""
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         """Check the URL and variant; connect to nothing yet."""
@@ -167,6 +180,11 @@ class Adapter(ABC):
     def settings(self) -> Mapping[str, object]:
         return self.variant.settings
 
+    @property
+    def failure_handling(self) -> str:
+        """What this pair and variant do with a message whose handler raised."""
+        return self.variant.on_failure or self.on_failure
+
     def describe(self) -> dict[str, object]:
         """The declared data a result carries so that a reader sees why it came out so."""
         return {
@@ -180,6 +198,7 @@ class Adapter(ABC):
             "concurrency_unit": self.concurrency_unit,
             "size_limit": self.size_limit.to_dict(),
             "delivery_settings": dict(self.settings),
+            "on_failure": self.failure_handling,
         }
 
     @abstractmethod
@@ -224,6 +243,12 @@ class Adapter(ABC):
     @abstractmethod
     def backlog(self) -> Backlog | None:
         """What the broker still holds for `self.queue`, or None where it cannot tell."""
+
+    def failure_outcome(self) -> dict[str, int] | None:
+        """After a run, where the messages whose handler raised ended, as the broker counts
+        them, e.g. {"dead_lettered": 2, "retry_pending": 1}; None where it keeps no trace of
+        them (the ledger's failed receipts then say how often each was tried)."""
+        return None
 
     def cleanup(self) -> None:  # noqa: B027 - most adapters hold nothing to release
         """Release connections; the queue itself is left for inspection."""

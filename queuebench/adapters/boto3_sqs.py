@@ -49,6 +49,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from queuebench.adapters.base import (
+    DROPPED_BY_THE_LOOP,
     Adapter,
     Backlog,
     Capabilities,
@@ -241,6 +242,8 @@ class Boto3SQSAdapter(Adapter):
                 "after the visibility timeout, so a crash costs a wait and maybe a duplicate, "
                 "never the message", redelivery_sec=DEFAULT_VISIBILITY_TIMEOUT_SEC),
     )
+    on_failure = (f"{DROPPED_BY_THE_LOOP}; the message is deleted (left, it would come back "
+                  "after each visibility timeout: the queue has no redrive policy)")
     concurrency_unit = ("receive threads of one `queuebench consume` process, each with a "
                         "client of its own: receive up to 10, handle each, delete it")
 

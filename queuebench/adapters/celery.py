@@ -142,6 +142,9 @@ class CeleryAdapter(Adapter):
     variants = celery_variants()  # no transport options: sqla would pass them to create_engine
     concurrency_unit = "prefork pool children of one worker (celery worker --concurrency N)"
     graceful_stop_signal = signal.SIGTERM  # warm shutdown
+    on_failure = ("not retried (no autoretry_for): the worker logs it as FAILURE and acks it, "
+                  "acks-late too (task_acks_on_failure_or_timeout); with no result backend "
+                  "nothing keeps it (dropped)")
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)

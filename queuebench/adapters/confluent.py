@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
-from queuebench.adapters.base import Capabilities, Done, SizeLimit
+from queuebench.adapters.base import DROPPED_BY_THE_LOOP, Capabilities, Done, SizeLimit
 from queuebench.adapters.kafka_common import (
     AUTO_COMMIT_INTERVAL_MS,
     BROKER_MESSAGE_MAX_BYTES,
@@ -176,6 +176,7 @@ class ConfluentKafkaAdapter(KafkaPairBase):
     variants = kafka_variants(
         consumer_settings,
         "librdkafka's defaults: offsets stored on poll(), auto-committed every 5 s")
+    on_failure = f"{DROPPED_BY_THE_LOOP}; its offset, stored at poll(), is committed"
     concurrency_unit = ("consumer-group members, one thread and one Consumer each, in one "
                         "`queuebench consume` process; a topic of one partition feeds only one "
                         "of them, the others stand by")

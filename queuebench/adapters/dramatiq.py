@@ -50,8 +50,14 @@ Options (the `default` variant): the `dramatiq` command line (`processes`, `thre
 `worker_shutdown_timeout_ms`), the library defaults that decide delivery (read from the installed
 dramatiq, so they cannot drift: prefetch, idle timeout, middleware, `Retries` with 20 retries from
 15 s, `TimeLimit` 10 min), and per broker the Redis heartbeat settings above or RabbitMQ's
-`confirm_delivery` and prefetch. Dramatiq has no setting that acks before the task, so there is
-no second variant.
+`confirm_delivery` and prefetch. Dramatiq has no setting that acks before the task.
+
+A failing actor: `Retries` enqueues the message again on the delay queue (`<queue>.DQ`) after
+15 s, doubling with jitter up to 7 days, 20 times; then it is dead-lettered (`<queue>.XQ`, kept 7
+days on Redis). By dramatiq's `compute_backoff` the 20 retries span 23 to 46 days, so a run with
+failing messages at the defaults ends with retries pending (`failure_outcome` counts them). The
+`short-retry` variant is what a user would set to give up sooner: `max_retries=3`, backoff from
+100 ms up to 1 s, so a failing message is dead-lettered within about 1.5 s.
 """
 
 from __future__ import annotations
@@ -61,13 +67,14 @@ import inspect
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import dramatiq
 from dramatiq.actor import Actor
 from dramatiq.broker import Broker
 from dramatiq.middleware import Retries, TimeLimit, default_middleware
-from dramatiq.middleware.retries import DEFAULT_MIN_BACKOFF
+from dramatiq.middleware.retries import DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF
 from dramatiq.worker import QUEUE_PREFETCH, WORKER_TIMEOUT
 
 from queuebench.adapters.base import (
@@ -114,10 +121,37 @@ LIBRARY_DEFAULTS = {
     "middleware": ", ".join(m.__name__ for m in default_middleware),
     "max_retries": default_of(Retries, "max_retries"),  # an actor that raised, after a backoff
     "retry_min_backoff_ms": DEFAULT_MIN_BACKOFF,
+    "retry_max_backoff_ms": DEFAULT_MAX_BACKOFF,
     "time_limit_ms": default_of(TimeLimit, "time_limit"),
     "graceful_stop": "SIGTERM or SIGINT, taken within 1 s: the task in hand finishes, "
                      "prefetched ones go back",
 }
+
+
+# What users set to give up on a failing message in seconds rather than weeks.
+SHORT_RETRY = {"max_retries": 3, "retry_min_backoff_ms": 100, "retry_max_backoff_ms": 1000}
+
+
+def retrying_span_ms(settings: Mapping[str, object]) -> tuple[int, int]:
+    """The shortest and longest time from a message's first failure to its last retry:
+    dramatiq's `compute_backoff` waits min_backoff x 2^n times a jitter of 1 to 2, and brings a
+    wait over max_backoff back to 50-100% of it."""
+    low = high = 0
+    cap = int(settings["retry_max_backoff_ms"])
+    for n in range(int(settings["max_retries"])):
+        backoff = int(settings["retry_min_backoff_ms"]) * 2**n
+        low += backoff if 2 * backoff <= cap else min(backoff, cap // 2)
+        high += min(2 * backoff, cap)
+    return low, high
+
+
+def describe_retries(settings: Mapping[str, object]) -> str:
+    low, high = retrying_span_ms(settings)
+    unit, per_unit = ("days", 86_400_000) if high > 86_400_000 else ("s", 1000)
+    first_sec = int(settings["retry_min_backoff_ms"]) / 1000
+    return (f"retried {settings['max_retries']} times with exponential backoff from "
+            f"{first_sec:g} s, the last retry {low / per_unit:.1f} to {high / per_unit:.1f} "
+            f"{unit} after the first failure; then dead-lettered (<queue>.XQ)")
 
 
 def json_message_bytes(payload_bytes: int) -> int:
@@ -136,9 +170,13 @@ def deliver(payload_base64: str) -> None:
     handle(base64.b64decode(payload_base64))
 
 
-def declare_actor(broker: Broker, queue: str) -> Actor:
-    """The one actor, under the same name and queue on the producer's and the worker's broker."""
-    return dramatiq.actor(deliver, actor_name=ACTOR_NAME, queue_name=queue, broker=broker)
+def declare_actor(broker: Broker, queue: str, settings: Mapping[str, object]) -> Actor:
+    """The one actor, under the same name, queue and retry options on the producer's and the
+    worker's broker (the worker's decide: `Retries` reads them after a failure)."""
+    return dramatiq.actor(deliver, actor_name=ACTOR_NAME, queue_name=queue, broker=broker,
+                          max_retries=settings["max_retries"],
+                          min_backoff=settings["retry_min_backoff_ms"],
+                          max_backoff=settings["retry_max_backoff_ms"])
 
 
 class PublishRefused(QueuebenchError):
@@ -146,10 +184,10 @@ class PublishRefused(QueuebenchError):
 
 
 class DramatiqProducer:
-    def __init__(self, broker: Broker, queue: str) -> None:
+    def __init__(self, broker: Broker, queue: str, settings: Mapping[str, object]) -> None:
         self.broker = broker
         self.queue = queue
-        self.actor = declare_actor(broker, queue)
+        self.actor = declare_actor(broker, queue, settings)
 
     def send(self, payload: bytes, *, key: str | None = None) -> None:
         self.actor.send(base64.b64encode(payload).decode("ascii"))
@@ -200,6 +238,18 @@ def variant_settings(**broker_settings: object) -> dict[str, object]:
             **broker_settings}
 
 
+def dramatiq_variants(note: str, redelivery_sec: float = 0.0,
+                      **broker_settings: object) -> tuple[Variant, ...]:
+    """The library's defaults, and the same with the few quick retries users set for failures."""
+    short_retry = {**variant_settings(**broker_settings), **SHORT_RETRY}
+    return (
+        Variant("default", variant_settings(**broker_settings), note=note,
+                redelivery_sec=redelivery_sec),
+        Variant("short-retry", short_retry, note=f"{note}; max_retries=3, backoff 0.1-1 s",
+                redelivery_sec=redelivery_sec, on_failure=describe_retries(short_retry)),
+    )
+
+
 class DramatiqAdapter(Adapter):
     """What both brokers share: the worker command, the producer, one broker object for checks."""
 
@@ -207,6 +257,7 @@ class DramatiqAdapter(Adapter):
     concurrency_unit = ("worker threads of one worker process (dramatiq --processes 1 "
                         "--threads N; prefetch follows, 2 x threads)")
     graceful_stop_signal = signal.SIGTERM
+    on_failure = describe_retries(LIBRARY_DEFAULTS)
     producer_class: type[DramatiqProducer] = DramatiqProducer
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
@@ -236,7 +287,7 @@ class DramatiqAdapter(Adapter):
         return [*argv, "--queues", self.queue]  # last: --queues takes every word after it
 
     def producer(self) -> DramatiqProducer:
-        return self.producer_class(self.build_broker(), self.queue)
+        return self.producer_class(self.build_broker(), self.queue, self.settings)
 
     def cleanup(self) -> None:
         if self._broker is not None:
@@ -266,15 +317,13 @@ class DramatiqRedisAdapter(DramatiqAdapter):
               "ConnectionError ... Broken pipe",
         overhead=lambda n: json_message_bytes(n) + REDIS_MESSAGE_ID_BYTES,
     )
-    variants = (
-        Variant("default", variant_settings(
-            redis_heartbeat_timeout_ms=DEFAULT_HEARTBEAT_TIMEOUT_MS,
-            redis_maintenance_chance_per_million=DEFAULT_MAINTENANCE_CHANCE,
-            redis_dead_message_ttl_ms=7 * 86_400_000),
-            note="library defaults, except that a dead worker's messages come back after 10 s "
-                 "(dramatiq: 60 s, then a maintenance pass on 0.1% of commands)",
-            redelivery_sec=DEFAULT_HEARTBEAT_TIMEOUT_MS / 1000),
-    )
+    variants = dramatiq_variants(
+        "library defaults, except that a dead worker's messages come back after 10 s "
+        "(dramatiq: 60 s, then a maintenance pass on 0.1% of commands)",
+        redelivery_sec=DEFAULT_HEARTBEAT_TIMEOUT_MS / 1000,
+        redis_heartbeat_timeout_ms=DEFAULT_HEARTBEAT_TIMEOUT_MS,
+        redis_maintenance_chance_per_million=DEFAULT_MAINTENANCE_CHANCE,
+        redis_dead_message_ttl_ms=7 * 86_400_000)
 
     def build_broker(self) -> Broker:
         from dramatiq.brokers.redis import RedisBroker
@@ -318,6 +367,13 @@ class DramatiqRedisAdapter(DramatiqAdapter):
                    f" they will be acked or come back; {dead_lettered} dead-lettered (.XQ, never"
                    f" redelivered); {orphans} stored but neither queued nor taken")
 
+    def failure_outcome(self) -> dict[str, int]:
+        """Dead-lettered messages (.XQ) and retries waiting out their backoff (.DQ, queued or
+        taken by a worker that holds them until they are due)."""
+        client, prefix = self.dramatiq_broker.client, f"{REDIS_NAMESPACE}:{self.queue}"
+        return {"dead_lettered": client.zcard(f"{prefix}.XQ"),
+                "retry_pending": client.hlen(f"{prefix}.DQ.msgs")}
+
 
 # Counted in one script, so that no message moves between list and ack set while we count.
 BACKLOG_SCRIPT = """
@@ -357,14 +413,12 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
               "flush or the next send, as dramatiq's publish does not wait for it)",
         overhead=json_message_bytes,
     )
-    variants = (
-        Variant("default", variant_settings(
-            rabbitmq_prefetch_count=LIBRARY_DEFAULTS["queue_prefetch"],  # basic_qos
-            rabbitmq_confirm_delivery=False,
-            rabbitmq_delivery_mode="2 (persistent), durable queues",
-            rabbitmq_heartbeat="negotiated: RabbitMQ's 60 s"),
-            note="library defaults"),
-    )
+    variants = dramatiq_variants(
+        "library defaults",
+        rabbitmq_prefetch_count=LIBRARY_DEFAULTS["queue_prefetch"],  # basic_qos
+        rabbitmq_confirm_delivery=False,
+        rabbitmq_delivery_mode="2 (persistent), durable queues",
+        rabbitmq_heartbeat="negotiated: RabbitMQ's 60 s")
     producer_class = RabbitMQProducer
 
     def build_broker(self) -> Broker:
@@ -406,10 +460,23 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
         broker.declare_queue(self.queue, ensure=True)  # the queue, its .DQ and its .XQ
         broker.flush(self.queue)
 
-    def backlog(self) -> Backlog:
+    def ready_counts(self) -> dict[str, int]:
+        """Messages ready in the queue, its .DQ and its .XQ (those a consumer holds unacked
+        are not counted by RabbitMQ)."""
         channel = self.dramatiq_broker.channel
-        ready = {suffix: channel.queue_declare(self.queue + suffix, passive=True)
-                 .method.message_count for suffix in ("", ".DQ", ".XQ")}
+        return {suffix: channel.queue_declare(self.queue + suffix, passive=True)
+                .method.message_count for suffix in ("", ".DQ", ".XQ")}
+
+    def failure_outcome(self) -> dict[str, int]:
+        """Dead-lettered messages, and retries waiting out their backoff (.DQ) or due and moved
+        back to the queue. Counted once the workers stopped: a running worker holds the retries
+        unacked, which RabbitMQ does not count. After a run that received every message, what
+        is queued is a retry."""
+        ready = self.ready_counts()
+        return {"dead_lettered": ready[".XQ"], "retry_pending": ready[""] + ready[".DQ"]}
+
+    def backlog(self) -> Backlog:
+        ready = self.ready_counts()
         queued = ready[""] + ready[".DQ"]
         return Backlog(
             waiting=queued, stranded=ready[".XQ"],

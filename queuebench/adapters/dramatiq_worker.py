@@ -12,4 +12,4 @@ from queuebench.worker.handler import consumer_config
 _adapter = create(consumer_config().pair_url, queue=consumer_config().queue,
                   variant=consumer_config().variant)
 broker = _adapter.build_broker()
-message_actor = declare_actor(broker, consumer_config().queue)
+message_actor = declare_actor(broker, consumer_config().queue, _adapter.settings)

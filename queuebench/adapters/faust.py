@@ -225,6 +225,9 @@ class FaustAdapter(Adapter):
                         "an executor thread of its own (@app.agent(concurrency=N)); no command "
                         "line option: the worker module reads it from its configuration")
     graceful_stop_signal = signal.SIGTERM  # SIGINT is the same stop in mode's Worker
+    on_failure = ("not retried: the agent crashes and faust's supervisor restarts it 5 s later "
+                  "(observed), a stall per failing message; the failed event is acked and its "
+                  "offset committed (dropped)")
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)

@@ -252,6 +252,8 @@ class HueyAdapter(Adapter):
     # the handler's work (a sleep) releases the GIL.
     concurrency_unit = "worker threads of one consumer (huey_consumer -w N -k thread)"
     graceful_stop_signal = signal.SIGINT  # huey_consumer's default graceful signal
+    on_failure = ("not retried (retries=0): the task is logged and dropped; its error is stored "
+                  "as the task's result")
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)
@@ -304,6 +306,11 @@ class HueyAdapter(Adapter):
         return Backlog(waiting=queued + scheduled,
                        detail=f"{queued} tasks queued, {scheduled} scheduled; a task a worker "
                               "took is already deleted, so none can be stranded")
+
+    def failure_outcome(self) -> dict[str, int]:
+        """Error results stored: the handler returns None, which huey does not store, so every
+        result in the store is a failed task's error."""
+        return {"error_results": self.huey.result_count()}
 
     def cleanup(self) -> None:
         if self._huey is not None:

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata
 
-from queuebench.adapters.base import Capabilities, Done, SizeLimit
+from queuebench.adapters.base import DROPPED_BY_THE_LOOP, Capabilities, Done, SizeLimit
 from queuebench.adapters.kafka_common import (
     AUTO_COMMIT_INTERVAL_MS,
     BROKER_MESSAGE_MAX_BYTES,
@@ -142,6 +142,7 @@ class KafkaPythonAdapter(KafkaPairBase):
     )
     variants = kafka_variants(consumer_settings,
                               "kafka-python's defaults: auto-commit every 5 s")
+    on_failure = f"{DROPPED_BY_THE_LOOP}; its offset is committed with the next"
     concurrency_unit = ("consumer-group members, one thread and one KafkaConsumer each, in one "
                         "`queuebench consume` process; a topic of one partition feeds only one "
                         "of them, the others stand by")

@@ -170,7 +170,9 @@ class RQAdapter(Adapter):
                           "retry_interval_sec": 0},
                 note="Retry(max=3): an abandoned job is enqueued again by maintenance",
                 # 65 s after the last heartbeat; 125 s if killed before the horse started.
-                redelivery_sec=130),
+                redelivery_sec=130,
+                on_failure="enqueued again at once (Retry(max=3), no interval) up to 3 times, "
+                           "then moved to the FailedJobRegistry"),
         Variant("simple-worker", {**WORKER_SETTINGS, **JOB_OPTIONS,
                                   "worker_class": "rq.SimpleWorker",
                                   "abandoned_after_sec": "job_timeout + 60 = 240 after the start "
@@ -185,6 +187,8 @@ class RQAdapter(Adapter):
                         "side by side, started and stopped together by "
                         "queuebench.adapters.rq_worker)")
     graceful_stop_signal = signal.SIGTERM  # RQ's warm shutdown (SIGINT too)
+    on_failure = ("not retried: the job is moved to the FailedJobRegistry with its traceback, "
+                  "kept for failure_ttl (a year)")
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)
@@ -327,6 +331,12 @@ class RQAdapter(Adapter):
             detail=f"{queued} queued, {running} running, {due_back} abandoned and due back "
                    f"(Retry), {abandoned} abandoned without retries left, {failed} in "
                    "FailedJobRegistry")
+
+    def failure_outcome(self) -> dict[str, int]:
+        """Jobs in the FailedJobRegistry, and retries scheduled for later (a Retry interval)."""
+        queue = self.rq_queue()
+        return {"in_failed_registry": queue.failed_job_registry.get_job_count(cleanup=False),
+                "retry_scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False)}
 
     def cleanup(self) -> None:
         if self._connection is not None:

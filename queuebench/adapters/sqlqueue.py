@@ -38,7 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
-from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
+from queuebench.adapters.base import (
+    DROPPED_BY_THE_LOOP,
+    Adapter,
+    Backlog,
+    Capabilities,
+    SizeLimit,
+    Variant,
+)
 from queuebench.adapters.sqlite_probe import check_sqlite_file
 from queuebench.errors import BrokerUnreachable
 from queuebench.redact import redact
@@ -127,6 +134,7 @@ class SqlQueueAdapter(Adapter):
                             "poll_interval_sec": DEFAULT_POLL_INTERVAL_SEC},
                 redelivery_sec=DEFAULT_LEASE_SEC),
     )
+    on_failure = f"{DROPPED_BY_THE_LOOP}; its row is deleted"
     concurrency_unit = ("claiming threads of one `queuebench consume` process, each with an "
                         "engine of its own: claim a row, handle it, delete it")
 
