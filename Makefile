@@ -6,7 +6,7 @@ QB      := $(VENV)/bin/queuebench
 INSTALLED := $(VENV)/.installed
 FORMATS := --format json --format protobuf
 
-.PHONY: install demo test unit lint bench bench-ledger ceilings reliability-test throughput-test report reference reference-report \
+.PHONY: install demo test unit lint bench bench-ledger ceilings scenarios reliability-test throughput-test report reference reference-report \
         services-up services-down services-status clean
 
 $(INSTALLED): pyproject.toml
@@ -52,6 +52,13 @@ reliability-test: $(INSTALLED) services-up
 
 throughput-test: $(INSTALLED) services-up
 	$(QB) run throughput --pair all --reachable-only $(FORMATS) --name throughput
+
+## The seeds' scenarios (seeds 000-002) over every pair whose broker answers; many hours on 2 cores
+## (`make scenarios SCENARIOS=burst PAIRS=redis` runs one scenario on one broker).
+SCENARIOS := scalability burst sustained payload-sizes mixed error-rate producer-modes
+PAIRS := all
+scenarios: $(INSTALLED) services-up
+	$(QB) run $(SCENARIOS) --pair $(PAIRS) --reachable-only --name scenarios
 
 ## Merge the newest complete run of each name (demo, reliability, throughput, ...) into
 ## reports/comparison/report.md.

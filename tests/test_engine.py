@@ -88,7 +88,7 @@ def test_a_broken_experiment_file_is_one_line_naming_the_key(tmp_path, text, say
 
 
 def test_unknown_experiment_names_the_shipped_ones():
-    with pytest.raises(UsageError, match="no experiment 'thruput'; shipped: latency, reference"):
+    with pytest.raises(UsageError, match="no experiment 'thruput'; shipped: burst, error-rate"):
         load("thruput")
 
 
@@ -243,3 +243,60 @@ def test_only_a_workload_that_never_stops_its_consumers_batches_receipts(tmp_pat
     unstopped = experiment(tmp_path / "throughput", Workload(messages=5))
     assert [m.config.batch_receipts for m in killed.consumers.members] == [False]
     assert [m.config.batch_receipts for m in unstopped.consumers.members] == [True]
+
+
+def test_burst_figures_per_stage_from_send_and_receive_times():
+    """Two light messages, four at once, two light: the burst stage holds the deepest backlog
+    (4); latency is back within twice the first stage's p50 at the receipt of the last message
+    (41 ms after the burst's send); the backlog is back to the first stage's depth 40 ms after."""
+    from queuebench.engine.phases import stage_figures
+
+    ms = 1_000_000
+    send = [0, 20 * ms, 40 * ms, 40 * ms, 40 * ms, 40 * ms, 60 * ms, 80 * ms]
+    received = [1 * ms, 21 * ms, 50 * ms, 60 * ms, 70 * ms, 80 * ms, 85 * ms, 81 * ms]
+    f = stage_figures(((2, 20.0), (4, 0.0), (2, 20.0)), send, received, send)
+    assert [s["deepest_backlog"] for s in f["stages"]] == [1, 4, 3]
+    assert [s["latency_ms"]["p50"] for s in f["stages"]] == pytest.approx([1, 20, 1], rel=0.01)
+    assert (f["heaviest_stage"], f["deepest_backlog"]) == (1, 4)
+    assert (f["recovery_sec"], f["drained_sec"]) == (0.041, 0.04)
+
+
+def test_cases_pair_values_and_settings_reach_every_case(tmp_path):
+    """cases: two cases are two workloads (paired, not crossed); --set overrides each case's
+    own value; a case with a bad key names the case."""
+    path = write(tmp_path, "work_ms: [0, 5]\ncases:\n"
+                 "  - {messages: 10, consumers: {concurrency: 2}}\n"
+                 "  - {messages: 20, consumers: {concurrency: 4}}\n")
+    got = [(c.messages, c.concurrency, c.work_ms) for n, w in load(str(path)) for c in cells(n, w)]
+    assert got == [(10, 2, 0), (10, 2, 5), (20, 4, 0), (20, 4, 5)]
+    [(_, one), (_, two)] = load(str(path), ["messages=7"])
+    assert (one.messages, two.messages) == (7, 7)
+    bad = write(tmp_path, "messages: 5\ncases: [{colour: red}]\n")
+    with pytest.raises(UsageError, match=r"mine.yaml: cases\[0\]: colour: unknown key"):
+        load(str(bad))
+
+
+def test_a_payload_is_records_raw_bytes_or_a_mix_never_two():
+    """bytes: cells of format raw with no records; a mix: one cell per format; both refused."""
+    raw = cells("x", Workload(messages=3, payload={"bytes": [50, 500]}))
+    assert [(c.format, c.records, c.payload_bytes) for c in raw] == [("raw", 0, 50),
+                                                                     ("raw", 0, 500)]
+    mixed = cells("x", Workload(messages=3, payload={
+        "format": ["json", "protobuf"], "mix": [{"records": 1, "weight": 3},
+                                                {"records": 10, "weight": 1}]}))
+    assert [(c.format, c.record_counts) for c in mixed] == [("json", (1, 10)),
+                                                           ("protobuf", (1, 10))]
+    with pytest.raises(ValueError, match="give one of records, bytes and mix, not records and"):
+        Workload(messages=3, payload={"records": 5, "bytes": 50})
+
+
+def test_failed_messages_the_broker_keeps_agree_with_the_ledger():
+    """RQ's failed registry and Dramatiq's dead letters hold the messages whose handler failed:
+    stranded, and accounted for; one stranded more than lost and failed together disagrees."""
+    from queuebench.engine.common import broker_check
+    from queuebench.engine.ledger import Receipt, Receipts, tally
+
+    failed_twice = tally(Receipts.of([Receipt(0, 0, 1, True), Receipt(1, 0, 1, True, failed=True),
+                                      Receipt(2, 0, 1, True, failed=True)]), 3, 2 / 3)
+    assert broker_check(Backlog(waiting=0, stranded=2), failed_twice)["agrees"] is True
+    assert broker_check(Backlog(waiting=0, stranded=3), failed_twice)["agrees"] is False

@@ -61,6 +61,8 @@ LOSES_ON_KILL = {
     # heartbeat timeout, RabbitMQ at once.
     ("dramatiq+redis", "default"): False,
     ("dramatiq+rabbitmq", "default"): False,
+    ("dramatiq+redis", "short-retry"): False,  # retries change what a failure does, not acks
+    ("dramatiq+rabbitmq", "short-retry"): False,
     # RQ's forking worker sends the job in hand to the failed registry (AbandonedJobError);
     # Retry re-runs it; SimpleWorker's job waits out its timeout, then fails the same way.
     ("rq+redis", "default"): True,

@@ -71,8 +71,10 @@ def kafka_variants(consumer_settings: Callable[..., dict[str, object]],
     )
 
 
-def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: float) -> None:
-    """Drop the group's committed offsets and the topic, then create the topic with one partition.
+def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: float,
+                   partitions: int = 1) -> None:
+    """Drop the group's committed offsets and the topic, then create the topic with `partitions`
+    partitions (a group member beyond them receives nothing).
 
     Committed offsets outlive a deleted topic, hence the group first. A broker that has just
     started answers with retriable errors while its group coordinator loads: those are retried.
@@ -93,7 +95,7 @@ def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: flo
     admin.delete_topics([topic], raise_errors=False)  # absent is fine
     while True:
         try:
-            admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}},
+            admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
                                 wait_for_metadata=True)
             return
         except TopicAlreadyExistsError:  # the deletion is still being applied
@@ -115,6 +117,8 @@ class KafkaPairBase(Adapter):
     """Topic admin, backlog and broker version for a plain Kafka client pair."""
 
     broker: ClassVar[str] = "kafka"
+    # Of the topic `prepare` creates; the engine sets it from the workload's `partitions`.
+    partitions: int = 1
 
     def __init__(self, url: str, *, queue: str, variant: str = "default") -> None:
         super().__init__(url, queue=queue, variant=variant)
@@ -126,8 +130,8 @@ class KafkaPairBase(Adapter):
         return self.queue
 
     @property
-    def partition(self) -> TopicPartition:
-        return TopicPartition(self.queue, 0)
+    def topic_partitions(self) -> list[TopicPartition]:
+        return [TopicPartition(self.queue, index) for index in range(self.partitions)]
 
     def _connect_admin(self, timeout: float) -> KafkaAdminClient:
         try:
@@ -154,21 +158,32 @@ class KafkaPairBase(Adapter):
         return f"Kafka {major}.{minor} (inferred from its API versions)"
 
     def prepare(self) -> None:
-        recreate_topic(self.admin, self.queue, self.group_id, PREPARE_TIMEOUT_SEC)
+        recreate_topic(self.admin, self.queue, self.group_id, PREPARE_TIMEOUT_SEC,
+                       self.partitions)
 
     def backlog(self) -> Backlog:
-        tp = self.partition
-        end = self.admin.list_partition_offsets({tp: OffsetSpec.LATEST})[tp].offset
-        committed = self.admin.list_group_offsets({self.group_id: [tp]})[self.group_id][tp].offset
-        if committed >= 0:
-            return Backlog(waiting=end - committed, detail=f"end offset {end}, committed offset "
-                                                           f"{committed} (group {self.group_id!r})")
-        beginning = self.admin.list_partition_offsets({tp: OffsetSpec.EARLIEST})[tp].offset
-        return Backlog(waiting=end - beginning,
-                       detail=f"end offset {end}, beginning offset {beginning}; group "
-                              f"{self.group_id!r} has committed nothing")
+        """Messages past the group's committed offsets (or, where it committed nothing, past
+        the beginning), summed over the topic's partitions."""
+        tps = self.topic_partitions
+        end = self.admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+        committed = self.admin.list_group_offsets({self.group_id: tps})[self.group_id]
+        if all(committed[tp].offset >= 0 for tp in tps):
+            waiting = sum(end[tp].offset - committed[tp].offset for tp in tps)
+            return Backlog(waiting=waiting, detail=f"end offset {_offsets(end, tps)}, committed "
+                           f"offset {_offsets(committed, tps)} (group {self.group_id!r})")
+        beginning = self.admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+        start = {tp: committed[tp] if committed[tp].offset >= 0 else beginning[tp] for tp in tps}
+        return Backlog(waiting=sum(end[tp].offset - start[tp].offset for tp in tps),
+                       detail=f"end offset {_offsets(end, tps)}, from {_offsets(start, tps)}; "
+                              f"group {self.group_id!r} has not committed every partition")
 
     def cleanup(self) -> None:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
+
+
+def _offsets(offsets: dict, tps: list[TopicPartition]) -> str:
+    """`12` for one partition, `[12, 7, 9]` for several."""
+    values = [offsets[tp].offset for tp in tps]
+    return str(values[0]) if len(values) == 1 else str(values)

@@ -165,7 +165,7 @@ def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
     """Does what the broker still holds agree with the ledger?
 
     It agrees when nothing is left waiting (the ledger's lost messages will not come later) and
-    the broker holds no more stranded messages than the ledger lost. Where the broker cannot
+    the broker holds no more stranded messages than the ledger lost or saw fail. Where it cannot
     count stranded messages, `agrees` is None (cannot tell), unless messages still wait: False.
     """
     if backlog is None:
@@ -176,7 +176,9 @@ def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
     elif backlog.stranded is None:
         agrees = None
     else:
-        agrees = backlog.stranded <= len(result.lost)
+        # A failed message the library keeps (RQ's failed registry, Dramatiq's dead letters) is
+        # stranded too, and accounted for.
+        agrees = backlog.stranded <= len(result.lost) + len(result.failed)
     return {"checked": True, "waiting": backlog.waiting, "stranded": backlog.stranded,
             "agrees": agrees, "detail": backlog.detail}
 

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,33 @@ from queuebench.worker.handler import ConsumerConfig
 # its parent to read its last result (billiard's _ensure_messages_consumed), and on celery+sqs
 # about one stop in seven took 31.8 s that way.
 DEFAULT_STOP_TIMEOUT_SEC = 60.0
+MEMORY_SAMPLE_SEC = 1.0
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def sessions_memory_bytes(session_ids: set[int], *, proportional: bool = False) -> int:
+    """Memory of every live process of these sessions (each consumer's whole tree: pool
+    children and work horses included), in one pass over /proc. Resident (RSS, as `ps` shows
+    it: shared pages count in each process), or with `proportional` each shared page split
+    between its sharers (PSS: what one more forked child really costs)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            # After the command: state, ppid, pgrp, session, ...; rss (pages) is the 22nd.
+            if fields[0] == "Z" or int(fields[3]) not in session_ids:
+                continue
+            if proportional:
+                pss = next(line for line in (entry / "smaps_rollup").read_text().splitlines()
+                           if line.startswith("Pss:"))
+                total += int(pss.split()[1]) * 1024
+            else:
+                total += int(fields[21]) * PAGE_BYTES
+        except OSError:
+            continue  # it exited while we looked
+    return total
 
 
 class ConsumerProcess:
@@ -161,6 +189,23 @@ class ConsumerFleet:
     def __init__(self, adapter: Adapter, *, count: int, **member_settings: object):
         """`member_settings` are each ConsumerProcess's (ledger_dir, work_ms, log_path, ...)."""
         self.members = [ConsumerProcess(adapter, **member_settings) for _ in range(count)]
+        self.peak_rss_bytes = 0  # of the whole fleet, sampled while it ran
+        self._sampling: threading.Event | None = None
+
+    def sample_memory(self) -> None:
+        """Add a sample of the running fleet's resident memory to its peak."""
+        with contextlib.suppress(RuntimeError):  # a member stopped while we looked
+            sessions = set(self.session_ids())
+            self.peak_rss_bytes = max(self.peak_rss_bytes, sessions_memory_bytes(sessions))
+
+    def _sample_memory(self, stopping: threading.Event) -> None:
+        while not stopping.wait(MEMORY_SAMPLE_SEC):
+            self.sample_memory()
+
+    def _stop_sampling(self) -> None:
+        if self._sampling is not None:
+            self._sampling.set()
+            self._sampling = None
 
     @property
     def starts(self) -> int:
@@ -169,6 +214,10 @@ class ConsumerFleet:
     def start(self) -> None:
         for member in self.members:
             member.start()
+        if self._sampling is None:  # memory is sampled while the fleet runs
+            self._sampling = threading.Event()
+            threading.Thread(target=self._sample_memory, args=(self._sampling,), daemon=True,
+                             name="consumer-memory").start()
 
     def check_alive(self) -> None:
         for member in self.members:
@@ -189,6 +238,7 @@ class ConsumerFleet:
             member.reap()
 
     def ensure_stopped(self) -> None:
+        self._stop_sampling()
         for member in self.members:
             member.ensure_stopped()
 

@@ -12,11 +12,13 @@ Seed 003's reliability and throughput tests are two workload files over these ph
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import time
 import uuid
 from array import array
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from queuebench.engine.common import (
@@ -28,8 +30,11 @@ from queuebench.engine.common import (
 )
 from queuebench.engine.environment import host_load, usage_now
 from queuebench.engine.ledger import LedgerReader, Receipts
+from queuebench.engine.metrics import latency_ms
 from queuebench.engine.producers import producer_figures
+from queuebench.engine.workload import Cell
 from queuebench.errors import ConsumerFailed
+from queuebench.payloads.builder import mix_kind
 from queuebench.payloads.codecs import encode
 from queuebench.worker.envelope import wrap
 
@@ -162,6 +167,7 @@ def run(experiment: Experiment) -> dict[str, object]:
             outcome = None if stop else "deadline"
         outcome = outcome or experiment.wait_settled(deadline)
         experiment.note(f"settled: {outcome}")
+        consumers.sample_memory()  # a run shorter than the sampling period has one sample
         try:
             consumers.stop()
         except ConsumerFailed as exc:
@@ -217,25 +223,46 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         "consumers_ready": experiment.consumers_ready,
         "series": per_second(receipts, consumers_from_ns, experiment.cell.messages),
         "consumer_starts": experiment.consumers.starts,
+        # The consumer processes' trees at their peak, and per unit of concurrency.
+        **memory_figures(experiment.consumers.peak_rss_bytes,
+                         experiment.cell.processes * experiment.cell.concurrency),
         "broker_check": broker_check(experiment.adapter.backlog(), result),
+        # Where the library put the messages whose handler failed, where its broker says so
+        # (after the consumers stopped: a running worker holds its retries unacked).
+        "failure_outcome": experiment.adapter.failure_outcome()
+        if experiment.cell.fail_fraction else None,
     }
+    m.update(shape_figures(experiment, receipts, m["latency_ms"]))
     if experiment.cell.stop:
         m.update(stop or {"stopped_after": None, "stopped_mid_task": False,
                           "graceful_stop_sec": None})
     return m
 
 
-def per_second(receipts: Receipts, origin_ns: int, messages: int) -> dict[str, list[int]]:
-    """Second by second from `origin_ns`, of messages 0..messages-1 received (each once, at its
-    first receipt): how many were meant to be sent, how many arrived, and how many waited
-    between."""
-    # Each message's first receipt, by sequence number, in arrays: a million messages fit.
+def first_receipts(receipts: Receipts, messages: int) -> tuple[array, array]:
+    """By sequence number 0..messages-1: when each message was first received (NEVER: not
+    received) and when it was meant to be sent (0: not received). Arrays: a million fit."""
     first_received = array("q", [NEVER]) * messages
     sent_at = array("q", bytes(8 * messages))
     for seq, sent_ns, received_ns in zip(receipts.seq, receipts.sent_ns, receipts.received_ns,
                                          strict=True):
         if 0 <= seq < messages and received_ns < first_received[seq]:
             first_received[seq], sent_at[seq] = received_ns, sent_ns
+    return first_received, sent_at
+
+
+def memory_figures(peak_rss_bytes: int, units: int) -> dict[str, float | None]:
+    if not peak_rss_bytes:
+        return {"consumer_rss_mb": None, "consumer_rss_mb_per_unit": None}
+    return {"consumer_rss_mb": round(peak_rss_bytes / 1e6, 1),
+            "consumer_rss_mb_per_unit": round(peak_rss_bytes / 1e6 / units, 2)}
+
+
+def per_second(receipts: Receipts, origin_ns: int, messages: int) -> dict[str, list[int]]:
+    """Second by second from `origin_ns`, of messages 0..messages-1 received (each once, at its
+    first receipt): how many were meant to be sent, how many arrived, and how many waited
+    between."""
+    first_received, sent_at = first_receipts(receipts, messages)
     arrived = [seq for seq, received_ns in enumerate(first_received) if received_ns != NEVER]
     if not arrived:
         return {"sent": [], "received": [], "backlog": []}
@@ -247,3 +274,131 @@ def per_second(receipts: Receipts, origin_ns: int, messages: int) -> dict[str, l
         received[int((first_received[seq] - start) // 1e9)] += 1
     backlog = list(itertools.accumulate(s - r for s, r in zip(sent, received, strict=True)))
     return {"sent": sent, "received": received, "backlog": backlog}
+
+
+def backlog_steps(send_ns: Sequence[int], first_received: Sequence[int]
+                  ) -> list[tuple[int, int]]:
+    """(time, messages sent and not yet received) after each send and each first receipt, in
+    time order: the backlog as the intended send times and the receipts tell it, exactly."""
+    events = sorted([(t, 1) for t in send_ns]
+                    + [(t, -1) for t in first_received if t != NEVER])
+    depth, steps = 0, []
+    for t, change in events:
+        depth += change
+        steps.append((t, depth))
+    return steps
+
+
+def backlog_at(steps: list[tuple[int, int]], t_ns: int) -> int:
+    """The backlog at `t_ns`, of backlog_steps' result."""
+    index = bisect.bisect_right(steps, (t_ns, math.inf)) - 1
+    return steps[index][1] if index >= 0 else 0
+
+
+def _latencies(seqs: Iterable[int], first_received: Sequence[int],
+               sent_at: Sequence[int]) -> list[int]:
+    return [first_received[s] - sent_at[s] for s in seqs if first_received[s] != NEVER]
+
+
+# A burst's aftermath is over when a message sent after the heaviest stage is received within
+# this many times the first stage's median latency.
+NORMAL_LATENCY_FACTOR = 2.0
+
+
+def stage_figures(stages: Sequence[tuple[int, float]], send_ns: Sequence[int],
+                  first_received: Sequence[int], sent_at: Sequence[int]) -> dict[str, object]:
+    """Per stage of a burst workload: the latency of the messages sent in it, and the deepest
+    backlog while it was being sent (until the next stage began); the deepest backlog of the
+    run; and `recovery_sec`: from the last send of the heaviest stage (highest rate; the larger
+    one on a tie) until the receipt of the first message sent after it whose latency is back
+    within NORMAL_LATENCY_FACTOR times the first stage's p50 (None: not before the run ended, or
+    it was last); and `drained_sec`: from that last send until the backlog is back to the first
+    stage's deepest (None: never, messages were lost)."""
+    steps = backlog_steps(send_ns, first_received)
+    bounds = list(itertools.accumulate((count for count, _ in stages), initial=0))
+    rows = []
+    for index, (count, delay_ms) in enumerate(stages):
+        first, end = bounds[index], bounds[index + 1]
+        window_end = send_ns[end] if end < len(send_ns) else NEVER
+        depths = [depth for t, depth in steps if send_ns[first] <= t < window_end]
+        rows.append({"messages": count, "delay_ms": delay_ms,
+                     "intended_rate": round(1000 / delay_ms, 1) if delay_ms else None,
+                     "latency_ms": latency_ms(_latencies(range(first, end), first_received,
+                                                         sent_at)),
+                     "deepest_backlog": max(depths, default=0)})
+    heaviest = max(range(len(stages)),
+                   key=lambda i: (1 / stages[i][1] if stages[i][1] else math.inf, stages[i][0]))
+    normal = rows[0]["latency_ms"]
+    heavy_end_ns = send_ns[bounds[heaviest + 1] - 1]
+    # The backlog back to the first stage's deepest: what the heavy stage piled up is gone.
+    drained_ns = next((t for t, depth in steps
+                       if t > heavy_end_ns and depth <= rows[0]["deepest_backlog"]), None)
+    recovery_sec = None
+    if normal and heaviest + 1 < len(stages):
+        threshold_ns = NORMAL_LATENCY_FACTOR * normal["p50"] * 1e6
+        recovered = next((first_received[s] for s in range(bounds[heaviest + 1], len(send_ns))
+                          if first_received[s] != NEVER
+                          and first_received[s] - sent_at[s] <= threshold_ns), None)
+        if recovered is not None:
+            recovery_sec = round((recovered - heavy_end_ns) / 1e9, 3)
+    return {"stages": rows, "deepest_backlog": max((d for _, d in steps), default=0),
+            "heaviest_stage": heaviest, "recovery_sec": recovery_sec,
+            "drained_sec": round((drained_ns - heavy_end_ns) / 1e9, 3)
+            if drained_ns is not None else None,
+            "normal_latency_ms": round(NORMAL_LATENCY_FACTOR * normal["p50"], 3)
+            if normal else None}
+
+
+def mix_figures(mix: Sequence[tuple[int, int]], sizes: Sequence[int],
+                first_received: Sequence[int], sent_at: Sequence[int]) -> list[dict[str, object]]:
+    """Per kind of a mixed payload: its messages, their mean bytes, and their latency."""
+    by_kind: list[list[int]] = [[] for _ in mix]
+    for seq in range(len(sizes)):
+        by_kind[mix_kind(seq, mix)].append(seq)
+    return [{"records": records, "weight": weight, "messages": len(seqs),
+             "payload_bytes": sum(sizes[s] for s in seqs) // max(1, len(seqs)),
+             "received": sum(1 for s in seqs if first_received[s] != NEVER),
+             "latency_ms": latency_ms(_latencies(seqs, first_received, sent_at))}
+            for (records, weight), seqs in zip(mix, by_kind, strict=True)]
+
+
+def target_figures(targets: Sequence[tuple[str, float]],
+                   latency: dict[str, float] | None) -> dict[str, bool | None]:
+    """Each latency target (p50 < 50 ms, ...) passed or not; None where nothing was received."""
+    return {name: None if latency is None else latency[name] < bound for name, bound in targets}
+
+
+def shape_figures(experiment: Experiment, receipts: Receipts,
+                  latency: dict[str, float] | None) -> dict[str, object]:
+    """The figures particular to a workload's shape: bursts per stage, the kinds of a mix,
+    the latency targets, and for a paced run the backlog when sending ended."""
+    cell, produced = experiment.cell, experiment.produced
+    first_received, sent_at = first_receipts(receipts, cell.messages)
+    offsets = cell.intended_offsets_ns()
+    kafka_topic = hasattr(experiment.adapter, "partitions")
+    m: dict[str, object] = {"payload": payload_figures(cell),
+                            "partitions": cell.topic_partitions if kafka_topic else None}
+    if offsets and produced is not None:
+        send_ns = [produced.first_ns + offset for offset in offsets]
+        # Messages waiting when the last was meant to be sent: a queue that keeps up holds
+        # about rate x latency; one that falls behind, a share of everything sent.
+        m["backlog_end_of_sending"] = backlog_at(backlog_steps(send_ns, first_received),
+                                                 send_ns[-1])
+        if isinstance(cell.rate, tuple):
+            m.update(stage_figures(cell.rate, send_ns, first_received, sent_at))
+    if cell.mix:
+        m["kinds"] = mix_figures(cell.mix, experiment.sizes, first_received, sent_at)
+    if cell.targets:
+        m["targets"] = target_figures(cell.targets, latency)
+        m["target_bounds_ms"] = dict(cell.targets)
+    return m
+
+
+def payload_figures(cell: Cell) -> dict[str, object]:
+    """What each message carried, for a report to name the row by."""
+    if cell.payload_bytes is not None:
+        return {"kind": "bytes", "bytes": cell.payload_bytes}
+    if cell.mix:
+        return {"kind": "mix", "format": cell.format,
+                "mix": [{"records": r, "weight": w} for r, w in cell.mix]}
+    return {"kind": "records", "format": cell.format, "records": cell.records}

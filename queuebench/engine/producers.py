@@ -36,6 +36,7 @@ import multiprocessing
 import sys
 import threading
 import time
+import typing
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -330,3 +331,10 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         "send_errors": {str(seq): text for seq, text in sorted(produced.errors.items())},
         "lost_acked": sum(1 for seq in lost_seqs if 0 <= seq < len(acked) and acked[seq]),
     }
+
+
+def has_async_send(adapter: Adapter) -> bool:
+    """Whether the pair's producer acknowledges sends from the library's own I/O (its class
+    has `send_async`): without it, `async` mode sends exactly as `sync` does."""
+    producer_class = typing.get_type_hints(type(adapter).producer).get("return")
+    return hasattr(producer_class, "send_async")

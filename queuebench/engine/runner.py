@@ -3,10 +3,12 @@ into a run folder."""
 
 from __future__ import annotations
 
+import math
 import re
 import sys
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,9 +18,18 @@ from queuebench import adapters
 from queuebench.adapters.base import Adapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
+from queuebench.engine.consumer import sessions_memory_bytes
 from queuebench.engine.environment import library_version
+from queuebench.engine.producers import error_text, has_async_send
 from queuebench.engine.results import ExperimentConfig, Result, RunFolder
-from queuebench.engine.workload import Cell, OfMaxRate, Workload, cells, default_deadline
+from queuebench.engine.workload import (
+    Cell,
+    OfMaxRate,
+    Search,
+    Workload,
+    cells,
+    default_deadline,
+)
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
 from queuebench.payloads import (
     DEFAULT_STOCK_DB_URL,
@@ -28,7 +39,7 @@ from queuebench.payloads import (
     open_stock_db,
     payload_sizes,
 )
-from queuebench.payloads.builder import RecordBatches, record_batches
+from queuebench.payloads.builder import message_bodies
 from queuebench.redact import redact
 from queuebench.worker.envelope import HEADER
 
@@ -104,7 +115,7 @@ def check_stock_db(plan: Plan) -> None:
 
 
 def _size_table(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]) -> list[dict]:
-    counts = sorted({*SIZE_RECORD_COUNTS, *(cell.records for cell in plan.cells)})
+    counts = sorted({*SIZE_RECORD_COUNTS, *(n for cell in plan.cells for n in cell.record_counts)})
     rows = []
     for size in payload_sizes(plan.stock_db_url, counts):
         fits = {}
@@ -118,9 +129,9 @@ def _size_table(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]) -> list
     return rows
 
 
-def _over_limit(adapter: Adapter, samples: list[bytes]) -> str | None:
+def _over_limit(adapter: Adapter, sizes: Iterable[int]) -> str | None:
     limit = adapter.size_limit
-    largest = max(len(p) for p in samples) + HEADER.size
+    largest = max(sizes) + HEADER.size
     wire = limit.wire_bytes(largest)
     if limit.max_bytes is None or wire <= limit.max_bytes:
         return None
@@ -148,19 +159,56 @@ class PlanRun:
     def __init__(self, plan: Plan, folder: RunFolder) -> None:
         self.plan, self.folder = plan, folder
         self.results: list[Result] = []
-        self._batches: dict[tuple[int, int], RecordBatches] = {}
+        self._bodies: dict[tuple, Sequence] = {}
         self._max_rates: dict[tuple[str, str, Cell], float | None] = {}
+        self._unit_memory: dict[tuple[str, str], tuple[float, float]] = {}  # memory_per_unit
 
     def run(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
             repeat: int) -> Result:
+        if isinstance(cell.rate, Search):
+            return self._search(cell, entry, url, variant)
         if isinstance(cell.rate, OfMaxRate):
             max_rate = self._max_rate(cell, entry, url, variant)
             if max_rate is None:
-                return self._case(cell, entry, url, variant, repeat, error=(
-                    "no rate to pace at: its calibration run, as fast as it goes, did not "
-                    "receive every message"))
+                return self._case(cell, entry, url, variant, repeat, error=NO_CALIBRATION)
             cell = replace(cell, rate=round(cell.rate.fraction * max_rate, 1))
         return self._case(cell, entry, url, variant, repeat)
+
+    def _search(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str) -> Result:
+        """The highest constant rate the case sustains (see workload.Search): probes step the
+        rate up until one fails, then bisect between the last pass and the first fail. Each
+        probe is a row (`sustained_probe` in its measurements); the answer is a row of its own,
+        scenario "sustained", with `sustained_rate` and the probes that decided it."""
+        search: Search = cell.rate  # type: ignore[assignment]
+        start = search.start
+        if start is None:
+            max_rate = self._max_rate(replace(cell, rate=None), entry, url, variant)
+            if max_rate is None:
+                return self._case(cell, entry, url, variant, 0, error=NO_CALIBRATION)
+            start = search.start_of_max * max_rate
+        probes: list[dict[str, object]] = []
+        passed, failed, rate = 0.0, math.inf, start
+        for _ in range(search.probes):
+            result = self._case(replace(cell, rate=round(rate, 1)), entry, url, variant, 0,
+                                p99_bound_ms=search.p99_ms)
+            probes.append({"rate": round(rate, 1), **result.measurements["sustained_probe"]})
+            if probes[-1]["sustained"]:
+                passed = max(passed, rate)
+            else:
+                failed = min(failed, rate)
+            if failed == math.inf:
+                rate *= search.step
+            elif not passed:
+                rate /= search.step
+            elif failed / passed <= 1 + SEARCH_RESOLUTION:
+                break
+            else:
+                rate = (passed + failed) / 2
+        answer = {"sustained_rate": round(passed, 1) if passed else None,
+                  "p99_bound_ms": search.p99_ms, "probes": probes,
+                  "first_failed_rate": round(failed, 1) if failed != math.inf else None}
+        return self._case(replace(cell, rate=round(passed, 1) if passed else None), entry,
+                          url, variant, 0, answer=answer)
 
     def _max_rate(self, cell: Cell, entry: adapters.PairEntry, url: str,
                   variant: str) -> float | None:
@@ -175,33 +223,166 @@ class PlanRun:
         return self._max_rates[key]
 
     def _case(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
-              repeat: int, error: str | None = None) -> Result:
+              repeat: int, error: str | None = None, p99_bound_ms: float | None = None,
+              answer: dict[str, object] | None = None) -> Result:
+        """One repeat of `cell`, a row of the run: measured; or an error row; or, with
+        `answer`, a search's answer row; or "n/a" where the case means nothing for the pair."""
         cls = adapters.adapter_class(entry)
+        unrun = error or answer
         config = ExperimentConfig(
-            scenario=cell.kind, pair=entry.scheme, variant=variant, format=cell.format,
-            messages=cell.messages, records=cell.records, work_ms=cell.work_ms,
-            deadline_sec=0.0 if error else default_deadline(
+            scenario="sustained" if answer else cell.kind, pair=entry.scheme, variant=variant,
+            format=cell.format, messages=cell.messages, records=cell.records,
+            work_ms=cell.work_ms, deadline_sec=0.0 if unrun else default_deadline(
                 cell, cls.find_variant(variant).redelivery_sec),
             wait_sec=cell.wait_sec if cell.start == "after" else None, stop=cell.stop,
             repeat=repeat, workload=cell.workload, consumers=cell.processes,
             concurrency=cell.concurrency, producers=cell.producers,
             producer_mode=cell.producer_mode, fail_fraction=cell.fail_fraction,
-            rate=None if isinstance(cell.rate, OfMaxRate) else cell.rate)
+            rate=None if isinstance(cell.rate, OfMaxRate | Search) else cell.rate)
         number = len(self.results)
         adapter = cls(url, queue=f"qb-{self.folder.path.name[:16].lower()}-{number:03d}",
                       variant=variant)
+        reason = not_applicable(cell, adapter)
         if error:
             say(f"error {config.label}: {error}")
             result = Result(config, "error", _pair_info(adapter), error=error)
+        elif answer:
+            say(f"{config.label}: sustains {answer['sustained_rate']} msg/s at p99 <= "
+                f"{answer['p99_bound_ms']:g} ms")
+            result = Result(config, "ok", _pair_info(adapter), answer)
+        elif reason:
+            say(f"n/a {config.label}: {reason}")
+            result = Result(config, "n/a", _pair_info(adapter), {"not_applicable": reason})
         else:
-            key = (cell.records, cell.messages)
-            if key not in self._batches:
-                self._batches[key] = record_batches(self.plan.stock_db_url, *key)
-            result = run_one(config, cell, adapter, self._batches[key], self.folder.path /
-                             "experiments" / f"{number:03d}-{_slug(config.label)}")
+            if hasattr(adapter, "partitions"):  # a Kafka pair's topic
+                adapter.partitions = cell.topic_partitions
+            key = (cell.records, cell.messages, cell.payload_bytes, cell.mix)
+            if key not in self._bodies:
+                self._bodies[key] = message_bodies(
+                    self.plan.stock_db_url, count=cell.messages, records=cell.records,
+                    payload_bytes=cell.payload_bytes, mix=cell.mix)
+            workdir = self.folder.path / "experiments" / f"{number:03d}-{_slug(config.label)}"
+            try:
+                cell, capped = self._fitting(cell, adapter, self._bodies[key], workdir)
+            except Exception as exc:  # a consumer that did not start is this row's error
+                adapter.cleanup()
+                error = redact(f"measuring what a consumer unit costs: {error_text(exc)}")
+                say(f"error {config.label}: {error}")
+                result = Result(config, "error", _pair_info(adapter), error=error)
+            else:
+                if capped:
+                    config = replace(config, concurrency=cell.concurrency)
+                result = run_one(config, cell, adapter, self._bodies[key], workdir)
+                if capped:
+                    result.measurements["capped"] = capped
+            if p99_bound_ms is not None:
+                result.measurements["sustained_probe"] = sustained(result, p99_bound_ms)
         self.folder.add(result)
         self.results.append(result)
         return result
+
+
+    def _fitting(self, cell: Cell, adapter: Adapter, bodies: Sequence,
+                 workdir: Path) -> tuple[Cell, dict[str, object] | None]:
+        """`cell`, or where its consumers would not fit in memory, the cell at the largest
+        concurrency that does, with what decided it (never a silent cap)."""
+        if cell.processes * cell.concurrency <= PROBE_ABOVE_UNITS:
+            return cell, None
+        key = (adapter.scheme, adapter.variant.name)
+        if key not in self._unit_memory:
+            self._unit_memory[key] = memory_per_unit(cell, adapter, bodies,
+                                                     workdir / "memory-probe")
+        per_unit, base = self._unit_memory[key]
+        available = MEMORY_SHARE * available_memory_bytes()
+        fits = int((available / cell.processes - base) // per_unit)
+        if fits >= cell.concurrency:
+            return cell, None
+        fits = max(1, fits)
+        capped = {"asked_concurrency": cell.concurrency, "ran_concurrency": fits,
+                  "memory_per_unit_mb": round(per_unit / 1e6, 2),
+                  "memory_per_process_mb": round(base / 1e6, 1),
+                  "memory_available_mb": round(available / 1e6),
+                  "reason": f"{cell.concurrency} units at {per_unit / 1e6:.1f} MB each (measured "
+                            f"at 1 and {PROBE_UNITS}) would not fit in {available / 1e6:,.0f} MB; "
+                            f"ran {fits}"}
+        say(f"{adapter.scheme}: {capped['reason']}")
+        return replace(cell, concurrency=fits), capped
+
+
+# A case of more consumer units than this first measures what one costs, so that a fleet that
+# would not fit in memory runs at the largest size that does, and says so.
+PROBE_ABOVE_UNITS = 16
+PROBE_UNITS = 4
+PROBE_DEADLINE_SEC = 120.0
+MEMORY_SHARE = 0.8  # of the memory available now, what a consumer fleet may take
+
+
+def available_memory_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise QueuebenchError("/proc/meminfo has no MemAvailable: cannot tell what fits in memory")
+
+
+def memory_per_unit(cell: Cell, adapter: Adapter, bodies: Sequence,
+                    workdir: Path) -> tuple[float, float]:
+    """(bytes one more unit of concurrency costs, bytes of a consumer process besides its
+    units), in proportional memory (PSS: a forked child's shared pages split with its parent),
+    from one warm consumer process at 1 and at PROBE_UNITS units."""
+    measured = []
+    for units in (1, PROBE_UNITS):
+        small = replace(cell, processes=1, concurrency=units, messages=1, stop=None)
+        config = ExperimentConfig("probe", adapter.scheme, adapter.variant.name, cell.format, 1,
+                                  cell.records, cell.work_ms, PROBE_DEADLINE_SEC,
+                                  concurrency=units)
+        experiment = Experiment(config, small, adapter, bodies, workdir / f"units-{units}")
+        adapter.prepare()
+        try:
+            phases.warm_up(experiment, time.monotonic() + PROBE_DEADLINE_SEC)
+            measured.append(sessions_memory_bytes(set(experiment.consumers.session_ids()),
+                                                  proportional=True))
+        finally:
+            experiment.consumers.ensure_stopped()
+            experiment.close()
+    per_unit = max(1.0, (measured[1] - measured[0]) / (PROBE_UNITS - 1))
+    return per_unit, max(0.0, measured[0] - per_unit)
+
+
+NO_CALIBRATION = ("no rate to pace at: its calibration run, as fast as it goes, did not "
+                  "receive every message")
+# A search stops bisecting once the first failing rate is within this fraction of the last pass.
+SEARCH_RESOLUTION = 0.05
+
+
+def not_applicable(cell: Cell, adapter: Adapter) -> str | None:
+    """Why `cell` means nothing for this pair, in one line; None when it runs."""
+    if isinstance(cell.partitions, int) and cell.partitions > 1 \
+            and not hasattr(adapter, "partitions"):
+        return (f"{adapter.scheme} has no partitions for queuebench to set: only the plain Kafka "
+                "clients' topics are created with `partitions`")
+    if cell.producer_mode == "async" and not has_async_send(adapter):
+        return (f"{adapter.scheme} has no asynchronous send: each send returns once the broker "
+                "took the message, so async runs exactly as sync")
+    return None
+
+
+def sustained(result: Result, p99_bound_ms: float) -> dict[str, object]:
+    """Did a probe of a rate search sustain its rate: every message received, p99 latency
+    within the bound, and no growing backlog (no more waiting when sending ended than the
+    bound lets wait at that rate, plus one)? With the reason when not."""
+    m = result.measurements
+    p99 = (m.get("latency_ms") or {}).get("p99")
+    allowed = math.ceil((m.get("intended_rate") or 0) * p99_bound_ms / 1000) + 1
+    waiting = m.get("backlog_end_of_sending")
+    if result.status != "ok" or m.get("lost"):
+        why = f"{result.status}, {m.get('lost')} lost"
+    elif p99 is None or p99 > p99_bound_ms:
+        why = f"p99 {p99} ms over {p99_bound_ms:g} ms"
+    elif waiting is not None and waiting > allowed:
+        why = f"backlog grew: {waiting} waiting when sending ended (at most {allowed})"
+    else:
+        why = None
+    return {"sustained": why is None, "why": why, "p99_ms": p99}
 
 
 def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
@@ -225,10 +406,12 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
 
 
 def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
-            records: Sequence[list[StockRecord]], workdir: Path) -> Result:
+            records: Sequence[list[StockRecord] | bytes], workdir: Path) -> Result:
     """One repeat of one case; whatever goes wrong becomes an error result, never a lost run."""
     info = _pair_info(adapter)
-    reason = _over_limit(adapter, [encode(batch, cell.format) for batch in records[:SIZE_SAMPLE]])
+    # One encoded sample at a time: 200 messages of 10,000 records would hold 350 MB at once.
+    reason = _over_limit(adapter, (len(encode(batch, cell.format))
+                                   for batch in records[:SIZE_SAMPLE]))
     if reason:
         say(f"No Go {config.label}: {reason}")
         return Result(config, "no-go", info, error=reason)

@@ -30,24 +30,43 @@ NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 Format = Literal["json", "protobuf", "pickle"]
+RAW = "raw"  # the format of a payload of `bytes:` raw bytes: no stock records, no codec
 StopMode = Literal[STOP_MODES]  # type: ignore[valid-type]
+ProducerMode = Literal["sync", "async", "processes"]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MixKind(Strict):
+    records: PositiveInt  # stock records a message of this kind holds
+    weight: PositiveInt  # its share of the messages, against the other kinds' weights
+
+
 class Payload(Strict):
     format: Format | list[Format] = "json"
-    records: PositiveInt | list[PositiveInt] = 100
+    # One of: stock records a message (default 100); raw bytes of this size, no records and no
+    # codec (`format` does not apply); a weighted mix of record counts, each message's kind
+    # chosen by its sequence number (payloads/builder.py: mix_kinds).
+    records: PositiveInt | list[PositiveInt] | None = None
+    bytes: PositiveInt | list[PositiveInt] | None = None
+    mix: list[MixKind] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Payload:
+        given = [key for key in ("records", "bytes", "mix") if getattr(self, key) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of records, bytes and mix, not {' and '.join(given)}")
+        return self
 
 
 class Producers(Strict):
     count: PositiveInt | list[PositiveInt] = 1  # producer processes (mode: processes)
     # sync: one send at a time, each returning once the client took it; async: up to
     # in_flight sends awaiting the broker's acknowledgement; processes: `count` processes
-    mode: Literal["sync", "async", "processes"] = "sync"
-    in_flight: PositiveInt = 100
+    mode: ProducerMode | list[ProducerMode] = "sync"
+    in_flight: PositiveInt | list[PositiveInt] = 100
 
 
 class Consumers(Strict):
@@ -71,6 +90,32 @@ class OfMax(Strict):
     of_max: Fraction | list[Fraction]
 
 
+class Search(Strict):
+    """The highest constant rate a pair sustains: p99 latency within `p99_ms` and no growing
+    backlog. Probes step the rate up from `start` msg/s (absent: `start_of_max` of the drain
+    rate of a calibration run) by `step` until one fails, then bisect between the last pass and
+    the first fail; `probes` runs at most, each a row of its own. A search runs once, whatever
+    `repeats` says: its probes are its repeats."""
+
+    p99_ms: Positive = 200.0
+    start: Positive | None = None
+    start_of_max: Fraction = 0.5
+    step: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 1.5
+    probes: Annotated[int, Field(ge=2, le=20)] = 8
+
+
+class SearchRate(Strict):
+    search: Search
+
+
+class Targets(Strict):
+    """Latency bounds a result passes or fails (the seed's p50 < 50, p95 < 100, p99 < 200 ms)."""
+
+    p50_ms: Positive | None = None
+    p95_ms: Positive | None = None
+    p99_ms: Positive | None = None
+
+
 class ConsumerFault(Strict):
     consumer: StopMode | list[StopMode]
     at_received: Fraction = 0.5  # when this fraction of the messages has been received
@@ -84,7 +129,11 @@ class Workload(Strict):
     producers: Producers = Producers()
     consumers: Consumers = Consumers()
     # msg/s; None: as fast as it goes
-    rate: Positive | list[Positive] | Stages | OfMax | None = None
+    rate: Positive | list[Positive] | Stages | OfMax | SearchRate | None = None
+    # Kafka topics only: partitions of the topic (a group member beyond them idles), or
+    # "consumers": one per consumer (processes x concurrency), which other pairs ignore
+    partitions: PositiveInt | list[PositiveInt] | Literal["consumers"] = 1
+    targets: Targets | None = None
     work_ms: NonNegative | list[NonNegative] = 0.0  # per message, in the handler
     # of the messages whose handler raises, chosen by sequence number so the engine knows which
     fail_fraction: Annotated[float, Field(ge=0, le=1)] | list[
@@ -102,7 +151,7 @@ class Workload(Strict):
             return {"processes" if info.field_name == "consumers" else "count": value}
         return value
 
-    @field_validator("messages", "work_ms", "rate", "fail_fraction", mode="after")
+    @field_validator("messages", "work_ms", "rate", "fail_fraction", "partitions", mode="after")
     @classmethod
     def _no_empty_sweep(cls, value: Any) -> Any:
         if isinstance(value, list) and not value:
@@ -133,8 +182,8 @@ class Cell:
 
     workload: str  # the file's name, e.g. "throughput"
     messages: int
-    format: str
-    records: int
+    format: str  # json | protobuf | pickle, or "raw" for a payload of raw bytes
+    records: int  # stock records a message; 0 for raw bytes or a mix
     processes: int
     concurrency: int
     producers: int
@@ -143,7 +192,7 @@ class Cell:
     fail_fraction: float
     start: str
     wait_sec: float
-    rate: float | tuple[tuple[int, float], ...] | OfMaxRate | None
+    rate: float | tuple[tuple[int, float], ...] | OfMaxRate | Search | None
     work_ms: float
     stop: str | None  # the consumer fault: "graceful", "kill" or None
     at_received: float
@@ -151,6 +200,10 @@ class Cell:
     repeats: int
     deadline_sec: float | None
     description: str = ""
+    payload_bytes: int | None = None  # a raw payload of this many bytes
+    mix: tuple[tuple[int, int], ...] | None = None  # (records, weight) per kind of message
+    partitions: int | str = 1  # or "consumers": one per consumer
+    targets: tuple[tuple[str, float], ...] = ()  # ("p50", 50.0): latency bounds in ms
 
     @property
     def kind(self) -> str:
@@ -158,12 +211,25 @@ class Cell:
         report puts its rows in."""
         return "reliability" if self.stop else "throughput"
 
+    @property
+    def topic_partitions(self) -> int:
+        """The partitions a Kafka pair's topic gets."""
+        return self.processes * self.concurrency if self.partitions == "consumers" \
+            else int(self.partitions)
+
+    @property
+    def record_counts(self) -> tuple[int, ...]:
+        """The stock-record counts its messages hold (none for raw bytes)."""
+        if self.mix:
+            return tuple(records for records, _ in self.mix)
+        return (self.records,) if self.records else ()
+
     def intended_offsets_ns(self) -> list[int] | None:
         """When each message is meant to be sent, from the first; None: as fast as it goes."""
         if self.rate is None:
             return None
-        if isinstance(self.rate, OfMaxRate):
-            raise ValueError("a rate of the maximum is resolved by a calibration run first")
+        if isinstance(self.rate, OfMaxRate | Search):
+            raise ValueError("a rate of the maximum or a search is resolved by runs first")
         if isinstance(self.rate, tuple):
             gaps = [delay_ms * 1e6 for count, delay_ms in self.rate for _ in range(count)]
             gaps[0] = 0.0
@@ -176,6 +242,18 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _payloads(payload: Payload) -> list[dict[str, Any]]:
+    """The payload fields of each cell: a raw size, a mix per format, or records per format."""
+    if payload.bytes is not None:
+        return [{"format": RAW, "records": 0, "payload_bytes": size}
+                for size in _listed(payload.bytes)]
+    if payload.mix is not None:
+        mix = tuple((kind.records, kind.weight) for kind in payload.mix)
+        return [{"format": fmt, "records": 0, "mix": mix} for fmt in _listed(payload.format)]
+    return [{"format": fmt, "records": records} for fmt in _listed(payload.format)
+            for records in _listed(payload.records or 100)]
+
+
 def cells(name: str, workload: Workload) -> list[Cell]:
     """Every combination of the swept values, in file order."""
     fault = workload.faults[0] if workload.faults else None
@@ -183,25 +261,32 @@ def cells(name: str, workload: Workload) -> list[Cell]:
         rates: list[Any] = [tuple(workload.rate.stages)]
     elif isinstance(workload.rate, OfMax):
         rates = [OfMaxRate(f) for f in _listed(workload.rate.of_max)]
+    elif isinstance(workload.rate, SearchRate):
+        rates = [workload.rate.search]
     else:
         rates = _listed(workload.rate)
     staged = sum(c for c, _ in workload.rate.stages) if isinstance(workload.rate, Stages) else 0
+    targets = tuple((name.removesuffix("_ms"), bound)
+                    for name, bound in (workload.targets or Targets()) if bound is not None)
     combos = itertools.product(
-        _listed(workload.payload.format), _listed(workload.messages),
-        _listed(workload.payload.records), _listed(workload.consumers.processes),
-        _listed(workload.consumers.concurrency), _listed(workload.producers.count), rates,
-        _listed(workload.work_ms), _listed(workload.fail_fraction),
+        _payloads(workload.payload), _listed(workload.messages),
+        _listed(workload.consumers.processes), _listed(workload.consumers.concurrency),
+        _listed(workload.producers.mode), _listed(workload.producers.in_flight),
+        _listed(workload.producers.count), rates, _listed(workload.work_ms),
+        _listed(workload.fail_fraction), _listed(workload.partitions),
         _listed(fault.consumer) if fault else [None])
-    return [Cell(workload=name, messages=messages or staged, format=fmt, records=records,
+    return [Cell(workload=name, messages=messages or staged, **payload,
                  processes=processes, concurrency=concurrency, producers=producers,
-                 producer_mode=workload.producers.mode, in_flight=workload.producers.in_flight,
+                 producer_mode=mode, in_flight=in_flight,
                  fail_fraction=fail_fraction, start=workload.consumers.start,
                  wait_sec=workload.consumers.wait_sec, rate=rate, work_ms=work_ms, stop=stop,
                  at_received=fault.at_received if fault else 0.0,
-                 mid_task=fault.mid_task if fault else False, repeats=workload.repeats,
-                 deadline_sec=workload.deadline_sec, description=workload.description)
-            for fmt, messages, records, processes, concurrency, producers, rate, work_ms,
-            fail_fraction, stop in combos]
+                 mid_task=fault.mid_task if fault else False,
+                 repeats=1 if isinstance(rate, Search) else workload.repeats,
+                 deadline_sec=workload.deadline_sec, description=workload.description,
+                 partitions=partitions, targets=targets)
+            for payload, messages, processes, concurrency, mode, in_flight, producers, rate,
+            work_ms, fail_fraction, partitions, stop in combos]
 
 
 def find(name_or_path: str) -> Path:
@@ -296,18 +381,38 @@ def _validated(data: dict[str, Any], settings: list[str], origin: str,
         raise UsageError(f"{origin}: {_where(error)}: {message}{got}") from None
 
 
+def _expanded(data: dict[str, Any], settings: list[str], origin: str,
+              stops: list[str] | None) -> list[Workload]:
+    """The workloads of one file's keys, `settings` applied. `cases:` pairs values instead of
+    crossing them (100 consumers with 1,000 messages, 500 with 2,000): each case, a mapping of
+    the keys it changes, is merged over the rest of the file into a workload of its own, whose
+    lists still sweep. A setting applies to every case, over the case's own value."""
+    data = dict(data)
+    for setting in settings:
+        _apply(data, *parse_setting(setting), origin=origin)
+    if "cases" not in data:
+        return [_validated(data, [], origin, stops)]
+    cases = data.pop("cases")
+    if not isinstance(cases, list) or not cases or not all(isinstance(c, dict) for c in cases):
+        raise UsageError(f"{origin}: cases: expected a list of mappings, each the keys one case "
+                         "changes, e.g. [{messages: 1000, consumers: {concurrency: 100}}]")
+    others = [s for s in settings if parse_setting(s)[0][0] != "cases"]
+    return [_validated(_merged(data, case), others, f"{origin}: cases[{i}]", stops)
+            for i, case in enumerate(cases)]
+
+
 def load(name_or_path: str, settings: list[str] = (), stops: list[str] | None = None
          ) -> list[tuple[str, Workload]]:
     """The workloads of an experiment file, `settings` (KEY=VALUE) applied: [(name, workload)].
     `stops` replaces the consumer fault's modes where a workload has one (`--stop`).
 
-    A file is one workload, or `experiments:` a list of parts, each `use: NAME` (a shipped or
-    local experiment) with the keys it changes (reference.yaml).
+    A file is one workload (or one per `cases:` entry), or `experiments:` a list of parts,
+    each `use: NAME` (a shipped or local experiment) with the keys it changes (reference.yaml).
     """
     path = find(name_or_path)
     data = _read(path)
     if "experiments" not in data:
-        return [(path.stem, _validated(data, settings, str(path), stops))]
+        return [(path.stem, workload) for workload in _expanded(data, settings, str(path), stops)]
     if unknown := set(data) - {"description", "experiments"}:
         raise UsageError(f"{path}: {sorted(unknown)[0]}: unknown key beside experiments")
     parts = data["experiments"]
@@ -322,9 +427,8 @@ def load(name_or_path: str, settings: list[str] = (), stops: list[str] | None = 
         if base_path.resolve() == path.resolve():
             raise UsageError(f"{origin}: a file cannot use itself")
         changes = {key: value for key, value in part.items() if key != "use"}
-        workloads.append((base_path.stem,
-                          _validated(_merged(_read(base_path), changes), settings, origin,
-                                     stops)))
+        workloads += [(base_path.stem, workload) for workload in
+                      _expanded(_merged(_read(base_path), changes), settings, origin, stops)]
     return workloads
 
 

@@ -6,7 +6,9 @@ a run's payloads are the same on every machine. Each build() is one db query plu
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from functools import cache
 
 from sqlalchemy import Engine
 
@@ -102,3 +104,75 @@ def record_batches(stock_db_url: str, records: int, count: int) -> RecordBatches
     finally:
         engine.dispose()
     return RecordBatches(tuple(rows), records, count)
+
+
+class RawBodies(Sequence[bytes]):
+    """`count` messages of `size` random bytes (the same block each, seeded: the same on every
+    machine), for `payload: {bytes: N}`; encode(body, "raw") sends it as it is."""
+
+    def __init__(self, size: int, count: int) -> None:
+        self.body, self.count = random.Random(size).randbytes(size), count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self.body] * len(range(*index.indices(self.count)))
+        if not -self.count <= index < self.count:
+            raise IndexError(f"message {index} of {self.count}")
+        return self.body
+
+
+@cache
+def mix_cycle(weights: tuple[int, ...]) -> tuple[int, ...]:
+    """The kind (index into `weights`) of each message in one cycle of sum(weights) messages,
+    interleaved as smooth weighted round-robin does: (6, 3, 1) gives 0 1 0 0 1 0 2 0 1 0, so
+    any stretch of the run holds about its share of each kind."""
+    current, cycle = [0] * len(weights), []
+    for _ in range(sum(weights)):
+        current = [c + w for c, w in zip(current, weights, strict=True)]
+        kind = current.index(max(current))
+        current[kind] -= sum(weights)
+        cycle.append(kind)
+    return tuple(cycle)
+
+
+def mix_kind(seq: int, mix: Sequence[tuple[int, int]]) -> int:
+    """Which kind of a mix of (records, weight) message `seq` is: decided by its number alone,
+    so the engine knows which was which."""
+    cycle = mix_cycle(tuple(weight for _, weight in mix))
+    return cycle[seq % len(cycle)]
+
+
+class MixedBatches(Sequence[list[StockRecord]]):
+    """The records of messages 0..count-1 of a mix: message seq holds the records of its kind
+    (mix_kind), taken from the stock table as RecordBatches takes them."""
+
+    def __init__(self, rows: Sequence[StockRecord], mix: Sequence[tuple[int, int]],
+                 count: int) -> None:
+        self.mix, self.count = tuple(mix), count
+        self.kinds = [RecordBatches(rows, records, count) for records, _ in self.mix]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not -self.count <= index < self.count:
+            raise IndexError(f"message {index} of {self.count}")
+        return self.kinds[mix_kind(index % self.count, self.mix)][index]
+
+
+def message_bodies(stock_db_url: str, *, count: int, records: int = 0,
+                   payload_bytes: int | None = None,
+                   mix: Sequence[tuple[int, int]] | None = None) -> Sequence:
+    """What messages 0..count-1 carry, encoded when each is sent: raw bytes of `payload_bytes`,
+    a `mix` of record counts, or `records` stock records each."""
+    if payload_bytes is not None:
+        return RawBodies(payload_bytes, count)
+    if mix:
+        batches = record_batches(stock_db_url, 1, count)
+        return MixedBatches(batches.rows, mix, count)
+    return record_batches(stock_db_url, records, count)

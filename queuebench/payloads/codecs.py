@@ -18,6 +18,8 @@ from queuebench.payloads import stock_pb2
 from queuebench.payloads.records import TIMESTAMP_FORMAT, StockRecord
 
 FORMATS = ("json", "protobuf", "pickle")
+# A payload of raw bytes (`payload: {bytes: N}`): no stock records, carried and decoded as is.
+RAW = "raw"
 
 
 def check_format(fmt: str) -> str:
@@ -53,7 +55,10 @@ def _from_epoch(seconds: int) -> str:
 
 
 def encode(records: Sequence[StockRecord], fmt: str) -> bytes:
-    """Serialise `records` as one message body in format `fmt` (one of FORMATS)."""
+    """Serialise `records` as one message body in format `fmt` (one of FORMATS); with RAW,
+    `records` is the body's bytes already."""
+    if fmt == RAW:
+        return bytes(records)
     check_format(fmt)
     if fmt == "json":
         body = {"records": [_as_dict(r) for r in records]}
@@ -77,8 +82,10 @@ def encode(records: Sequence[StockRecord], fmt: str) -> bytes:
     return pickle.dumps(list(records), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode(data: bytes, fmt: str) -> list[StockRecord]:
-    """Inverse of encode: the records of one message body in format `fmt`."""
+def decode(data: bytes, fmt: str) -> list[StockRecord] | bytes:
+    """Inverse of encode: the records of one message body in format `fmt` (RAW: its bytes)."""
+    if fmt == RAW:
+        return data
     check_format(fmt)
     if fmt == "json":
         body = json.loads(data)
