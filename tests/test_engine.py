@@ -88,7 +88,8 @@ def test_a_broken_experiment_file_is_one_line_naming_the_key(tmp_path, text, say
 
 
 def test_unknown_experiment_names_the_shipped_ones():
-    with pytest.raises(UsageError, match="no experiment 'thruput'; shipped: burst, error-rate"):
+    with pytest.raises(UsageError, match="no experiment 'thruput'; shipped: broker-restart, "
+                                         "burst, consumer-pause"):
         load("thruput")
 
 

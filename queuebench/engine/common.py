@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter, Backlog
-from queuebench.engine.consumer import ConsumerFleet
+from queuebench.engine.consumer import REVIVE_AFTER_SEC, ConsumerFleet
 from queuebench.engine.ledger import LedgerReader, Receipts, Tally, tally
 from queuebench.engine.metrics import latency_summary_and_histogram, rate
 from queuebench.engine.producers import Produced, Sending
@@ -37,22 +38,28 @@ class Experiment:
     folder: Path  # this experiment's ledger and consumer log
     progress: Callable[[int], None] = lambda received: None
     idle_sec: float = DEFAULT_IDLE_SEC
+    # Where producers and consumers reach the broker, if not as `adapter` does: through a proxy
+    # that a network fault cuts (the engine's own checks keep `adapter`).
+    data_adapter: Adapter | None = None
 
     def __post_init__(self) -> None:
         self.run_id = uuid.uuid4()
+        self.data_adapter = self.data_adapter or self.adapter
         self.ledger = LedgerReader(self.folder / "ledger", str(self.run_id))
+        self.fault_in_force = threading.Event()  # a broker down, a network cut: quiet is no sign
         self.consumers = ConsumerFleet(
-            self.adapter, count=self.cell.processes, ledger_dir=self.folder / "ledger",
+            self.data_adapter, count=self.cell.processes, ledger_dir=self.folder / "ledger",
             work_ms=self.cell.work_ms, fmt=self.cell.format, concurrency=self.cell.concurrency,
             fail_fraction=self.cell.fail_fraction, log_path=self.folder / "consumer.log",
-            # A kill loses a batch of receipts held: only a workload that never stops or kills
-            # its consumers may batch them.
-            batch_receipts=not self.cell.stop)
+            # A kill loses a batch of receipts held: only a workload that never stops, kills or
+            # breaks anything may batch them.
+            batch_receipts=not (self.cell.stop or self.cell.fault))
         self.sizes = [0] * self.cell.messages  # bytes of each payload as sent
         self.started = time.monotonic()
         self.timeline: list[dict[str, object]] = []  # what happened when, for the results
         self.consumers_ready: int | None = None  # consumer processes that proved ready
         self.produced: Produced | None = None  # what produce() sent and had acknowledged
+        self.consumer_exits = 0  # workers that exited during a fault and were started again
 
     @property
     def payload_bytes(self) -> int:
@@ -74,10 +81,21 @@ class Experiment:
         sending = Sending(self.run_id, self.records, self.cell.format,
                           self.cell.intended_offsets_ns())
         self.produced = produce_messages(
-            self.adapter, sending, self.cell.messages, mode=self.cell.producer_mode,
+            self.data_adapter, sending, self.cell.messages, mode=self.cell.producer_mode,
             count=self.cell.producers, in_flight=self.cell.in_flight)
         self.sizes[:] = self.produced.sizes
         return self.produced
+
+    def watch_consumers(self) -> None:
+        """A consumer that died is a failed repeat; but where a fault breaks the broker or the
+        network, a worker that gives up is started again, as its supervisor would, and noted."""
+        if not self.cell.fault:
+            self.consumers.check_alive()
+            return
+        for code in self.consumers.revive():
+            self.consumer_exits += 1
+            self.note(f"a consumer exited (code {code}); started again {REVIVE_AFTER_SEC:g} s "
+                      "later, as a supervisor would")
 
     def note(self, event: str) -> None:
         """Put `event` on the repeat's timeline, seconds from its start."""
@@ -93,7 +111,7 @@ class Experiment:
     def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Poll until `predicate` holds; False if the deadline passed first."""
         while not predicate():
-            self.consumers.check_alive()
+            self.watch_consumers()
             self.progress(self.distinct_received())
             if time.monotonic() > deadline:
                 return False
@@ -110,15 +128,19 @@ class Experiment:
         expected = self.cell.messages
         last_count, last_change, last_backlog_check = -1, time.monotonic(), 0.0
         while True:
-            self.consumers.check_alive()
+            self.watch_consumers()
             count = len(self.ledger.poll())
             now = time.monotonic()
             if count != last_count:
                 last_count, last_change = count, now
                 self.progress(self.distinct_received())
+            in_force = self.fault_in_force.is_set()
+            if in_force:  # the broker down, the network cut: quiet is no sign, nor asking it
+                last_change = now
             all_in = self.distinct_received() >= expected
             quiet = now - last_change >= self.idle_sec
-            if (all_in or quiet) and now - last_backlog_check >= BACKLOG_CHECK_EVERY_SEC:
+            if (all_in or quiet) and not in_force \
+                    and now - last_backlog_check >= BACKLOG_CHECK_EVERY_SEC:
                 last_backlog_check = now
                 backlog = self.adapter.backlog()
                 nothing_waiting = backlog is None or backlog.waiting == 0

@@ -22,6 +22,8 @@ from queuebench.worker.handler import ConsumerConfig
 # about one stop in seven took 31.8 s that way.
 DEFAULT_STOP_TIMEOUT_SEC = 60.0
 MEMORY_SAMPLE_SEC = 1.0
+# A worker that exited during a fault is started again this long after, as a supervisor would.
+REVIVE_AFTER_SEC = 1.0
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -66,6 +68,8 @@ class ConsumerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.exit_code: int | None = None  # of its last exit on its own
+        self.exited_at: float | None = None  # when it did, while it waits to be revived
 
     def start(self) -> None:
         if self.running:
@@ -104,7 +108,7 @@ class ConsumerProcess:
     def check_alive(self) -> None:
         """Raise ConsumerFailed, with the end of its log, if the process died on its own."""
         if self._process is not None and self._process.poll() is not None:
-            code = self._process.returncode
+            code = self.exit_code = self._process.returncode
             self._forget()
             raise ConsumerFailed(f"{self.adapter.scheme} consumer exited with code {code}; "
                                  f"last log lines: {self.log_tail()}")
@@ -222,6 +226,21 @@ class ConsumerFleet:
     def check_alive(self) -> None:
         for member in self.members:
             member.check_alive()
+
+    def revive(self) -> list[int]:
+        """Start again each member that exited on its own, REVIVE_AFTER_SEC after it went, as
+        a supervisor (systemd, Kubernetes) would; the exit codes of those that went."""
+        codes, now = [], time.monotonic()
+        for member in self.members:
+            try:
+                member.check_alive()
+            except ConsumerFailed:
+                codes.append(member.exit_code)
+                member.exited_at = now
+            if member.exited_at is not None and now - member.exited_at >= REVIVE_AFTER_SEC:
+                member.exited_at = None
+                member.start()
+        return codes
 
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_SEC) -> float:
         started = time.monotonic()

@@ -29,11 +29,13 @@ from queuebench.engine.common import (
     throughput_figures,
 )
 from queuebench.engine.environment import host_load, usage_now
+from queuebench.engine.injector import Injector, make_fault
 from queuebench.engine.ledger import LedgerReader, Receipts
 from queuebench.engine.metrics import latency_ms
 from queuebench.engine.producers import producer_figures
 from queuebench.engine.workload import Cell
 from queuebench.errors import ConsumerFailed
+from queuebench.faults.healer import Healer
 from queuebench.payloads.builder import mix_kind
 from queuebench.payloads.codecs import encode
 from queuebench.worker.envelope import wrap
@@ -79,7 +81,7 @@ def warm_up(experiment: Experiment, deadline: float) -> float:
     consumers.start()
     sessions = consumers.session_ids()
     body = encode(experiment.records[0], fmt)
-    producer = experiment.adapter.producer()
+    producer = experiment.data_adapter.producer()
 
     def ready() -> set[int]:
         return {sid for sid in sessions
@@ -146,10 +148,14 @@ def run(experiment: Experiment) -> dict[str, object]:
     deadline = started + experiment.config.deadline_sec
     usage = usage_now()
     experiment.adapter.prepare()
-    startup_sec, stop = None, None
+    startup_sec, stop, injector = None, None, None
+    healer = Healer(experiment.folder / "heal.json", experiment.folder / "healer.log") \
+        if cell.fault else None
     try:
         if cell.start == "before":
             startup_sec = warm_up(experiment, deadline)
+        if cell.fault:
+            injector = start_injector(experiment, healer)
         experiment.note("producing")
         produced = experiment.produce()
         experiment.note("produced")
@@ -167,6 +173,8 @@ def run(experiment: Experiment) -> dict[str, object]:
             outcome = None if stop else "deadline"
         outcome = outcome or experiment.wait_settled(deadline)
         experiment.note(f"settled: {outcome}")
+        if injector:
+            fault_figures = injector.finish()
         consumers.sample_memory()  # a run shorter than the sampling period has one sample
         try:
             consumers.stop()
@@ -176,11 +184,30 @@ def run(experiment: Experiment) -> dict[str, object]:
             # logging's handleError catches the StopRequested its signal handler raises.)
             experiment.note(f"final stop: {exc}")
     finally:
+        if injector:
+            injector.cancelled.set()  # heals what is still in force
+            injector.join()
+        if healer:
+            healer.close()
         consumers.ensure_stopped()
     m = figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
                 consumers_from_ns=consumers_from_ns, startup_sec=startup_sec, stop=stop)
+    if injector:
+        m["fault"] = {**fault_figures, "consumer_exits": experiment.consumer_exits}
     # The machine as it was meanwhile: a figure taken on a busy host says so.
     return {**m, "host": host_load(usage), "timeline": experiment.timeline}
+
+
+def start_injector(experiment: Experiment, healer: Healer) -> Injector:
+    """The cell's fault, injected from a thread of its own at its trigger (faults/)."""
+    fault = experiment.cell.fault
+    injector = Injector(
+        fault, lambda: make_fault(fault, experiment.adapter, experiment.consumers.session_ids),
+        ledger_dir=experiment.folder / "ledger", run_id=str(experiment.run_id),
+        messages=experiment.cell.messages, healer=healer, in_force=experiment.fault_in_force,
+        note=experiment.note)
+    injector.start()
+    return injector
 
 
 def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec: float,

@@ -30,7 +30,7 @@ REPORT_FILE = "report.md"
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    scenario: str  # "reliability" (the consumer is stopped midway) or "throughput"
+    scenario: str  # "reliability" (the consumer stopped midway), "faults" or "throughput"
     pair: str
     variant: str
     format: str
@@ -49,11 +49,12 @@ class ExperimentConfig:
     fail_fraction: float = 0.0  # of the messages whose handler raises
     rate: float | tuple[tuple[int, float], ...] | None = None  # msg/s or [messages, delay_ms]
     # stages; None: as fast as the producer goes
+    fault: str | None = None  # faults: the broker, network or worker fault, "broker-kill 5s"
 
     @property
     def label(self) -> str:
         name = self.workload or self.scenario
-        parts = [f"{name}/{self.stop}" if self.stop else name]
+        parts = [f"{name}/{self.stop or self.fault}" if self.stop or self.fault else name]
         if self.rate is not None:
             parts.append(f"{self.rate:g}msg/s" if isinstance(self.rate, float | int) else
                          "staged")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from queuebench import adapters
 from queuebench.adapters.base import Adapter
-from queuebench.engine import phases
+from queuebench.engine import injector, phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.consumer import sessions_memory_bytes
 from queuebench.engine.environment import library_version
@@ -238,7 +238,8 @@ class PlanRun:
             repeat=repeat, workload=cell.workload, consumers=cell.processes,
             concurrency=cell.concurrency, producers=cell.producers,
             producer_mode=cell.producer_mode, fail_fraction=cell.fail_fraction,
-            rate=None if isinstance(cell.rate, OfMaxRate | Search) else cell.rate)
+            rate=None if isinstance(cell.rate, OfMaxRate | Search) else cell.rate,
+            fault=cell.fault.label if cell.fault else None)
         number = len(self.results)
         adapter = cls(url, queue=f"qb-{self.folder.path.name[:16].lower()}-{number:03d}",
                       variant=variant)
@@ -363,7 +364,7 @@ def not_applicable(cell: Cell, adapter: Adapter) -> str | None:
     if cell.producer_mode == "async" and not has_async_send(adapter):
         return (f"{adapter.scheme} has no asynchronous send: each send returns once the broker "
                 "took the message, so async runs exactly as sync")
-    return None
+    return injector.not_applicable(cell.fault, adapter) if cell.fault else None
 
 
 def sustained(result: Result, p99_bound_ms: float) -> dict[str, object]:
@@ -415,13 +416,20 @@ def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
     if reason:
         say(f"No Go {config.label}: {reason}")
         return Result(config, "no-go", info, error=reason)
+    try:
+        data_adapter = injector.behind_proxy(adapter) \
+            if cell.fault and cell.fault.through_proxy else None
+    except QueuebenchError as exc:  # Toxiproxy down
+        say(f"error {config.label}: {exc}")
+        return Result(config, "error", info, error=redact(str(exc)))
     bar = tqdm(total=config.messages, desc=config.label, unit="msg", delay=2, leave=False,
                disable=None, file=sys.stderr)
 
     def progress(received: int) -> None:
         bar.update(received - bar.n)
 
-    experiment = Experiment(config, cell, adapter, records, workdir, progress)
+    experiment = Experiment(config, cell, adapter, records, workdir, progress,
+                            data_adapter=data_adapter)
     try:
         measurements = phases.run(experiment)
     except QueuebenchError as exc:

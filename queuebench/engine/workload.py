@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from queuebench.engine.results import STOP_MODES
 from queuebench.errors import UsageError
@@ -122,6 +131,77 @@ class ConsumerFault(Strict):
     mid_task: bool = True  # aimed halfway through the task in hand (needs work_ms > 0)
 
 
+class BrokerFault(Strict):
+    broker: Literal["stop", "kill"] | list[Literal["stop", "kill"]]  # its shutdown, or SIGKILL
+    at_received: Fraction = 0.5
+    down_sec: NonNegative = 5.0  # how long it stays down before it is started again
+
+
+class NetworkFault(Strict):
+    # cut: connections closed, new ones refused; blackhole: open, data dropped; latency: slowed
+    network: Literal["cut", "blackhole", "latency"] | list[Literal["cut", "blackhole", "latency"]]
+    at_received: Fraction = 0.5
+    for_sec: Positive = 10.0
+    latency_ms: NonNegative = 0.0  # latency: added each way
+    jitter_ms: NonNegative = 0.0
+    bandwidth_kb_s: PositiveInt | None = None  # latency: also this bandwidth limit
+
+
+class PauseFault(Strict):
+    pause_sec: Positive | list[Positive]  # the first consumer process frozen (SIGSTOP) this long
+    at_received: Fraction = 0.5
+
+
+FAULT_KEYS = {"consumer": "ConsumerFault", "broker": "BrokerFault", "network": "NetworkFault",
+              "pause_sec": "PauseFault"}
+
+
+def _fault_model(value: Any) -> str | None:
+    """Which fault a `faults:` entry is, by the key that names it (a model: its class)."""
+    if isinstance(value, dict):
+        return next((model for key, model in FAULT_KEYS.items() if key in value), None)
+    return type(value).__name__
+
+
+AnyFault = Annotated[
+    Annotated[ConsumerFault, Tag("ConsumerFault")] | Annotated[BrokerFault, Tag("BrokerFault")]
+    | Annotated[NetworkFault, Tag("NetworkFault")] | Annotated[PauseFault, Tag("PauseFault")],
+    Discriminator(_fault_model, custom_error_type="fault_kind",
+                  custom_error_message=f"a fault names one of {', '.join(FAULT_KEYS)}")]
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    """One fault beyond the consumer a cell injects: "broker-kill", "network-cut", ..."""
+
+    kind: str
+    at_received: float
+    for_sec: float  # how long it is in force
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    bandwidth_kb_s: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.for_sec:g}s"
+
+    @property
+    def through_proxy(self) -> bool:
+        """A network fault: producers and consumers then reach the broker through Toxiproxy."""
+        return self.kind.startswith("network-")
+
+
+def fault_cases(fault: BrokerFault | NetworkFault | PauseFault) -> list[FaultCase]:
+    if isinstance(fault, BrokerFault):
+        return [FaultCase(f"broker-{mode}", fault.at_received, fault.down_sec)
+                for mode in _listed(fault.broker)]
+    if isinstance(fault, NetworkFault):
+        return [FaultCase(f"network-{kind}", fault.at_received, fault.for_sec, fault.latency_ms,
+                          fault.jitter_ms, fault.bandwidth_kb_s) for kind in _listed(fault.network)]
+    return [FaultCase("consumer-pause", fault.at_received, seconds)
+            for seconds in _listed(fault.pause_sec)]
+
+
 class Workload(Strict):
     description: str = ""
     messages: PositiveInt | list[PositiveInt] | None = None  # None: the stages' sum
@@ -138,7 +218,8 @@ class Workload(Strict):
     # of the messages whose handler raises, chosen by sequence number so the engine knows which
     fail_fraction: Annotated[float, Field(ge=0, le=1)] | list[
         Annotated[float, Field(ge=0, le=1)]] = 0.0
-    faults: list[ConsumerFault] = Field(default_factory=list, max_length=1)
+    # The consumer stopped or killed; or the broker, the network or a frozen worker (faults/)
+    faults: list[AnyFault] = Field(default_factory=list, max_length=1)
     repeats: PositiveInt = 1
     deadline_sec: Positive | None = None  # None: scaled to the messages and the work
 
@@ -204,12 +285,14 @@ class Cell:
     mix: tuple[tuple[int, int], ...] | None = None  # (records, weight) per kind of message
     partitions: int | str = 1  # or "consumers": one per consumer
     targets: tuple[tuple[str, float], ...] = ()  # ("p50", 50.0): latency bounds in ms
+    fault: FaultCase | None = None  # a fault beyond the consumer
 
     @property
     def kind(self) -> str:
-        """"reliability" when the consumer is stopped halfway, else "throughput": the table a
-        report puts its rows in."""
-        return "reliability" if self.stop else "throughput"
+        """"reliability" when the consumer is stopped halfway, "faults" when the broker, the
+        network or a worker is broken halfway, else "throughput": the table a report puts its
+        rows in."""
+        return "reliability" if self.stop else "faults" if self.fault else "throughput"
 
     @property
     def topic_partitions(self) -> int:
@@ -257,6 +340,8 @@ def _payloads(payload: Payload) -> list[dict[str, Any]]:
 def cells(name: str, workload: Workload) -> list[Cell]:
     """Every combination of the swept values, in file order."""
     fault = workload.faults[0] if workload.faults else None
+    consumer_fault = fault if isinstance(fault, ConsumerFault) else None
+    others = fault_cases(fault) if fault and not consumer_fault else [None]
     if isinstance(workload.rate, Stages):
         rates: list[Any] = [tuple(workload.rate.stages)]
     elif isinstance(workload.rate, OfMax):
@@ -274,19 +359,19 @@ def cells(name: str, workload: Workload) -> list[Cell]:
         _listed(workload.producers.mode), _listed(workload.producers.in_flight),
         _listed(workload.producers.count), rates, _listed(workload.work_ms),
         _listed(workload.fail_fraction), _listed(workload.partitions),
-        _listed(fault.consumer) if fault else [None])
+        _listed(consumer_fault.consumer) if consumer_fault else [None], others)
     return [Cell(workload=name, messages=messages or staged, **payload,
                  processes=processes, concurrency=concurrency, producers=producers,
                  producer_mode=mode, in_flight=in_flight,
                  fail_fraction=fail_fraction, start=workload.consumers.start,
                  wait_sec=workload.consumers.wait_sec, rate=rate, work_ms=work_ms, stop=stop,
                  at_received=fault.at_received if fault else 0.0,
-                 mid_task=fault.mid_task if fault else False,
+                 mid_task=consumer_fault.mid_task if consumer_fault else False,
                  repeats=1 if isinstance(rate, Search) else workload.repeats,
                  deadline_sec=workload.deadline_sec, description=workload.description,
-                 partitions=partitions, targets=targets)
+                 partitions=partitions, targets=targets, fault=other)
             for payload, messages, processes, concurrency, mode, in_flight, producers, rate,
-            work_ms, fail_fraction, partitions, stop in combos]
+            work_ms, fail_fraction, partitions, stop, other in combos]
 
 
 def find(name_or_path: str) -> Path:
@@ -441,4 +526,6 @@ def default_deadline(cell: Cell, redelivery_sec: float = 0.0) -> float:
     offsets = cell.intended_offsets_ns()
     pacing = offsets[-1] / 1e9 if offsets else 0.0
     per_message = 3 * cell.work_ms / 1000 + 0.05
-    return math.ceil(60 + redelivery_sec + pacing + cell.messages * per_message)
+    # A fault in force, then a broker's restart or a client's reconnect backoff.
+    fault = cell.fault.for_sec + 60 if cell.fault else 0.0
+    return math.ceil(60 + redelivery_sec + pacing + cell.messages * per_message + fault)

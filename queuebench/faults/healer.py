@@ -49,6 +49,7 @@ class Healer:
 
     def __init__(self, heal_file: Path, log_path: Path) -> None:
         self.heal_file = heal_file
+        heal_file.parent.mkdir(parents=True, exist_ok=True)
         HealOrder().save(heal_file)
         read_end, self._write_end = os.pipe()
         with open(log_path, "ab") as log:
