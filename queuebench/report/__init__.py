@@ -26,6 +26,7 @@ from queuebench.report.cases import (
 )
 from queuebench.report.export import results_csv
 from queuebench.report.findings import findings
+from queuebench.report.scenarios import in_scenario, scenario_sections
 from queuebench.report.tables import (
     ceiling_table,
     config_rows,
@@ -78,13 +79,16 @@ def harness_rows(results: list[dict]) -> list[list[object]]:
 
 def render(document: dict, charts: list[str] | None = None) -> str:
     """The report; `charts` are the lines of its Charts section (none: no section)."""
-    run, results = document["run"], document["results"]
+    run, every = document["run"], document["results"]
     env = document["environment"]
+    # The seeds' scenarios have sections of their own; the rest of the report is the others'.
+    results = [r for r in every if not in_scenario(r)]
     status = "complete" if run["complete"] else "INCOMPLETE (the run stopped early)"
     out = [f"# queuebench report: {run['name']}", "",
            f"Run {run['started_at']} on {env.get('host')}, {status}. Command: `{run['command']}`",
            "", "## The answer", "", *render_answer(document), "",
-           "## Findings", "", *findings(results), ""]
+           "## Findings", "", *(findings(results) if results else ["No findings beyond the "
+                                                                    "scenarios' tables."]), ""]
     if charts:
         out += ["## Charts", "", *(line + "\n" for line in charts)]
     if any(r["config"]["scenario"] == "reliability" for r in results):
@@ -107,7 +111,8 @@ def render(document: dict, charts: list[str] | None = None) -> str:
                    f"spread over {SPREAD_LIMIT:.0%} of the median is marked{UNSTABLE}."
                    if any(case.repeated for case in cases_of(results, "throughput")) else ""),
                 "", throughput_table(results), ""]
-    if ceilings := ceiling_table(document):
+    out += scenario_sections(every)
+    if ceilings := ceiling_table({**document, "results": results}):
         out += ["## Beside the broker's own ceiling", "",
                 "Each broker's own load tool on this machine (`make ceilings`) at about the "
                 "pair's message size: a pair far below it is held back by its library or its "
@@ -118,17 +123,17 @@ def render(document: dict, charts: list[str] | None = None) -> str:
                 "Seed 003 timed these by hand against AWS-hosted brokers (SQS, MSK) and a local "
                 "Redis; ours ran on the machine in the manifest. Compare shapes, not seconds.", "",
                 seed, ""]
-    errors = [r for r in results if r["status"] == "error"]
+    errors = [r for r in every if r["status"] == "error"]
     if errors:
-        repeated = repeated_cases(results)
+        repeated = repeated_cases(every)
         out += ["## Errors", "", *[f"- {r['config']['scenario']} {row_name(r)} "
                                    f"{r['config']['format']}"
                                    + (f" {tag}" if (tag := repeat_tag(r, repeated)) else "")
                                    + f": {r['error']}" for r in errors], ""]
-    out += ["## Pairs and delivery settings", "", settings_table(results), "",
-            *pair_details(results)]
+    out += ["## Pairs and delivery settings", "", settings_table(every), "",
+            *pair_details(every)]
     out += ["## Manifest", "",
-            table(["what", "value"], [*[[k, v] for k, v in env.items()], *harness_rows(results),
-                                      *config_rows(results)]),
+            table(["what", "value"], [*[[k, v] for k, v in env.items()], *harness_rows(every),
+                                      *config_rows(every)]),
             ""]
     return "\n".join(out)

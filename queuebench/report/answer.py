@@ -25,6 +25,7 @@ from queuebench.report.cases import (
     shown,
     table,
 )
+from queuebench.report.scenarios import in_scenario, sustained_answers
 
 CLEAN, DUPLICATES, LOSES = "\u2713", "\u2248", "\u2717"
 CUT_SHORT, FAILED, NOT_RUN = "\u2026", "!", "\u00b7"
@@ -125,9 +126,46 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.2f} MB" if size >= 100_000 else f"{size / 1e3:.1f} KB"
 
 
-def matrix(results: list[dict], sizes: list[dict]) -> str:
-    """One row per pair and variant, one column per question the results hold."""
-    names = list(dict.fromkeys(pair_name(r) for r in results))
+def _sustained(answers: list[dict]) -> dict[str, dict]:
+    """Each pair's highest sustained rate (of its formats), as its answer row's measurements."""
+    best: dict[str, dict] = {}
+    for r in answers:
+        m, name = r["measurements"], pair_name(r)
+        if name not in best or (m["sustained_rate"] or 0) > (best[name]["sustained_rate"] or 0):
+            best[name] = m
+    return best
+
+
+def _fastest_sustained(sustained: dict[str, dict]) -> tuple[str | None, list[str]]:
+    """The pair sustaining the highest rate and those within TIE_MARGIN of it (the search
+    stops bisecting at 5%: closer rates are not told apart)."""
+    rates = {name: m["sustained_rate"] for name, m in sustained.items() if m["sustained_rate"]}
+    if not rates:
+        return None, []
+    best = max(rates, key=rates.get)
+    return best, [name for name, rate in rates.items() if name != best
+                  and tied(Figure(rate), Figure(rates[best]))]
+
+
+def _sustained_cell(m: dict | None, best: str | None, ties: list[str], name: str) -> str:
+    if m is None:
+        return NOT_RUN
+    if not m["sustained_rate"]:
+        lowest = min(p["rate"] for p in m["probes"])
+        return f"{LOSES} < {lowest:,.0f}"
+    mark = f" {BEST}" if name == best else f" {TIED}" if name in ties else ""
+    return f"{m['sustained_rate']:,.0f}{mark}"
+
+
+def _bound(sustained: dict[str, dict]) -> str:
+    return "/".join(sorted({f"{m['p99_bound_ms']:g}" for m in sustained.values()}))
+
+
+def matrix(results: list[dict], sizes: list[dict], answers: list[dict] = ()) -> str:
+    """One row per pair and variant, one column per question the results hold (`answers`: the
+    sustained-rate searches' answer rows)."""
+    sustained = _sustained(answers)
+    names = list(dict.fromkeys([*(pair_name(r) for r in results), *sustained]))
     reliability = measured_rows(results, "reliability")
     failed = {(pair_name(r), r["config"].get("stop")) for r in results if r["status"] == "error"}
     stops = [stop for stop in STOP_COLUMNS if any(r["config"]["stop"] == stop
@@ -145,15 +183,19 @@ def matrix(results: list[dict], sizes: list[dict]) -> str:
             row.append(_stop_cell(own, (name, stop) in failed))
         for fmt in formats:
             row.append(_speed_cell(speeds[fmt].get(name), *fastest[fmt]))
+        if sustained:
+            row.append(_sustained_cell(sustained.get(name), *_fastest_sustained(sustained), name))
         if largest:
             row.append(largest.get(name.split(" [")[0], NOT_RUN))
         rows.append(row)
     headers = ["pair", *(STOP_COLUMNS[stop] for stop in stops),
-               *(f"msg/s {fmt}" for fmt in formats), *(["largest message"] if largest else [])]
+               *(f"msg/s {fmt}" for fmt in formats),
+               *([f"sustains msg/s at p99 <= {_bound(sustained)} ms"] if sustained else []),
+               *(["largest message"] if largest else [])]
     return table(headers, rows)
 
 
-def legend(document: dict) -> str:
+def legend(document: dict, answers: list[dict] = ()) -> str:
     results, run = document["results"], document["run"]
     parts = []
     reliability = measured_rows(results, "reliability")
@@ -171,6 +213,11 @@ def legend(document: dict) -> str:
                      f"format, {TIED} tied with it (spreads across repeats overlap, or within "
                      f"{TIE_MARGIN:.0%} with one repeat), (<{MIN_RANKED_SEC:g} s) too short to "
                      "rank")
+    if answers:
+        parts.append(f"sustains: the highest constant rate with every message received, p99 "
+                     f"within the bound and no growing backlog, found by probes (each pair's "
+                     f"best format; {LOSES} < N: not even the lowest rate tried, N); {BEST} "
+                     f"highest, {TIED} within {TIE_MARGIN:.0%} of it")
     if document.get("payload_sizes"):
         parts.append(f"largest message: the biggest payload measured that fits the pair's "
                      f"limit, {LOSES} when a larger one did not")
@@ -208,7 +255,7 @@ def _with_ties(name: str, ties: list[str]) -> str:
     return name + (f" (tied: {', '.join(ties)})" if ties else "")
 
 
-def best_for(results: list[dict], sizes: list[dict]) -> list[str]:
+def best_for(results: list[dict], sizes: list[dict], answers: list[dict] = ()) -> list[str]:
     """The pair to choose for each need, with one line of why from the measured figures."""
     reliability = measured_rows(results, "reliability")
     info = {pair_name(r): r["pair_info"] for r in results}
@@ -249,7 +296,7 @@ def best_for(results: list[dict], sizes: list[dict]) -> list[str]:
                         f"{MIN_RANKED_SEC:g} s, too short to rank" if brief else "")
                      + "".join(f"; in {f}: {pair_name(b.case.first)}, {_speed_note(b, f)}"
                                for f in formats[1:] if (b := _fastest(speeds[f])[0])) + ".")
-    if latency := _lowest_latency(results):
+    if latency := _highest_sustained(answers) or _lowest_latency(results):
         lines.append(latency)
     if sizes and (large := _large_messages(results, sizes, speeds)):
         lines.append(large)
@@ -262,6 +309,18 @@ def best_for(results: list[dict], sizes: list[dict]) -> list[str]:
                      + (f"; {_speed_note(speeds[first][pick], first)}"
                         if first and rate(pick) else "") + ".")
     return lines
+
+
+def _highest_sustained(answers: list[dict]) -> str | None:
+    """Latency at a rate that holds: the pair sustaining the highest rate within its p99 bound."""
+    sustained = _sustained(answers)
+    best, ties = _fastest_sustained(sustained)
+    if best is None:
+        return None
+    m = sustained[best]
+    return (f"- **Latency matters most:** {_with_ties(best, ties)}: sustains "
+            f"{m['sustained_rate']:,.0f} msg/s with p99 within {m['p99_bound_ms']:g} ms and no "
+            f"growing backlog (highest rate found in {len(m['probes'])} probes).")
 
 
 def _lowest_latency(results: list[dict]) -> str | None:
@@ -310,8 +369,13 @@ def _large_messages(results: list[dict], sizes: list[dict],
 
 
 def render_answer(document: dict) -> list[str]:
-    results, sizes = document["results"], document.get("payload_sizes") or []
-    if not any(r["status"] in ("ok", "incomplete") for r in results):
+    every, sizes = document["results"], document.get("payload_sizes") or []
+    if not any(r["status"] in ("ok", "incomplete") for r in every):
         return ["No experiment finished; nothing to conclude."]
-    return [matrix(results, sizes), "", legend(document), "", "Best for:", "",
-            *best_for(results, sizes)]
+    # The seeds' scenarios answer in their own sections, except the sustained rate.
+    results, answers = [r for r in every if not in_scenario(r)], sustained_answers(every)
+    if not results and not answers:
+        return ["This run holds only the seeds' scenarios: each answers in its section below."]
+    return [matrix(results, sizes, answers), "",
+            legend({**document, "results": results}, answers), "", "Best for:", "",
+            *best_for(results, sizes, answers)]

@@ -2,7 +2,9 @@
 
 matplotlib (the optional extra `charts`) is imported here only, so a report renders without it.
 Few charts, each with every pair on it: throughput with the spread across repeats, latency
-percentile curves (HDR style), and messages received per second with the stops marked.
+percentile curves (HDR style), and messages received per second with the stops marked; for the
+seeds' scenarios, throughput and p99 against consumers, MB/s and p99 against payload size, and
+each burst's backlog over time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from queuebench.engine.metrics import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from queuebench.report.cases import Case, cases_of, is_clean, pair_name, row_name
+from queuebench.report.scenarios import in_scenario, payload_label, scenario_cases, task, units
 
 # Percentiles a latency curve is drawn through; their x position is 1 / (1 - p), on a log axis.
 CURVE_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99)
@@ -31,9 +34,15 @@ STOP_EVENTS = ("consumers killed", "consumers asked to stop")
 def draw(document: dict, folder: Path) -> list[tuple[str, str]]:
     """Draw every chart the results hold; (title, file name) of each."""
     drawn = []
-    for name, chart in (("throughput.png", _throughput), ("latency.png", _latency),
-                        ("received.png", _received)):
-        figure = chart(document)
+    # The scenarios' rows have charts of their own; the first three are the other rows'.
+    plain = {**document, "results": [r for r in document["results"] if not in_scenario(r)]}
+    for name, chart, source in (("throughput.png", _throughput, plain),
+                                ("latency.png", _latency, plain),
+                                ("received.png", _received, plain),
+                                ("scalability.png", _scalability, document),
+                                ("payload-sizes.png", _payload_sizes, document),
+                                ("burst.png", _burst, document)):
+        figure = chart(source)
         if figure is None:
             continue
         figure.savefig(folder / name, dpi=100, bbox_inches="tight")
@@ -165,3 +174,94 @@ def _stop_seconds(timeline: list[dict]) -> list[float]:
     """When the consumers were stopped, in seconds from the first send (the series' origin)."""
     producing = next((e["t"] for e in timeline if e["event"] == "producing"), 0.0)
     return [e["t"] - producing for e in timeline if e["event"].startswith(STOP_EVENTS)]
+
+
+def _two_panels(title: str, document: dict, xlabel: str, left: str, right: str):
+    figure, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for axes, label in ((a, left), (b, right)):
+        axes.set_xscale("log")
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(label)
+        axes.grid(which="both", alpha=0.3)
+    figure.suptitle(f"{title}\n{_source(document)}", fontsize=10)
+    return figure, a, b
+
+
+def _line(axes, points: list[tuple[float, float | None]], label: str) -> None:
+    points = sorted((x, y) for x, y in points if y is not None)
+    if points:
+        axes.plot(*zip(*points, strict=True), marker="o", label=label)
+
+
+def _scalability(document: dict):
+    """Consume rate and p99 against consumers, a line per pair and task (one producer)."""
+    lines: dict[str, list[Case]] = {}
+    for case in scenario_cases(document["results"], "scalability"):
+        if case.measured and case.config["producers"] == 1:
+            lines.setdefault(f"{pair_name(case.first)}, {task(case)}", []).append(case)
+    if not lines:
+        return None
+    figure, rate, p99 = _two_panels("Scalability: throughput and p99 against consumers",
+                                    document, "consumers (log scale)", "messages consumed per s",
+                                    "p99 latency, ms")
+    for label, cases in lines.items():
+        _line(rate, [(units(c), c.figure("consume_throughput").value) for c in cases], label)
+        _line(p99, [(units(c), c.latency("p99").value) for c in cases], label)
+    rate.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def _payload_sizes(document: dict):
+    """MB/s and p99 against bytes a message, a line per pair and payload kind."""
+    lines: dict[str, list[Case]] = {}
+    for case in scenario_cases(document["results"], "payload-sizes"):
+        if case.measured:
+            kind = payload_label(case).split(" ", 2)[-1]  # "raw", "json", "protobuf"
+            lines.setdefault(f"{pair_name(case.first)}, {kind}", []).append(case)
+    if not lines:
+        return None
+    figure, mbs, p99 = _two_panels("Payload size: MB/s and p99 against bytes a message",
+                                   document, "bytes a message (log scale)", "MB consumed per s",
+                                   "p99 latency, ms")
+    for label, cases in lines.items():
+        _line(mbs, [(c.figure("payload_bytes").value, c.figure("consume_mb_s").value)
+                    for c in cases], label)
+        _line(p99, [(c.figure("payload_bytes").value, c.latency("p99").value) for c in cases],
+              label)
+    mbs.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def _burst(document: dict):
+    """Each burst's stages in time order (first repeat): the deepest backlog while a stage was
+    sent (bars) and the p99 of its messages (dots). Stages last a few seconds in all, too short
+    for the per-second series to show them."""
+    runs = [r for r in document["results"] if r["config"].get("workload") == "burst"
+            and r["measurements"].get("stages") and not r["config"].get("repeat")]
+    if not runs:
+        return None
+    figure, backlog = plt.subplots(figsize=(9, 4))
+    latency = backlog.twinx()
+    width = 0.8 / len(runs)
+    for i, r in enumerate(runs):
+        stages = r["measurements"]["stages"]
+        xs = [n + i * width for n in range(len(stages))]
+        bars = backlog.bar(xs, [s["deepest_backlog"] for s in stages], width=width, alpha=0.6,
+                           label=f"{pair_name(r)} deepest backlog")
+        latency.plot(xs, [(s["latency_ms"] or {}).get("p99") for s in stages], marker="o",
+                     linestyle="", color=bars.patches[0].get_facecolor(), alpha=1.0,
+                     label=f"{pair_name(r)} p99")
+    stages = runs[0]["measurements"]["stages"]
+    backlog.set_xticks([n + 0.4 - width / 2 for n in range(len(stages))],
+                       [f"{n + 1}: {s['messages']:,} at {s['delay_ms']:g} ms"
+                        for n, s in enumerate(stages)], fontsize=8)
+    backlog.set_xlabel("stage, in time order: messages at a delay between them")
+    backlog.set_ylabel("deepest backlog, messages (bars)")
+    latency.set_ylabel("p99 of the stage's messages, ms (dots)")
+    backlog.set_title(f"Bursts: backlog and latency per stage\n{_source(document)}",
+                      fontsize=10)
+    backlog.legend(fontsize=7, loc="upper left")
+    latency.legend(fontsize=7, loc="upper right")
+    return figure

@@ -2,8 +2,9 @@
 
 Columns carry the seed's field names: the config first, then the status, then every scalar
 measurement; a summary such as `latency_ms` is spread over `latency_ms_p50`, `latency_ms_p99`...
-Lists (sequence numbers, per-second series, the timeline) and the encoded histogram stay in
-results.json.
+(its scalars only: `payload` gives `payload_kind`, `capped` gives `capped_reason`). Lists
+(sequence numbers, per-second series, burst stages, mix kinds, search probes) and the encoded
+histogram stay in results.json.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ def flat_row(result: dict) -> dict[str, object]:
         if key in LEFT_OUT:
             continue
         if isinstance(value, dict):
-            row |= {f"{key}_{part}": inner for part, inner in value.items()
-                    if isinstance(inner, SCALARS)}
+            # A measurement of the same name wins: `payload` {"bytes": 50} against `payload_bytes`.
+            for part, inner in value.items():
+                if isinstance(inner, SCALARS) and f"{key}_{part}" not in result["measurements"]:
+                    row[f"{key}_{part}"] = inner
         elif isinstance(value, SCALARS):
             row[key] = value
     return row
