@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -619,3 +620,18 @@ def test_a_throughput_case_stands_beside_its_brokers_ceiling_at_about_its_size()
     assert "50%" in render(doc)  # produce: 40,000 of 80,000
     doc["ceilings"] = [far]
     assert "## Beside the broker's own ceiling" not in render(doc)
+
+
+def test_raw_sizes_partitions_and_in_flight_limits_are_cases_of_their_own():
+    """Two raw payload sizes, or two partition counts, are two cases, not one median."""
+    from queuebench.report.cases import cases_of, row_name
+
+    configs = [replace(config("throughput", "confluent-kafka+kafka"), **change)
+               for change in ({"payload": "50 B raw"}, {"payload": "5000 B raw"},
+                              {"partitions": 4}, {"in_flight": 16})]
+    results = [result(c, m=measurements(consume=10.0)) for c in configs]
+    cases = cases_of(results, "throughput")
+    assert len(cases) == 4
+    assert [row_name(case.first) for case in cases] == [
+        "confluent-kafka+kafka 50 B raw", "confluent-kafka+kafka 5000 B raw",
+        "confluent-kafka+kafka 4 partitions", "confluent-kafka+kafka in flight 16"]

@@ -50,6 +50,11 @@ class ExperimentConfig:
     rate: float | tuple[tuple[int, float], ...] | None = None  # msg/s or [messages, delay_ms]
     # stages; None: as fast as the producer goes
     fault: str | None = None  # faults: the broker, network or worker fault, "broker-kill 5s"
+    # What else sets a case apart: a raw or mixed payload ("50 B raw"), a Kafka topic's
+    # partitions, an async producer's in-flight limit
+    payload: str | None = None
+    partitions: int | None = None
+    in_flight: int | None = None
 
     @property
     def label(self) -> str:

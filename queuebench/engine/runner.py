@@ -239,7 +239,9 @@ class PlanRun:
             concurrency=cell.concurrency, producers=cell.producers,
             producer_mode=cell.producer_mode, fail_fraction=cell.fail_fraction,
             rate=None if isinstance(cell.rate, OfMaxRate | Search) else cell.rate,
-            fault=cell.fault.label if cell.fault else None)
+            fault=cell.fault.label if cell.fault else None, payload=payload_label(cell),
+            partitions=cell.topic_partitions if hasattr(cls, "partitions") else None,
+            in_flight=cell.in_flight if cell.producer_mode == "async" else None)
         number = len(self.results)
         adapter = cls(url, queue=f"qb-{self.folder.path.name[:16].lower()}-{number:03d}",
                       variant=variant)
@@ -353,6 +355,15 @@ NO_CALIBRATION = ("no rate to pace at: its calibration run, as fast as it goes, 
                   "receive every message")
 # A search stops bisecting once the first failing rate is within this fraction of the last pass.
 SEARCH_RESOLUTION = 0.05
+
+
+def payload_label(cell: Cell) -> str | None:
+    """A payload other than stock records: "50 B raw", "mix 1x60 100x30 1000x10"."""
+    if cell.payload_bytes is not None:
+        return f"{cell.payload_bytes} B raw"
+    if cell.mix:
+        return "mix " + " ".join(f"{records}x{weight}" for records, weight in cell.mix)
+    return None
 
 
 def not_applicable(cell: Cell, adapter: Adapter) -> str | None:

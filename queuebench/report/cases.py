@@ -195,7 +195,11 @@ def row_name(result: dict) -> str:
     mode = (f" ({config['producer_mode']} producer)"
             if config.get("producer_mode", "sync") != "sync" else "")
     failing = (f" failing {config['fail_fraction']:.0%}" if config.get("fail_fraction") else "")
-    return f"{pair_name(result)}{paced}{fleet}{each}{producers}{mode}{failing}"
+    extras = "".join(f" {text}" for text in (
+        config.get("payload"),
+        f"{config['partitions']} partitions" if (config.get("partitions") or 1) > 1 else None,
+        f"in flight {config['in_flight']}" if config.get("in_flight") else None) if text)
+    return f"{pair_name(result)}{paced}{fleet}{each}{producers}{mode}{failing}{extras}"
 
 
 def shown(value: object, digits: int = 2) -> object:
