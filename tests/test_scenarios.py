@@ -93,11 +93,13 @@ def test_sustained_search_finds_a_rate_and_judges_targets_by_the_rows_percentile
     the probes that decided it; at a fixed rate each of the seed's targets is judged from that
     row's own percentile (pass or fail is the machine's: a loaded one may fail them)."""
     results = run_scenario(tmp_path, "sustained", "messages=40",
-                           "cases=[{rate: {search: {start: 20, step: 2, probes: 3}}}, "
+                           "cases=[{rate: {search: {start: 20, step: 2, probes: 3, "
+                           "probe_sec: 1}}}, "
                            "{rate: 20, targets: {p50_ms: 50, p95_ms: 100, p99_ms: 200}}]")
     probes = [r for r in results if "sustained_probe" in r["measurements"]]
     [answer] = [r for r in results if r["config"]["scenario"] == "sustained"]
     assert len(probes) == 3 and [p["config"]["rate"] for p in probes[:2]] == [20, 40]
+    assert [p["config"]["messages"] for p in probes[:2]] == [20, 40]  # a second each
     a = answer["measurements"]
     assert [p["rate"] for p in a["probes"]] == [p["config"]["rate"] for p in probes]
     passed = [p["rate"] for p in a["probes"] if p["sustained"]]

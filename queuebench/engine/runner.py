@@ -189,8 +189,9 @@ class PlanRun:
         probes: list[dict[str, object]] = []
         passed, failed, rate = 0.0, math.inf, start
         for _ in range(search.probes):
-            result = self._case(replace(cell, rate=round(rate, 1)), entry, url, variant, 0,
-                                p99_bound_ms=search.p99_ms)
+            messages = math.ceil(rate * search.probe_sec) if search.probe_sec else cell.messages
+            result = self._case(replace(cell, rate=round(rate, 1), messages=max(2, messages)),
+                                entry, url, variant, 0, p99_bound_ms=search.p99_ms)
             probes.append({"rate": round(rate, 1), **result.measurements["sustained_probe"]})
             if probes[-1]["sustained"]:
                 passed = max(passed, rate)

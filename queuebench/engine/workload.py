@@ -103,10 +103,13 @@ class Search(Strict):
     """The highest constant rate a pair sustains: p99 latency within `p99_ms` and no growing
     backlog. Probes step the rate up from `start` msg/s (absent: `start_of_max` of the drain
     rate of a calibration run) by `step` until one fails, then bisect between the last pass and
-    the first fail; `probes` runs at most, each a row of its own. A search runs once, whatever
-    `repeats` says: its probes are its repeats."""
+    the first fail; `probes` runs at most, each a row of its own, each sending for `probe_sec`
+    (rate x probe_sec messages: a fixed count would be over in a blink at a high rate; absent:
+    the file's `messages`). A search runs once, whatever `repeats` says: its probes are its
+    repeats."""
 
     p99_ms: Positive = 200.0
+    probe_sec: Positive | None = 10.0
     start: Positive | None = None
     start_of_max: Fraction = 0.5
     step: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 1.5
