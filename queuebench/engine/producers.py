@@ -319,7 +319,7 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         return {"producer_mode": mode, "producers": count if mode == "processes" else 1,
                 "producer_in_flight": in_flight if mode == "async" else None,
                 "send_acked": None, "send_failed": None, "unacked_seqs": [], "send_errors": {},
-                "lost_acked": None}
+                "lost_acked": None, "recovered": None}
     acked = produced.acked
     return {
         "producer_mode": produced.mode,
@@ -330,6 +330,10 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         "unacked_seqs": produced.unacked_seqs(UNACKED_SEQS_SHOWN),
         "send_errors": {str(seq): text for seq, text in sorted(produced.errors.items())},
         "lost_acked": sum(1 for seq in lost_seqs if 0 <= seq < len(acked) and acked[seq]),
+        # Jepsen's "recovered": sends never acknowledged (failed, or no answer) whose message
+        # arrived all the same
+        "recovered": produced.failed - sum(1 for seq in lost_seqs
+                                           if 0 <= seq < len(acked) and not acked[seq]),
     }
 
 
