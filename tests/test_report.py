@@ -651,3 +651,15 @@ def test_a_fault_row_separates_what_was_acknowledged_from_what_never_was():
     assert [(r["lost, acknowledged"], r["lost, never acknowledged"], r["recovered"],
              r["workers restarted"]) for r in rows[:1]] == [("1", "3", "2", "1")]
     assert rows[1]["ended by"] == "no broker process"
+
+
+def test_the_lowest_latency_pair_is_not_called_tied_with_itself_in_another_format():
+    def case(pair, fmt, p99):
+        m = measurements(consume=100.0, time_to_consume_sec=2.0)
+        m["latency_ms"] = {**m["latency_ms"], "p99": p99}
+        return result(config("throughput", pair, fmt=fmt), m=m)
+
+    text = answer_section([case("a", "protobuf", 100.0), case("a", "json", 105.0),
+                           case("b", "json", 104.0), case("c", "json", 300.0)])
+    latency = next(line for line in text.splitlines() if "Latency matters most" in line)
+    assert latency.startswith("- **Latency matters most:** a (tied: b): p99 100.00 ms")

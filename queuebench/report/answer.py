@@ -333,7 +333,8 @@ def _lowest_latency(results: list[dict]) -> str | None:
     if not pool:
         return None
     best = min(pool, key=lambda c: c.latency("p99").value)
-    ties = list(dict.fromkeys(pair_name(c.first) for c in pool if c is not best
+    ties = list(dict.fromkeys(pair_name(c.first) for c in pool  # the best in another
+                              if pair_name(c.first) != pair_name(best.first)  # format is no tie
                               and tied(c.latency("p99"), best.latency("p99"))))
     rate = best.config.get("rate")
     how = (f"at {shown(float(rate), 0)} msg/s" if isinstance(rate, int | float) else
