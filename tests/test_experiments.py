@@ -52,6 +52,7 @@ LOSES_ON_KILL = {
     # that commit fires mid-task: tests/test_kafka.py shows it).
     ("kafka-python+kafka", "default"): False,
     ("kafka-python+kafka", "commit-after"): False,
+    ("kafka-python+kafka", "batched-producer"): False,  # the default consumer, as default
     ("confluent-kafka+kafka", "default"): False,
     ("confluent-kafka+kafka", "commit-after"): False,
     # faust commits done offsets every 2.8 s; exactly-once covers Kafka, not our handler's work.
