@@ -70,6 +70,12 @@ LOSES_ON_KILL = {
     ("rq+redis", "retry"): False,
     ("rq+redis", "simple-worker"): True,
     ("rq+redis", "json-serializer"): True,  # rq.Worker without Retry, as default
+    # kombu SimpleQueue threads ack after the handler: RabbitMQ requeues a dead connection's
+    # unacked messages at once, Redis restores them after the 30 s visibility timeout.
+    ("kombu+redis", "default"): False,
+    ("kombu+redis", "connection-per-50"): False,
+    ("kombu+rabbitmq", "default"): False,
+    ("kombu+rabbitmq", "connection-per-50"): False,
     ("sqlalchemy+sqlite", "default"): False,
     ("sqlalchemy+postgres", "default"): False,
 }

@@ -51,11 +51,15 @@ PAIRS: dict[str, PairEntry] = {
                   "celery+redis://127.0.0.1:6379/0"),
         PairEntry("dramatiq+redis", "queuebench.adapters.dramatiq:DramatiqRedisAdapter", "redis",
                   "dramatiq+redis://127.0.0.1:6379/0"),
+        PairEntry("kombu+redis", "queuebench.adapters.kombu:KombuRedisAdapter", "redis",
+                  "kombu+redis://127.0.0.1:6379/0"),
         # RabbitMQ.
         PairEntry("celery+rabbitmq", "queuebench.adapters.celery:CeleryRabbitMQAdapter",
                   "rabbitmq", "celery+rabbitmq://guest:guest@127.0.0.1:5672//"),
         PairEntry("dramatiq+rabbitmq", "queuebench.adapters.dramatiq:DramatiqRabbitMQAdapter",
                   "rabbitmq", "dramatiq+rabbitmq://guest:guest@127.0.0.1:5672//"),
+        PairEntry("kombu+rabbitmq", "queuebench.adapters.kombu:KombuRabbitMQAdapter",
+                  "rabbitmq", "kombu+rabbitmq://guest:guest@127.0.0.1:5672//"),
         # SQS (ElasticMQ locally).
         PairEntry("celery+sqs", "queuebench.adapters.celery:CelerySQSAdapter", "sqs",
                   "celery+sqs://127.0.0.1:9324"),
