@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import queuebench.report as report_package
 from queuebench.adapters.base import Backlog
 from queuebench.engine.common import broker_check
 from queuebench.engine.environment import machine_manifest
@@ -563,7 +564,10 @@ def test_a_report_renders_without_the_charts_extra_and_says_how_to_get_them(tmp_
                                                                                monkeypatch):
     """With matplotlib missing the report and results.csv are still written."""
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    # As in a process that never imported the charts: `from queuebench.report import charts`
+    # would find an earlier test's module on the package.
     monkeypatch.delitem(sys.modules, "queuebench.report.charts", raising=False)
+    monkeypatch.delattr(report_package, "charts", raising=False)
     text = write_report(tmp_path, document([
         result(config("throughput", "p"), m=measurements(consume=500.0))]))
     assert NO_CHARTS in text.split("## Charts")[1]

@@ -24,6 +24,8 @@ PASSWORD_URLS = [
     f"celery+redis://:{SECRET}@127.0.0.1:1/0",
     f"dramatiq+rabbitmq://alice:{SECRET}@127.0.0.1:1//",
     f"celery+rabbitmq://alice:{SECRET}@127.0.0.1:1//",
+    f"kombu+redis://:{SECRET}@127.0.0.1:1/0",
+    f"kombu+rabbitmq://alice:{SECRET}@127.0.0.1:1//",
     f"huey+postgres://u:{SECRET}@127.0.0.1:1/db",
     f"sqlalchemy+postgres://u:{SECRET}@127.0.0.1:1/db",
 ]
