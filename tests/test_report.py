@@ -497,7 +497,7 @@ def test_losses_count_every_repeat_and_reliability_rows_stay_one_per_trial():
     assert "- sometimes json kill repeat 2: lost [0]" in text
 
 
-# Issue 12: the answer as a matrix, "best for" lines, ties, results.csv, no charts extra.
+# The answer as a matrix, "best for" lines, ties, results.csv, no charts extra.
 
 def answer_section(results: list[dict]) -> str:
     return render(document(results)).split("## The answer")[1].split("\n## ")[0]
