@@ -72,14 +72,10 @@ class PayloadBuilder:
         )
 
 
-class RecordBatches(Sequence[list[StockRecord]]):
-    """The records of messages 0..count-1, as PayloadBuilder.build would encode them, each list
-    made when it is asked for: a million messages, or ten thousand of ten thousand records,
-    cost the 20,000 stock rows and nothing per message. The engine encodes them inside its timed
-    loop, as a user's producer would."""
+class _PerMessage(Sequence[list[StockRecord]]):
+    """`count` messages' records, each list made when message `seq` is asked for."""
 
-    def __init__(self, rows: Sequence[StockRecord], records: int, count: int) -> None:
-        self.rows, self.records, self.count = rows, records, count
+    count: int
 
     def __len__(self) -> int:
         return self.count
@@ -89,7 +85,23 @@ class RecordBatches(Sequence[list[StockRecord]]):
             return [self[i] for i in range(*index.indices(self.count))]
         if not -self.count <= index < self.count:
             raise IndexError(f"message {index} of {self.count}")
-        start = (index % self.count) * self.records % len(self.rows)
+        return self._records_of(index % self.count)
+
+    def _records_of(self, seq: int) -> list[StockRecord]:
+        raise NotImplementedError
+
+
+class RecordBatches(_PerMessage):
+    """The records of messages 0..count-1, as PayloadBuilder.build would encode them, each list
+    made when it is asked for: a million messages, or ten thousand of ten thousand records,
+    cost the 20,000 stock rows and nothing per message. The engine encodes them inside its timed
+    loop, as a user's producer would."""
+
+    def __init__(self, rows: Sequence[StockRecord], records: int, count: int) -> None:
+        self.rows, self.records, self.count = rows, records, count
+
+    def _records_of(self, seq: int) -> list[StockRecord]:
+        start = seq * self.records % len(self.rows)
         end = start + self.records
         if end <= len(self.rows):
             return list(self.rows[start:end])
@@ -145,7 +157,7 @@ def mix_kind(seq: int, mix: Sequence[tuple[int, int]]) -> int:
     return cycle[seq % len(cycle)]
 
 
-class MixedBatches(Sequence[list[StockRecord]]):
+class MixedBatches(_PerMessage):
     """The records of messages 0..count-1 of a mix: message seq holds the records of its kind
     (mix_kind), taken from the stock table as RecordBatches takes them."""
 
@@ -154,15 +166,8 @@ class MixedBatches(Sequence[list[StockRecord]]):
         self.mix, self.count = tuple(mix), count
         self.kinds = [RecordBatches(rows, records, count) for records, _ in self.mix]
 
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
-        if not -self.count <= index < self.count:
-            raise IndexError(f"message {index} of {self.count}")
-        return self.kinds[mix_kind(index % self.count, self.mix)][index]
+    def _records_of(self, seq: int) -> list[StockRecord]:
+        return self.kinds[mix_kind(seq, self.mix)][seq]
 
 
 def message_bodies(stock_db_url: str, *, count: int, records: int = 0,
