@@ -40,6 +40,7 @@ class Capabilities:
     # What the worker decodes a message with, and what whoever can write to the broker can make
     # it do, e.g. "pickle: whoever can write to the broker runs code in the worker".
     serializer: str
+    durability: str  # what the library declares that lets a queued message outlive a broker crash
 
 
 @dataclass(frozen=True)

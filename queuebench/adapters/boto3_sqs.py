@@ -216,6 +216,9 @@ class Boto3SQSAdapter(Adapter):
         ordering="none (standard queue): best effort, out of order within a batch",
         carries_bytes="base64 text in the message body (+33%): SQS bodies are Unicode text",
         serializer="none: the body's base64 is decoded to the raw bytes, nothing is unpickled",
+        durability="nothing the library sets: SendMessageBatch returns once the service stored "
+                   "the batch (AWS: in several AZs; ElasticMQ: in memory, no messages-storage); "
+                   "a message still in the producer's batch is in its memory only",
     )
     size_limit = SizeLimit(
         max_bytes=MAX_MESSAGE_BYTES,  # of the body as sent: the base64 text

@@ -132,6 +132,8 @@ class CeleryAdapter(Adapter):
                       "bytes go as an escaped JSON string) and the virtual transport base64s "
                       "the whole body again: 17 KB random bytes are 33,982 bytes in the row",
         serializer=CELERY_SERIALIZER,
+        durability="each publish is an INSERT that kombu's sqla transport commits at once, with "
+                   "SQLite's defaults (rollback journal, synchronous FULL)",
     )
     size_limit = SizeLimit(
         max_bytes=1_000_000_000,  # SQLITE_MAX_LENGTH; the JSON message is one TEXT value
@@ -283,6 +285,8 @@ class CeleryRedisAdapter(CeleryAdapter):
                       "bytes go as an escaped JSON string) and the virtual transport base64s "
                       "the whole body again (as on sqla)",
         serializer=CELERY_SERIALIZER,
+        durability="nothing: kombu's Redis transport LPUSHes, task_default_delivery_mode 2 "
+                   "means nothing to it; the broker's own persistence (save, appendonly) decides",
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len
@@ -346,6 +350,8 @@ class CeleryRabbitMQAdapter(CeleryAdapter):
         carries_bytes="kombu JSON wraps bytes as base64 ({'__type__': 'base64'}; UTF-8-valid "
                       "bytes go as an escaped JSON string); AMQP carries that body as it is",
         serializer=CELERY_SERIALIZER,
+        durability="durable queue and exchange (kombu's defaults), task_default_delivery_mode 2 "
+                   "(persistent); no publisher confirms (confirm_publish False, kombu's default)",
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size, RabbitMQ 3.10 (16 MiB on 4.x)
@@ -387,6 +393,8 @@ class CelerySQSAdapter(CeleryAdapter):
         carries_bytes="kombu JSON wraps bytes as base64, the transport base64s the body and then"
                       " the whole JSON message again (sqs_base64_encoding)",
         serializer=CELERY_SERIALIZER,
+        durability="nothing the library sets: SendMessage returns once the service stored the "
+                   "message (AWS: in several AZs; ElasticMQ: in memory, no messages-storage)",
     )
     size_limit = SizeLimit(
         max_bytes=1024 * 1024,  # SQS since 2025; ElasticMQ 1.7 with sqs-limits = strict

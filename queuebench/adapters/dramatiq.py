@@ -310,6 +310,8 @@ class DramatiqRedisAdapter(DramatiqAdapter):
         carries_bytes="base64 text in dramatiq's JSON message (+33%, 231 bytes of framing "
                       "plus the queue name)",
         serializer=DRAMATIQ_SERIALIZER,
+        durability="nothing: enqueue is a Lua script writing a hash and a list, dramatiq sets no "
+                   "persistence option; the broker's own persistence (save, appendonly) decides",
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len, for the JSON message (one argument)
@@ -405,6 +407,8 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
         carries_bytes="base64 text in dramatiq's JSON message (+33%, 174 bytes of framing "
                       "plus the queue name)",
         serializer=DRAMATIQ_SERIALIZER,
+        durability="durable queues (the queue, .DQ, .XQ) and delivery_mode 2, both fixed by "
+                   "RabbitmqBroker; no publisher confirms (confirm_delivery False, its default)",
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size of RabbitMQ 3.10, for the message body

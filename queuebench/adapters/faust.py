@@ -204,6 +204,9 @@ class FaustAdapter(Adapter):
         carries_bytes="raw bytes as the record value (faust serializer 'raw')",
         serializer="none: faust's 'raw' codec hands the record's bytes to the agent, nothing is "
                    "unpickled",
+        durability="producer acks=-1 (faust's producer_acks default), aiokafka idempotence off, "
+                   "in both variants: exactly-once adds acks=all and idempotence only to the "
+                   "worker's transactional producers, not to the sender here",
     )
     size_limit = SizeLimit(
         max_bytes=MAX_REQUEST_BYTES,  # compared with aiokafka's estimate of the record

@@ -240,6 +240,8 @@ class HueyAdapter(Adapter):
                       "json-serializer: base64 text (+33%) in a JSON task (189 bytes of "
                       "framing)",
         serializer=PICKLE_SERIALIZER,
+        durability="each enqueue is an INSERT committed at once; SqliteHuey sets WAL and leaves "
+                   "synchronous at SQLite's default (FULL in this build): on disk when it returns",
     )
     size_limit = SizeLimit(
         max_bytes=1_000_000_000,  # compared with wire bytes: the pickled task
@@ -328,6 +330,8 @@ class HueyRedisAdapter(HueyAdapter):
         ordering="FIFO (LPUSH, BRPOP) with one worker",
         carries_bytes=HueyAdapter.capabilities.carries_bytes,
         serializer=PICKLE_SERIALIZER,
+        durability="nothing: enqueue is one LPUSH, huey sets no persistence option; the broker's "
+                   "own persistence (save, appendonly) decides",
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,
@@ -363,6 +367,8 @@ class HueyPostgresAdapter(HueyAdapter):
         carries_bytes="raw bytes as the task argument, pickled into a BYTEA column; "
                       "json-serializer: base64 text (+33%) in a JSON task, in the same column",
         serializer=PICKLE_SERIALIZER,
+        durability="each enqueue is an INSERT on an autocommit connection: on disk when it "
+                   "returns while PostgreSQL's synchronous_commit is on (its default)",
     )
     size_limit = SizeLimit(
         max_bytes=1_073_741_823,

@@ -132,6 +132,9 @@ class KafkaPythonAdapter(KafkaPairBase):
         ordering="offset order (one partition)",
         carries_bytes="raw bytes as the record value; key = str(seq)",
         serializer="none: raw bytes reach the handler, nothing is unpickled or decoded",
+        durability="producer acks=all (-1), idempotence on, retries unbounded within "
+                   "delivery_timeout_ms 120 s (kafka-python 3 defaults; batched-producer changes "
+                   "batching only); the topic has one replica, so all means the leader alone",
     )
     size_limit = SizeLimit(
         max_bytes=MAX_REQUEST_SIZE,

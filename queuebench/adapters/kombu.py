@@ -282,6 +282,8 @@ class KombuRedisAdapter(KombuAdapter):
                       "envelope (+33%)",
         serializer="none: the consumer reads message.body as bytes and accepts only "
                    "application/data, so a pickled message is refused, never unpickled",
+        durability="nothing: SimpleQueue.put LPUSHes and kombu's Redis transport ignores "
+                   "delivery_mode; the broker's own persistence (save, appendonly) decides",
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # proto-max-bulk-len
@@ -335,6 +337,8 @@ class KombuRabbitMQAdapter(KombuAdapter):
         carries_bytes="raw application/data: AMQP carries the bytes as they are",
         serializer="none: the consumer reads message.body as bytes and accepts only "
                    "application/data, so a pickled message is refused, never unpickled",
+        durability="SimpleQueue: durable queue and direct exchange, delivery_mode 2 (kombu's "
+                   "defaults); no publisher confirms (py-amqp confirm_publish False)",
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size, RabbitMQ 3.10 (16 MiB on 4.x)

@@ -155,6 +155,8 @@ class RQAdapter(Adapter):
                    "worker; json-serializer: JSON, nothing is unpickled, but the worker calls "
                    "whatever function a job names by import path (os.system too), so a writer "
                    "to the Redis still runs code",
+        durability="nothing: enqueue writes the job hash and RPUSHes its id, RQ sets no "
+                   "persistence option; the broker's own persistence (save, appendonly) decides",
     )
     size_limit = SizeLimit(
         max_bytes=512 * 1024 * 1024,  # compared with the job hash's `data` field

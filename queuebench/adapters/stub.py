@@ -90,6 +90,8 @@ class StubAdapter(Adapter):
         ordering="FIFO by file name (send time), except redeliveries",
         carries_bytes="raw bytes, one file per message",
         serializer="none: raw bytes reach the handler, nothing is unpickled or decoded",
+        durability="each message is a file renamed into ready/, never fsynced: the OS's page "
+                   "cache decides",
     )
     size_limit = SizeLimit(max_bytes=None, error="none short of the disk: OSError ENOSPC")
     variants = (
