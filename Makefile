@@ -6,7 +6,7 @@ QB      := $(VENV)/bin/queuebench
 INSTALLED := $(VENV)/.installed
 FORMATS := --format json --format protobuf
 
-.PHONY: install demo test unit lint bench bench-ledger ceilings scenarios scenarios-report reliability-test throughput-test report reference reference-report \
+.PHONY: install demo test unit lint bench bench-ledger ceilings scenarios scenarios-report faults faults-report reliability-test throughput-test report reference reference-report \
         services-up services-down services-status clean
 
 $(INSTALLED): pyproject.toml
@@ -64,6 +64,25 @@ scenarios: $(INSTALLED) services-up
 scenarios-report: $(INSTALLED)
 	$(QB) report --name SCENARIOS --output reports/SCENARIOS $$(ls -d reports/*-scenarios* | tail -1)
 	sed 's|](\([a-z-]*\.png\))|](SCENARIOS/\1)|' reports/SCENARIOS/report.md > reports/SCENARIOS.md
+
+## Faults beyond the consumer (broker stopped or killed in each durability mode, network cut,
+## black hole and latency, a frozen worker) over every broker group, default variants, merged
+## into reports/FAULTS.md. The groups share no broker and count messages, so two run at once:
+## about 45 minutes on 2 cores.
+FAULTS := broker-restart network consumer-pause
+FAULT_GROUPS := redis kafka rabbitmq sqs postgres
+faults: $(INSTALLED) services-up
+	-$(MAKE) -k -j2 $(addprefix faults-,$(FAULT_GROUPS))
+	$(MAKE) faults-report
+
+faults-%: $(INSTALLED)
+	$(QB) run $(FAULTS) --pair $* --variant default --name faults-$*
+
+## The newest fault run of each broker group, merged.
+faults-report: $(INSTALLED)
+	$(QB) report --name FAULTS --output reports/FAULTS $$(for group in $(FAULT_GROUPS); do \
+	    ls -d reports/*-faults-$$group 2>/dev/null | tail -1; done)
+	sed 's|](\([a-z-]*\.png\))|](FAULTS/\1)|' reports/FAULTS/report.md > reports/FAULTS.md
 
 ## Merge the newest complete run of each name (demo, reliability, throughput, ...) into
 ## reports/comparison/report.md.

@@ -60,6 +60,7 @@ class Experiment:
         self.consumers_ready: int | None = None  # consumer processes that proved ready
         self.produced: Produced | None = None  # what produce() sent and had acknowledged
         self.consumer_exits = 0  # workers that exited during a fault and were started again
+        self.fault_span: tuple[int, int] | None = None  # a fault's (injected, healed), wall ns
 
     @property
     def payload_bytes(self) -> int:

@@ -92,6 +92,8 @@ class Injector(threading.Thread):
         self.in_force = in_force
         self.error: BaseException | None = None
         self.figures: dict[str, object] = {"fault": fault.kind, "injected": False}
+        # (injected, healed) in wall-clock ns, the clock of the send and receipt stamps
+        self.span: tuple[int, int] | None = None
 
     def run(self) -> None:
         try:
@@ -109,7 +111,7 @@ class Injector(threading.Thread):
         fault = self.make()
         self.healer.expect(fault.heal_order())
         self.in_force.set()
-        injected = time.monotonic()
+        injected, injected_ns = time.monotonic(), time.time_ns()
         received_before = self.reader.distinct
         try:
             fault.inject()
@@ -121,6 +123,7 @@ class Injector(threading.Thread):
             self.healer.healed()
             self.in_force.clear()
         healed = time.monotonic()
+        self.span = (injected_ns, time.time_ns())
         self.note(f"{fault.kind} healed")
         self.figures["in_force_sec"] = round(healed - injected, 3)
         # Time to recover: from the heal to the first message received after it.

@@ -18,9 +18,11 @@ import math
 import time
 import uuid
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from queuebench.adapters.base import Adapter
 from queuebench.engine.common import (
     Experiment,
     broker_check,
@@ -32,12 +34,16 @@ from queuebench.engine.environment import host_load, usage_now
 from queuebench.engine.injector import Injector, make_fault
 from queuebench.engine.ledger import LedgerReader, Receipts
 from queuebench.engine.metrics import latency_ms
-from queuebench.engine.producers import producer_figures
+from queuebench.engine.producers import error_text, producer_figures
 from queuebench.engine.workload import Cell
 from queuebench.errors import ConsumerFailed
+from queuebench.faults import service_of
+from queuebench.faults.base import HealOrder
 from queuebench.faults.healer import Healer
 from queuebench.payloads.builder import mix_kind
 from queuebench.payloads.codecs import encode
+from queuebench.services import durability
+from queuebench.services.catalog import HOST, SERVICES
 from queuebench.worker.envelope import wrap
 
 READY_GRACE_SEC = 5.0  # after the first consumer proved ready, how long the others may take
@@ -147,11 +153,16 @@ def run(experiment: Experiment) -> dict[str, object]:
     started = time.monotonic()
     deadline = started + experiment.config.deadline_sec
     usage = usage_now()
-    experiment.adapter.prepare()
+    service_name = service_of(experiment.adapter.scheme) if cell.durability else None
+    healer = Healer(experiment.folder / "heal.json", experiment.folder / "healer.log",
+                    HealOrder(durability=[service_name] if service_name else [])) \
+        if cell.fault or service_name else None
     startup_sec, stop, injector = None, None, None
-    healer = Healer(experiment.folder / "heal.json", experiment.folder / "healer.log") \
-        if cell.fault else None
     try:
+        if service_name:
+            durability.apply(service_name, cell.durability)
+        broker_durability = durability_in_force(experiment.adapter)
+        experiment.adapter.prepare()
         if cell.start == "before":
             startup_sec = warm_up(experiment, deadline)
         if cell.fault:
@@ -175,6 +186,7 @@ def run(experiment: Experiment) -> dict[str, object]:
         experiment.note(f"settled: {outcome}")
         if injector:
             fault_figures = injector.finish()
+            experiment.fault_span = injector.span
         consumers.sample_memory()  # a run shorter than the sampling period has one sample
         try:
             consumers.stop()
@@ -187,15 +199,46 @@ def run(experiment: Experiment) -> dict[str, object]:
         if injector:
             injector.cancelled.set()  # heals what is still in force
             injector.join()
+        consumers.ensure_stopped()
+        if service_name:
+            reset_durability(service_name, healer, experiment.note)
         if healer:
             healer.close()
-        consumers.ensure_stopped()
     m = figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
                 consumers_from_ns=consumers_from_ns, startup_sec=startup_sec, stop=stop)
     if injector:
-        m["fault"] = {**fault_figures, "consumer_exits": experiment.consumer_exits}
+        m["fault"] = {**fault_figures, **m.pop("fault_backlog", {}),
+                      "consumer_exits": experiment.consumer_exits}
+    if broker_durability:
+        m["broker_durability"] = broker_durability
     # The machine as it was meanwhile: a figure taken on a busy host says so.
     return {**m, "host": host_load(usage), "timeline": experiment.timeline}
+
+
+def durability_in_force(adapter: Adapter) -> dict[str, object] | None:
+    """The durability mode of the pair's broker, read from the server (None: embedded)."""
+    service_name = service_of(adapter.scheme)
+    if service_name is None:
+        return None
+    address = urlsplit(adapter.url)
+    if address.hostname not in (HOST, "localhost") or address.port != SERVICES[service_name].port:
+        return {"mode": "unknown", "settings": {}, "words": "a broker queuebench did not start: "
+                "its durability is its own configuration"}
+    try:
+        return durability.in_force(service_name).to_dict()
+    except Exception as exc:  # a managed Redis refuses CONFIG GET: the run goes on without it
+        return {"mode": "unknown", "settings": {},
+                "words": f"could not read it from {service_name}: {error_text(exc)}"}
+
+
+def reset_durability(service_name: str, healer: Healer, note: Callable[[str], None]) -> None:
+    """The broker back in its own durability mode; if that fails, the healer tries again."""
+    try:
+        durability.reset(service_name)
+    except Exception as exc:
+        note(f"durability reset left to the healer: {error_text(exc)}")
+    else:
+        healer.standing = HealOrder()
 
 
 def start_injector(experiment: Experiment, healer: Healer) -> Injector:
@@ -316,6 +359,22 @@ def backlog_steps(send_ns: Sequence[int], first_received: Sequence[int]
     return steps
 
 
+def fault_backlog(send_ns: Sequence[int], first_received: Sequence[int], injected_ns: int,
+                  healed_ns: int) -> dict[str, object]:
+    """The backlog when the fault was injected (every message sent and not received by then,
+    the ones the fault then lost too), and how long after the heal it was back at that level or
+    below, counted over the messages that arrived: one lost is counted as such, not waited for."""
+    before = backlog_at(backlog_steps(send_ns, first_received), injected_ns)
+    arrived = [seq for seq, received in enumerate(first_received) if received != NEVER]
+    steps = backlog_steps([send_ns[seq] for seq in arrived],
+                          [first_received[seq] for seq in arrived])
+    back = healed_ns if backlog_at(steps, healed_ns) <= before else next(
+        (t for t, depth in steps if t >= healed_ns and depth <= before), None)
+    return {"backlog_at_injection": before,
+            "backlog_recovered_after_sec": None if back is None
+            else round((back - healed_ns) / 1e9, 3)}
+
+
 def backlog_at(steps: list[tuple[int, int]], t_ns: int) -> int:
     """The backlog at `t_ns`, of backlog_steps' result."""
     index = bisect.bisect_right(steps, (t_ns, math.inf)) - 1
@@ -413,6 +472,8 @@ def shape_figures(experiment: Experiment, receipts: Receipts,
                                                  send_ns[-1])
         if isinstance(cell.rate, tuple):
             m.update(stage_figures(cell.rate, send_ns, first_received, sent_at))
+        if experiment.fault_span:
+            m["fault_backlog"] = fault_backlog(send_ns, first_received, *experiment.fault_span)
     if cell.mix:
         m["kinds"] = mix_figures(cell.mix, experiment.sizes, first_received, sent_at)
     if cell.targets:

@@ -55,6 +55,7 @@ class ExperimentConfig:
     payload: str | None = None
     partitions: int | None = None
     in_flight: int | None = None
+    durability: str | None = None  # the broker's durability mode, where a workload sweeps them
 
     @property
     def label(self) -> str:
@@ -65,7 +66,7 @@ class ExperimentConfig:
                          "staged")
         if self.consumers != 1:
             parts.append(f"{self.consumers}consumers")
-        parts += [f"{self.pair}[{self.variant}]", self.format]
+        parts += [f"{self.pair}[{self.variant}]", *filter(None, [self.durability]), self.format]
         if self.repeat:
             parts.append(f"#{self.repeat + 1}")
         return " ".join(parts)

@@ -31,6 +31,7 @@ from queuebench.engine.workload import (
     default_deadline,
 )
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
+from queuebench.faults import service_of
 from queuebench.payloads import (
     DEFAULT_STOCK_DB_URL,
     SIZE_RECORD_COUNTS,
@@ -41,6 +42,7 @@ from queuebench.payloads import (
 )
 from queuebench.payloads.builder import message_bodies
 from queuebench.redact import redact
+from queuebench.services import durability
 from queuebench.worker.envelope import HEADER
 
 REACHABLE_TIMEOUT_SEC = 10.0
@@ -242,7 +244,8 @@ class PlanRun:
             rate=None if isinstance(cell.rate, OfMaxRate | Search) else cell.rate,
             fault=cell.fault.label if cell.fault else None, payload=payload_label(cell),
             partitions=cell.topic_partitions if hasattr(cls, "partitions") else None,
-            in_flight=cell.in_flight if cell.producer_mode == "async" else None)
+            in_flight=cell.in_flight if cell.producer_mode == "async" else None,
+            durability=cell.durability)
         number = len(self.results)
         adapter = cls(url, queue=f"qb-{self.folder.path.name[:16].lower()}-{number:03d}",
                       variant=variant)
@@ -414,8 +417,18 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
             for entry, url in pairs:
                 cls = adapters.adapter_class(entry)
                 for variant in plan.variants or tuple(v.name for v in cls.variants):
-                    state.run(cell, entry, url, variant, repeat)
+                    for each in durability_cells(cell, entry):
+                        state.run(each, entry, url, variant, repeat)
     return state.results
+
+
+def durability_cells(cell: Cell, entry: adapters.PairEntry) -> list[Cell]:
+    """`durability: each`: the cell once per durability mode of the pair's broker; a broker
+    with one mode (or none, embedded) runs it once, as it is."""
+    service_name = service_of(entry.scheme)
+    if cell.durability != "each" or not durability.switchable(service_name):
+        return [replace(cell, durability=None)]
+    return [replace(cell, durability=mode.mode) for mode in durability.modes(service_name)]
 
 
 def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
@@ -456,6 +469,8 @@ def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
         bar.close()
         experiment.close()
         adapter.cleanup()
+    if "broker_durability" in measurements:  # the broker's settings, beside the library's
+        info["broker_durability"] = measurements.pop("broker_durability")
     say(f"{config.label}: {summary(measurements)}")
     # Cut short by its deadline: what did not arrive yet is not lost, and the row is no verdict.
     status = "incomplete" if measurements["outcome"] == "deadline" else "ok"

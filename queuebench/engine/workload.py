@@ -225,6 +225,9 @@ class Workload(Strict):
     faults: list[AnyFault] = Field(default_factory=list, max_length=1)
     repeats: PositiveInt = 1
     deadline_sec: Positive | None = None  # None: scaled to the messages and the work
+    # The broker's durability (services/durability.py): as the service runs, or a row for each
+    # mode it offers (Redis: none, rdb, aof-everysec, aof-always; PostgreSQL: sync, async)
+    durability: Literal["default", "each"] = "default"
 
     @field_validator("producers", "consumers", mode="before")
     @classmethod
@@ -289,6 +292,9 @@ class Cell:
     partitions: int | str = 1  # or "consumers": one per consumer
     targets: tuple[tuple[str, float], ...] = ()  # ("p50", 50.0): latency bounds in ms
     fault: FaultCase | None = None  # a fault beyond the consumer
+    # "each": a row per durability mode of the pair's broker, resolved per pair by the runner
+    # into the mode's name; None: the broker as it runs
+    durability: str | None = None
 
     @property
     def kind(self) -> str:
@@ -372,7 +378,8 @@ def cells(name: str, workload: Workload) -> list[Cell]:
                  mid_task=consumer_fault.mid_task if consumer_fault else False,
                  repeats=1 if isinstance(rate, Search) else workload.repeats,
                  deadline_sec=workload.deadline_sec, description=workload.description,
-                 partitions=partitions, targets=targets, fault=other)
+                 partitions=partitions, targets=targets, fault=other,
+                 durability="each" if workload.durability == "each" else None)
             for payload, messages, processes, concurrency, mode, in_flight, producers, rate,
             work_ms, fail_fraction, partitions, stop, other in combos]
 

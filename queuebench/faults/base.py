@@ -25,14 +25,15 @@ class Fault(Protocol):
 @dataclass
 class HealOrder:
     """Everything in force that a healer undoes: services to start again, a Toxiproxy to reset,
-    processes to continue."""
+    processes to continue, brokers to put back in their own durability mode."""
 
     services: list[str] = field(default_factory=list)
     toxiproxy: str | None = None  # its API address: POST /reset enables every proxy, drops toxics
     paused: list[int] = field(default_factory=list)
+    durability: list[str] = field(default_factory=list)  # services/durability.py: reset
 
     def __bool__(self) -> bool:
-        return bool(self.services or self.toxiproxy or self.paused)
+        return bool(self.services or self.toxiproxy or self.paused or self.durability)
 
     def save(self, path: Path) -> None:
         write_atomically(path, json.dumps(asdict(self)))

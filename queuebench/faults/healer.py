@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from queuebench.faults.base import HealOrder
@@ -23,7 +24,7 @@ from queuebench.faults.base import HealOrder
 def heal(order: HealOrder) -> list[str]:
     """Undo everything `order` lists; what was done, one line each (errors included)."""
     from queuebench.faults.network import Toxiproxy
-    from queuebench.services import service
+    from queuebench.services import durability, service
 
     done = []
     for pid in order.paused:
@@ -41,16 +42,25 @@ def heal(order: HealOrder) -> list[str]:
             done.append(f"started {name}: {service(name).start()}")
         except Exception as exc:
             done.append(f"could not start {name}: {exc}")
+    for name in order.durability:  # once the broker is up again
+        try:
+            done.append(f"{name} back to durability {durability.reset(name).mode}")
+        except Exception as exc:
+            done.append(f"could not reset {name}'s durability: {exc}")
     return done
 
 
 class Healer:
     """The run's side: starts the healer process, tells it what is in force, lets it go."""
 
-    def __init__(self, heal_file: Path, log_path: Path) -> None:
+    def __init__(self, heal_file: Path, log_path: Path,
+                 standing: HealOrder | None = None) -> None:
+        """`standing`: what the run set up for its whole length (a durability mode), undone by
+        the healer unless the run undoes it itself and says so by emptying it."""
         self.heal_file = heal_file
+        self.standing = standing or HealOrder()
         heal_file.parent.mkdir(parents=True, exist_ok=True)
-        HealOrder().save(heal_file)
+        self.standing.save(heal_file)
         read_end, self._write_end = os.pipe()
         with open(log_path, "ab") as log:
             self._process = subprocess.Popen(
@@ -60,13 +70,14 @@ class Healer:
 
     def expect(self, order: HealOrder) -> None:
         """What to undo should the run die from now on (until `healed`)."""
-        order.save(self.heal_file)
+        replace(order, durability=self.standing.durability).save(self.heal_file)
 
     def healed(self) -> None:
-        HealOrder().save(self.heal_file)
+        self.standing.save(self.heal_file)
 
     def close(self) -> None:
-        """Nothing in force any more: the healer reads EOF, finds nothing to do and exits."""
+        """The run is over: the healer reads EOF, undoes what still stands (nothing, when the
+        run undid it) and exits."""
         self.healed()
         os.close(self._write_end)
         self._process.wait(timeout=30)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from queuebench.services.base import Service
 from queuebench.services.catalog import HOST
+from queuebench.services.durability import redis_launch_settings
 from queuebench.services.installers import ensure_debian_packages
 from queuebench.services.processes import CommandFailed, port_open, run, spawn_detached
 
@@ -22,10 +23,13 @@ class Redis(Service):
         ensure_debian_packages(["redis-server"])
 
     def launch(self) -> None:
-        # No persistence: the broker is a benchmark target, and a restart starts empty.
+        # No persistence unless a run asked for a durability mode (services/durability.py):
+        # a restart in the middle of a fault run comes back with the mode it went down with.
+        persistence = [part for key, value in redis_launch_settings(self.dir).items()
+                       for part in (f"--{key}", value)]
         spawn_detached(
-            ["redis-server", "--bind", HOST, "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
+            ["redis-server", "--bind", HOST, "--port", str(self.port), *persistence,
+             "--dir", str(self.dir), "--daemonize", "no"],
             log_file=self.log_file, pid_file=self.pid_file,
         )
 

@@ -1,0 +1,107 @@
+"""Broker durability as a setting: the modes a workload sweeps, switched on the live broker, kept
+across the broker's restarts, recorded with each result, put back by the run or its healer; and
+the outcome each mode decides, pinned against the real broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuebench import adapters
+from queuebench.engine.phases import NEVER, fault_backlog
+from queuebench.engine.runner import durability_cells
+from queuebench.engine.workload import cells, load
+from queuebench.faults.base import HealOrder
+from queuebench.faults.healer import heal
+from queuebench.services import durability, service
+from tests.test_fault_runs import run
+
+
+@pytest.fixture
+def redis_back_to_its_own_mode():
+    yield
+    durability.reset("redis")
+
+
+def test_each_durability_mode_of_the_pairs_broker_is_a_row():
+    [(_, workload)] = load("broker-restart", [])
+    cell = cells("broker-restart", workload)[0]
+    modes = {name: [c.durability for c in durability_cells(cell, adapters.PAIRS[name])]
+             for name in ("rq+redis", "huey+postgres", "celery+rabbitmq", "huey+sqlite")}
+    assert modes == {"rq+redis": ["none", "rdb", "aof-everysec", "aof-always"],
+                     "huey+postgres": ["sync-commit", "async-commit"],
+                     "celery+rabbitmq": [None], "huey+sqlite": [None]}
+
+
+def test_a_workload_without_durability_leaves_the_broker_as_it_runs():
+    [(_, workload)] = load("throughput", [])
+    cell = cells("throughput", workload)[0]
+    assert [c.durability for c in durability_cells(cell, adapters.PAIRS["rq+redis"])] == [None]
+
+
+def test_an_unknown_mode_is_named_with_the_ones_there_are():
+    with pytest.raises(Exception, match=r"no durability mode 'fsync'.*none, rdb"):
+        durability.find("redis", "fsync")
+
+
+def test_the_backlog_is_back_once_it_drains_to_its_level_at_the_fault():
+    """Sent at 0..5 s, one a second; received: 0 at 0.5 s, then nothing until 6 s (the fault from
+    1 to 3 s), then the rest. At the injection 1 waits (message 1, sent at 1 s); after the heal
+    at 3 s the backlog grows to 5, and is back at 1 when message 4 arrives at 7 s."""
+    s = 10**9
+    send = [0, 1 * s, 2 * s, 3 * s, 4 * s, 5 * s]
+    received = [s // 2, 6 * s, 6 * s + 1, 6 * s + s // 2, 7 * s, 8 * s]
+    figures = fault_backlog(send, received, injected_ns=1 * s + 1, healed_ns=3 * s)
+    assert figures == {"backlog_at_injection": 1, "backlog_recovered_after_sec": 4.0}
+
+
+def test_messages_the_fault_lost_were_waiting_at_it_but_are_not_waited_for():
+    """Message 1, sent at 1 s, is waiting when the fault comes and is never received: it counts
+    in the backlog at the injection, and the backlog is back at once after the heal."""
+    s = 10**9
+    figures = fault_backlog([0, s, 2 * s], [s // 2, NEVER, 2 * s + 1], injected_ns=s + 1,
+                            healed_ns=2 * s)
+    assert figures == {"backlog_at_injection": 1, "backlog_recovered_after_sec": 0.0}
+
+
+@pytest.mark.broker("redis")
+def test_redis_keeps_its_mode_across_a_restart_and_the_healer_puts_it_back(
+        redis_back_to_its_own_mode):
+    durability.apply("redis", "aof-always")
+    redis = service("redis")
+    redis.stop()
+    redis.start()
+    assert durability.in_force("redis").mode == "aof-always"
+    assert heal(HealOrder(durability=["redis"])) == ["redis back to durability none"]
+    assert durability.in_force("redis").mode == "none"
+
+
+@pytest.mark.broker("postgres")
+def test_postgres_switches_synchronous_commit_live():
+    try:
+        durability.apply("postgres", "async-commit")
+        assert durability.in_force("postgres").mode == "async-commit"
+    finally:
+        durability.reset("postgres")
+    assert durability.in_force("postgres").mode == "sync-commit"
+
+
+@pytest.mark.slow
+@pytest.mark.broker("redis")
+def test_a_redis_crash_loses_the_queue_unless_the_append_only_file_keeps_it(
+        tmp_path, redis_back_to_its_own_mode):
+    """huey+redis, Redis killed with messages queued, in each durability mode: without
+    persistence, and with RDB snapshots none of which came due, the restart loses acknowledged
+    messages; with the append-only file nothing acknowledged is lost (a process crash keeps the
+    page cache, so even fsync every second is enough). Each row records its mode, and Redis is
+    back in its own mode afterwards."""
+    rows = run(tmp_path, "broker-restart", "huey+redis", "messages=150", "rate=50",
+               "faults=[{broker: kill, at_received: 0.3, down_sec: 1}]", variant="default")
+    lost = {}
+    for r in rows:
+        assert r["status"] == "ok", r.get("error")
+        assert r["pair_info"]["broker_durability"]["mode"] == r["config"]["durability"]
+        assert r["measurements"]["fault"]["backlog_at_injection"] > 0
+        lost[r["config"]["durability"]] = r["measurements"]["lost_acked"]
+    assert lost["none"] > 0 and lost["rdb"] > 0, lost
+    assert lost["aof-everysec"] == 0 and lost["aof-always"] == 0, lost
+    assert durability.in_force("redis").mode == "none"
