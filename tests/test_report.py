@@ -641,22 +641,6 @@ def test_raw_sizes_partitions_and_in_flight_limits_are_cases_of_their_own():
         "confluent-kafka+kafka 4 partitions", "confluent-kafka+kafka in flight 16"]
 
 
-def test_a_fault_row_separates_what_was_acknowledged_from_what_never_was():
-    """Of 10 messages, 4 lost: 1 had been acknowledged (the broker's loss), 3 never were; of 5
-    sends never acknowledged, 2 arrived all the same (recovered); an n/a row gives its reason."""
-    cfg = replace(config("faults", "rq+redis"), fault="broker-kill 5s")
-    m = measurements(lost=4, lost_acked=1, send_failed=5, recovered=2, duplicates=1,
-                     fault={"fault": "broker-kill", "injected": True,
-                            "first_receipt_after_heal_sec": 1.5, "consumer_exits": 1})
-    embedded = replace(config("faults", "huey+sqlite"), fault="broker-kill 5s")
-    text = render(document([result(cfg, m=m),
-                            result(embedded, "n/a", {"not_applicable": "no broker process"})]))
-    rows = section_rows(text, "Faults beyond the consumer")
-    assert [(r["lost, acknowledged"], r["lost, never acknowledged"], r["recovered"],
-             r["workers restarted"]) for r in rows[:1]] == [("1", "3", "2", "1")]
-    assert rows[1]["ended by"] == "no broker process"
-
-
 def test_the_lowest_latency_pair_is_not_called_tied_with_itself_in_another_format():
     def case(pair, fmt, p99):
         m = measurements(consume=100.0, time_to_consume_sec=2.0)

@@ -25,7 +25,7 @@ from queuebench.report.cases import (
     table,
 )
 from queuebench.report.export import results_csv
-from queuebench.report.faults import faults_section
+from queuebench.report.faults import FAULTS_CHART, faults_section
 from queuebench.report.findings import findings
 from queuebench.report.scenarios import in_scenario, scenario_sections
 from queuebench.report.tables import (
@@ -113,7 +113,8 @@ def render(document: dict, charts: list[str] | None = None) -> str:
                    if any(case.repeated for case in cases_of(results, "throughput")) else ""),
                 "", throughput_table(results), ""]
     out += scenario_sections(every)
-    out += faults_section(results)
+    out += faults_section(results, charted=any(f"]({FAULTS_CHART})" in line
+                                               for line in charts or []))
     if ceilings := ceiling_table({**document, "results": results}):
         out += ["## Beside the broker's own ceiling", "",
                 "Each broker's own load tool on this machine (`make ceilings`) at about the "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from queuebench.report.cases import (
     MIN_RANKED_SEC,
+    NA,
     Case,
     Figure,
     cases_of,
@@ -25,6 +26,7 @@ from queuebench.report.cases import (
     shown,
     table,
 )
+from queuebench.report.faults import durability_mode, fault_rows, injected
 from queuebench.report.scenarios import in_scenario, sustained_answers
 
 CLEAN, DUPLICATES, LOSES = "\u2713", "\u2248", "\u2717"
@@ -33,6 +35,10 @@ BEST, TIED = "\u2605", "="
 # With one repeat a side there is no spread to compare: figures this close are tied.
 TIE_MARGIN = 0.10
 STOP_COLUMNS = {"graceful": "graceful stop", "kill": "SIGKILL"}
+# The faults beyond the consumer the answer asks about, by kind; of several frozen-worker
+# runs, the longest pause.
+FAULT_COLUMNS = {"broker-kill": "broker crash", "network-cut": "network cut",
+                 "consumer-pause": "frozen worker"}
 # Brokers that are a file the library opens: nothing to install or run beside the application.
 SERVERLESS_BROKERS = {"sqlite"}
 
@@ -53,21 +59,51 @@ def tied(a: Figure, b: Figure) -> bool:
     return abs(a.value - b.value) <= TIE_MARGIN * max(abs(a.value), abs(b.value))
 
 
-def _stop_cell(rows: list[dict], failed: bool) -> str:
-    """One stop mode of one pair over every format and repeat: the worst trial measured to the
-    end; rows cut short count for nothing."""
+def _stop_cell(rows: list[dict], failed: bool, lost: str = "lost") -> str:
+    """One stop mode (or fault) of one pair over every format and repeat: the worst trial
+    measured to the end, its losses counted by `lost`; rows cut short count for nothing."""
     complete = [r for r in rows if is_complete(r)]
     if not complete:
         return f"{CUT_SHORT} cut short" if rows else f"{FAILED} error" if failed else NOT_RUN
     most = {key: max(r["measurements"].get(key) or 0 for r in complete)
-            for key in ("lost", "duplicates")}
-    if most["lost"]:
-        return f"{LOSES} loses {most['lost']}"
+            for key in (lost, "duplicates")}
+    if most[lost]:
+        return f"{LOSES} loses {most[lost]}"
     if corrupt := max(corrupt_count(r) for r in complete):
         return f"{LOSES} changes {corrupt}"
     if most["duplicates"]:
         return f"{DUPLICATES} {most['duplicates']} dup"
     return f"{CLEAN} none"
+
+
+def _fault_labels(results: list[dict]) -> dict[str, str]:
+    """The fault label each fault column stands on, {column: "broker-kill 5s"}, in the order of
+    FAULT_COLUMNS."""
+    labels = {}
+    for label in sorted({r["config"]["fault"] for r in fault_rows(results)}, key=_label_sec):
+        kind = label.split()[0]
+        if kind in FAULT_COLUMNS:
+            labels[FAULT_COLUMNS[kind]] = label  # sorted by seconds: the longest stays
+    return {column: labels[column] for column in FAULT_COLUMNS.values() if column in labels}
+
+
+def _label_sec(label: str) -> float:
+    """The seconds in a fault label: 45 in "consumer-pause 45s" (0 if it names none)."""
+    number = label.split()[-1].removesuffix("s")
+    return float(number) if number.replace(".", "", 1).isdigit() else 0.0
+
+
+def _fault_cell(rows: list[dict]) -> str:
+    """One fault of one pair: the worst run by acknowledged messages lost, per broker
+    durability mode where the run swept it; a run whose fault never came counts for nothing."""
+    cells = []
+    for mode in dict.fromkeys(r["config"].get("durability") for r in rows):
+        own = [r for r in rows if r["config"].get("durability") == mode]
+        measured = [r for r in own if r["status"] in ("ok", "incomplete") and injected(r)]
+        cell = (NA if all(r["status"] == "n/a" for r in own) else
+                _stop_cell(measured, any(r["status"] == "error" for r in own), "lost_acked"))
+        cells.append(f"{mode}: {cell}" if mode else cell)
+    return "; ".join(cells) or NOT_RUN
 
 
 def _speeds(results: list[dict], fmt: str) -> dict[str, Speed]:
@@ -175,6 +211,7 @@ def matrix(results: list[dict], sizes: list[dict], answers: list[dict] = ()) -> 
     speeds = {fmt: _speeds(results, fmt) for fmt in formats}
     fastest = {fmt: _fastest(speeds[fmt]) for fmt in formats}
     largest = _largest(sizes) if sizes else {}
+    faults = _fault_labels(results)
     rows = []
     for name in names:
         row = [name]
@@ -183,13 +220,16 @@ def matrix(results: list[dict], sizes: list[dict], answers: list[dict] = ()) -> 
             row.append(_stop_cell(own, (name, stop) in failed))
         for fmt in formats:
             row.append(_speed_cell(speeds[fmt].get(name), *fastest[fmt]))
+        for label in faults.values():
+            row.append(_fault_cell([r for r in fault_rows(results) if pair_name(r) == name
+                                    and r["config"]["fault"] == label]))
         if sustained:
             row.append(_sustained_cell(sustained.get(name), *_fastest_sustained(sustained), name))
         if largest:
             row.append(largest.get(name.split(" [")[0], NOT_RUN))
         rows.append(row)
     headers = ["pair", *(STOP_COLUMNS[stop] for stop in stops),
-               *(f"msg/s {fmt}" for fmt in formats),
+               *(f"msg/s {fmt}" for fmt in formats), *faults,
                *([f"sustains msg/s at p99 <= {_bound(sustained)} ms"] if sustained else []),
                *(["largest message"] if largest else [])]
     return table(headers, rows)
@@ -213,6 +253,13 @@ def legend(document: dict, answers: list[dict] = ()) -> str:
                      f"format, {TIED} tied with it (spreads across repeats overlap, or within "
                      f"{TIE_MARGIN:.0%} with one repeat), (<{MIN_RANKED_SEC:g} s) too short to "
                      "rank")
+    if faults := _fault_labels(results):
+        modes = sorted(set(filter(None, map(durability_mode, fault_rows(results)))))
+        parts.append(f"{', '.join(faults)}: {', '.join(faults.values())} while messages flow; "
+                     f"{CLEAN} no acknowledged message lost, {DUPLICATES} N duplicated and none "
+                     f"lost, {LOSES} loses N acknowledged (sends never acknowledged are not "
+                     f"counted), {NA}: means nothing for the pair"
+                     + (f"; per broker durability mode ({', '.join(modes)})" if modes else ""))
     if answers:
         parts.append(f"sustains: the highest constant rate with every message received, p99 "
                      f"within the bound and no growing backlog, found by probes (each pair's "
@@ -377,6 +424,7 @@ def render_answer(document: dict) -> list[str]:
     results, answers = [r for r in every if not in_scenario(r)], sustained_answers(every)
     if not results and not answers:
         return ["This run holds only the seeds' scenarios: each answers in its section below."]
+    picks = best_for(results, sizes, answers)  # none from a run of faults only
     return [matrix(results, sizes, answers), "",
-            legend({**document, "results": results}, answers), "", "Best for:", "",
-            *best_for(results, sizes, answers)]
+            legend({**document, "results": results}, answers),
+            *(["", "Best for:", "", *picks] if picks else [])]

@@ -2,13 +2,15 @@
 
 matplotlib (the optional extra `charts`) is imported here only, so a report renders without it.
 Few charts, each with every pair on it: throughput with the spread across repeats, latency
-percentile curves (HDR style), and messages received per second with the stops marked; for the
-seeds' scenarios, throughput and p99 against consumers, MB/s and p99 against payload size, and
-each burst's backlog over time.
+percentile curves (HDR style), messages received per second with the stops marked, and through
+each fault beyond the consumer with its time in force shaded; for the seeds' scenarios,
+throughput and p99 against consumers, MB/s and p99 against payload size, and each burst's
+backlog over time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +23,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from queuebench.engine.metrics import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from queuebench.report.cases import Case, cases_of, is_clean, pair_name, row_name
+from queuebench.report.faults import FAULTS_CHART, fault_row_name, fault_rows
 from queuebench.report.scenarios import in_scenario, payload_label, scenario_cases, task, units
 
 # Percentiles a latency curve is drawn through; their x position is 1 / (1 - p), on a log axis.
@@ -39,6 +42,7 @@ def draw(document: dict, folder: Path) -> list[tuple[str, str]]:
     for name, chart, source in (("throughput.png", _throughput, plain),
                                 ("latency.png", _latency, plain),
                                 ("received.png", _received, plain),
+                                (FAULTS_CHART, _faults, plain),
                                 ("scalability.png", _scalability, document),
                                 ("payload-sizes.png", _payload_sizes, document),
                                 ("burst.png", _burst, document)):
@@ -170,10 +174,53 @@ def _received(document: dict):
     return figure
 
 
-def _stop_seconds(timeline: list[dict]) -> list[float]:
-    """When the consumers were stopped, in seconds from the first send (the series' origin)."""
+def _event_seconds(timeline: list[dict], wanted: Callable[[str], bool]) -> list[float]:
+    """When the wanted events came, in seconds from the first send (the series' origin)."""
     producing = next((e["t"] for e in timeline if e["event"] == "producing"), 0.0)
-    return [e["t"] - producing for e in timeline if e["event"].startswith(STOP_EVENTS)]
+    return [e["t"] - producing for e in timeline if wanted(e["event"])]
+
+
+def _stop_seconds(timeline: list[dict]) -> list[float]:
+    """When the consumers were stopped."""
+    return _event_seconds(timeline, lambda event: event.startswith(STOP_EVENTS))
+
+
+def _faults(document: dict):
+    """Messages received per second through each fault (first format and repeat), one small
+    panel per pair (and durability mode) and fault, the fault's time in force shaded."""
+    runs = [r for r in fault_rows(document["results"])
+            if r["measurements"].get("series") and not r["config"].get("repeat")]
+    if not runs:
+        return None
+    first_format = sorted({r["config"]["format"] for r in runs})[0]
+    runs = [r for r in runs if r["config"]["format"] == first_format]
+    names = list(dict.fromkeys(fault_row_name(r) for r in runs))
+    labels = list(dict.fromkeys(r["config"]["fault"] for r in runs))
+    figure, grid = plt.subplots(len(names), len(labels), squeeze=False, sharex=True,
+                                figsize=(3.2 * len(labels), 0.5 + 1.1 * len(names)))
+    for axes in grid.flat:  # a pair and fault that never ran stays blank
+        axes.set_axis_off()
+    for r in runs:
+        axes = grid[names.index(fault_row_name(r))][labels.index(r["config"]["fault"])]
+        axes.set_axis_on()
+        received = r["measurements"]["series"]["received"]
+        axes.bar(range(len(received)), received, width=1.0, align="edge")
+        timeline = r["measurements"].get("timeline") or []
+        healed = _event_seconds(timeline, lambda event: event.endswith(" healed"))
+        injected = _event_seconds(timeline, lambda event: event.endswith(" injected"))
+        for n, start in enumerate(injected):  # never healed: in force to the end
+            axes.axvspan(start, healed[n] if n < len(healed) else len(received), color="red",
+                         alpha=0.2, zorder=0)
+        axes.set_title(f"{fault_row_name(r)}, {r['config']['fault']}", fontsize=7, loc="left")
+        axes.tick_params(labelsize=7)
+    for axes in grid[-1]:
+        axes.set_xlabel("seconds from the first send", fontsize=7)
+    for row in grid:
+        row[0].set_ylabel("msg/s", fontsize=7)
+    figure.suptitle(f"Received per second through each fault ({first_format}; shaded: the "
+                    f"fault in force, injected to healed)\n{_source(document)}", fontsize=10)
+    figure.tight_layout()
+    return figure
 
 
 def _two_panels(title: str, document: dict, xlabel: str, left: str, right: str):
