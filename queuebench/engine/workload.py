@@ -324,9 +324,9 @@ class Cell:
         else:
             spread_over = self.spread_nodes or cluster_nodes or 1
             nodes = [index % spread_over + 1 for index in range(self.processes)]
-        used = max(nodes, default=1)
-        if cluster_nodes is not None and used > cluster_nodes:
-            raise UsageError(f"placement puts consumers on node {used} but the cluster has "
+        named = self.spread_nodes or (len(self.per_node) if self.per_node else 1)
+        if cluster_nodes is not None and named > cluster_nodes:
+            raise UsageError(f"placement names node {named} but the cluster has "
                              f"{cluster_nodes} nodes")
         for target in (self.stop_node, self.fault and self.fault.node):
             if target and target not in nodes:
