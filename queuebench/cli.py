@@ -158,20 +158,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     pairs = runner.resolve_pairs(plan)
     runner.check_stock_db(plan)
     pairs = runner.reachable_pairs(plan, pairs)
-    default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
-    folder = RunFolder(Path(args.reports_dir), args.name or default_name,
-                       command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
-                       manifest=machine_manifest())
-    try:
-        results = runner.run_plan(plan, pairs, folder)
-    except BaseException:
-        # Interrupted or crashed: what finished is still a report, marked INCOMPLETE.
-        path = folder.finish(partial(report.write_report, folder.path), complete=False)
-        tell(f"queuebench: the run stopped early; what finished is in {path}")
-        raise
+    if not args.cluster:  # a placement that cannot be (a cluster's is checked once it is up)
+        for cell in plan.cells:
+            cell.nodes_of_processes(None)
+    with contextlib.ExitStack() as cleanup:
+        manifest = machine_manifest()
+        cluster = None
+        if args.cluster:
+            from queuebench.cluster import Cluster  # imports Ray: only when asked for
+
+            cluster = Cluster(args.cluster)
+            cleanup.callback(cluster.close)
+            for cell in plan.cells:
+                cell.nodes_of_processes(cluster.size)
+            manifest["cluster"] = cluster.manifest()
+        default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
+        folder = RunFolder(Path(args.reports_dir), args.name or default_name,
+                           command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
+                           manifest=manifest)
+        try:
+            results = runner.run_plan(plan, pairs, folder, cluster)
+        except BaseException:
+            # Interrupted or crashed: what finished is still a report, marked INCOMPLETE.
+            path = folder.finish(partial(report.write_report, folder.path), complete=False)
+            tell(f"queuebench: the run stopped early; what finished is in {path}")
+            raise
     path = folder.finish(partial(report.write_report, folder.path))
     print(path)
     return run_exit_code(results)
+
+
+def cluster_spec(text: str) -> str:
+    from queuebench.cluster import check_spec
+
+    try:
+        return check_spec(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--cluster {text!r}: ")) from None
 
 
 def run_exit_code(results: list) -> int:
@@ -287,6 +310,9 @@ def build_parser() -> Parser:
                      "consumers off, where they start after producing (consumers.wait_sec)")
     run.add_argument("--deadline", type=positive, help="seconds before a case gives up "
                      "(deadline_sec); default scales with the messages and the work")
+    run.add_argument("--cluster", type=cluster_spec, metavar="local:N|ray://HEAD:PORT",
+                     help="run the consumers on the nodes of a Ray cluster (needs the cluster "
+                     "extra): local:N simulates N nodes on this machine")
     run.add_argument("--reachable-only", action="store_true",
                      help="skip pairs whose broker does not answer instead of failing")
     run.add_argument("--name", type=run_name, help="run name, part of the folder name")

@@ -163,7 +163,7 @@ def test_a_fleet_that_would_not_fit_in_memory_runs_the_largest_that_does(tmp_pat
     monkeypatch.setattr(runner, "memory_per_unit", lambda *args: (10e6, 40e6))
     monkeypatch.setattr(runner, "available_memory_bytes", lambda: 300e6)
     state = runner.PlanRun.__new__(runner.PlanRun)
-    state._unit_memory = {}
+    state._unit_memory, state.cluster = {}, None
     adapter = adapters.create(f"sqlalchemy+sqlite:///{tmp_path / 'q.sqlite'}", queue="q")
     [big] = cells("x", Workload(messages=10, consumers={"concurrency": 100}))
     cell, capped = state._fitting(big, adapter, [], tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from pathlib import Path
 from queuebench.adapters.base import Adapter
 from queuebench.engine.watchdog import session_members
 from queuebench.errors import ConsumerFailed
+from queuebench.faults.pause import PauseFault
 from queuebench.redact import redact
 from queuebench.worker.handler import ConsumerConfig
+from queuebench.worker.receipts import receipts_file
 
 # A slow warm shutdown is a result, not a failure: a Celery prefork child waits up to 30 s for
 # its parent to read its last result (billiard's _ensure_messages_consumed), and on celery+sqs
@@ -100,6 +103,10 @@ class ConsumerProcess:
     @property
     def session_id(self) -> int:
         return self._require_process().pid  # started with a session of its own
+
+    @property
+    def receipts_path(self) -> Path:
+        return receipts_file(Path(self.config.ledger_dir), self.session_id)
 
     @property
     def running(self) -> bool:
@@ -188,19 +195,29 @@ class ConsumerProcess:
 
 class ConsumerFleet:
     """`count` consumer processes of one pair, started together; a stop or a kill reaches every
-    one before waiting for any, as a deploy or a lost machine would."""
+    one before waiting for any, as a deploy or a lost machine would.
 
-    def __init__(self, adapter: Adapter, *, count: int, **member_settings: object):
-        """`member_settings` are each ConsumerProcess's (ledger_dir, work_ms, log_path, ...)."""
+    On one machine the nodes of a workload's placement are groups of processes (a fault aimed at
+    node 2 reaches the processes placed there), so that a file means the same with and without a
+    cluster (queuebench/cluster/ has the fleet whose nodes are hosts)."""
+
+    def __init__(self, adapter: Adapter, *, count: int, nodes: list[int] | None = None,
+                 **member_settings: object):
+        """`nodes`: the node of each member (default: all on node 1); `member_settings` are
+        each ConsumerProcess's (ledger_dir, work_ms, log_path, ...)."""
         self.members = [ConsumerProcess(adapter, **member_settings) for _ in range(count)]
+        self.nodes = nodes or [1] * count
         self.peak_rss_bytes = 0  # of the whole fleet, sampled while it ran
         self._sampling: threading.Event | None = None
 
     def sample_memory(self) -> None:
         """Add a sample of the running fleet's resident memory to its peak."""
         with contextlib.suppress(RuntimeError):  # a member stopped while we looked
-            sessions = set(self.session_ids())
-            self.peak_rss_bytes = max(self.peak_rss_bytes, sessions_memory_bytes(sessions))
+            self.peak_rss_bytes = max(self.peak_rss_bytes, self.memory_bytes())
+
+    def memory_bytes(self, *, proportional: bool = False) -> int:
+        """The running members' memory now (see sessions_memory_bytes)."""
+        return sessions_memory_bytes(set(self.session_ids()), proportional=proportional)
 
     def _sample_memory(self, stopping: threading.Event) -> None:
         while not stopping.wait(MEMORY_SAMPLE_SEC):
@@ -216,8 +233,10 @@ class ConsumerFleet:
         return self.members[0].starts
 
     def start(self) -> None:
+        """Start every member not running (after a stop aimed at one node: that node's)."""
         for member in self.members:
-            member.start()
+            if not member.running:
+                member.start()
         if self._sampling is None:  # memory is sampled while the fleet runs
             self._sampling = threading.Event()
             threading.Thread(target=self._sample_memory, args=(self._sampling,), daemon=True,
@@ -242,19 +261,32 @@ class ConsumerFleet:
                 member.start()
         return codes
 
-    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_SEC) -> float:
+    def on_node(self, node: int | None) -> list[ConsumerProcess]:
+        """The members placed on `node`; None: every member."""
+        return [member for member, at in zip(self.members, self.nodes, strict=True)
+                if node in (None, at)]
+
+    def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_SEC, *, node: int | None = None
+             ) -> float:
         started = time.monotonic()
-        for member in self.members:
+        members = self.on_node(node)
+        for member in members:
             member.ask_to_stop()
-        for member in self.members:
+        for member in members:
             member.await_stop(started + timeout)
         return time.monotonic() - started
 
-    def kill(self) -> None:
-        for member in self.members:
+    def kill(self, *, node: int | None = None) -> None:
+        members = self.on_node(node)
+        for member in members:
             member.send_kill()
-        for member in self.members:
+        for member in members:
             member.reap()
+
+    def pause_fault(self, node: int | None) -> PauseFault:
+        """The pause fault: every process on `node` frozen, or with no node the first one."""
+        members = self.on_node(node) if node else self.members[:1]
+        return PauseFault([member.session_id for member in members if member.running])
 
     def ensure_stopped(self) -> None:
         self._stop_sampling()
@@ -267,3 +299,11 @@ class ConsumerFleet:
     def session_ids(self) -> list[int]:
         """Each running member's session, which names its receipts file (receipts-SID.log)."""
         return [member.session_id for member in self.members if member.running]
+
+    def receipt_paths(self) -> list[Path]:
+        """Each running member's receipts file, where the engine's ledger reads it."""
+        return [member.receipts_path for member in self.members if member.running]
+
+    def placement(self) -> list[dict[str, object]]:
+        """Where each consumer process ran, for the results: its node (and host)."""
+        return [{"node": node, "host": platform.node()} for node in self.nodes]

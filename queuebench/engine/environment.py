@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from queuebench.errors import QueuebenchError
+
 
 def _first_line_with(path: str, prefix: str) -> str | None:
     try:
@@ -61,6 +63,13 @@ def machine_manifest() -> dict[str, object]:
         "queuebench": library_version("queuebench"),
         "commit": source_commit(),
     }
+
+
+def available_memory_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise QueuebenchError("/proc/meminfo has no MemAvailable: cannot tell what fits in memory")
 
 
 def cpu_times() -> tuple[int, int] | None:

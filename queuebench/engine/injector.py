@@ -16,13 +16,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from queuebench.adapters.base import Adapter
+from queuebench.engine.consumer import ConsumerFleet
 from queuebench.engine.ledger import LedgerReader
 from queuebench.engine.workload import FaultCase
 from queuebench.faults import (
     BrokerFault,
     Fault,
     NetworkFault,
-    PauseFault,
     Toxiproxy,
     proxied_url,
     service_of,
@@ -61,8 +61,7 @@ def behind_proxy(adapter: Adapter) -> Adapter:
     return twin
 
 
-def make_fault(fault: FaultCase, adapter: Adapter,
-               session_ids: Callable[[], list[int]]) -> Fault:
+def make_fault(fault: FaultCase, adapter: Adapter, consumers: ConsumerFleet) -> Fault:
     """The fault object of a cell's FaultCase, made when it is injected (a pause freezes the
     consumer sessions running then)."""
     kind, _, mode = fault.kind.partition("-")
@@ -71,8 +70,8 @@ def make_fault(fault: FaultCase, adapter: Adapter,
     if kind == "network":
         return NetworkFault(Toxiproxy(), proxy_name(adapter), mode, latency_ms=fault.latency_ms,
                             jitter_ms=fault.jitter_ms, bandwidth_kb_s=fault.bandwidth_kb_s)
-    # One worker frozen, the others running: they may take over what it holds.
-    return PauseFault(session_ids()[:1])
+    # One worker (or one node's) frozen, the others running: they may take over what it holds.
+    return consumers.pause_fault(fault.node)
 
 
 class Injector(threading.Thread):

@@ -85,13 +85,12 @@ def warm_up(experiment: Experiment, deadline: float) -> float:
     warm_up_id = str(uuid.uuid4())
     started = time.monotonic()
     consumers.start()
-    sessions = consumers.session_ids()
+    sessions = consumers.receipt_paths()
     body = encode(experiment.records[0], fmt)
     producer = experiment.data_adapter.producer()
 
-    def ready() -> set[int]:
-        return {sid for sid in sessions
-                if warm_up_id in _text(experiment.ledger.ledger_dir / f"receipts-{sid}.log")}
+    def ready() -> set[Path]:
+        return {path for path in sessions if warm_up_id in _text(path)}
 
     def send_round() -> None:
         for seq in range(len(sessions)):
@@ -135,12 +134,13 @@ def stop_midway(experiment: Experiment, deadline: float) -> dict[str, object] | 
     stopped_after = experiment.distinct_received()
     mid_task = cell.mid_task and sleep_until_mid_task(experiment.ledger, cell.work_ms)
     stop_sec = None
-    experiment.note(f"consumers {'killed' if cell.stop == 'kill' else 'asked to stop'} after "
-                    f"{stopped_after} received" + (" (mid-task)" if mid_task else ""))
+    experiment.note(f"consumers {'killed' if cell.stop == 'kill' else 'asked to stop'}"
+                    + (f" on node {cell.stop_node}" if cell.stop_node else "")
+                    + f" after {stopped_after} received" + (" (mid-task)" if mid_task else ""))
     if cell.stop == "kill":
-        experiment.consumers.kill()
+        experiment.consumers.kill(node=cell.stop_node)
     else:
-        stop_sec = experiment.consumers.stop()
+        stop_sec = experiment.consumers.stop(node=cell.stop_node)
         experiment.note("consumers stopped")
     experiment.consumers.start()
     experiment.note("consumers restarted")
@@ -245,7 +245,7 @@ def start_injector(experiment: Experiment, healer: Healer) -> Injector:
     """The cell's fault, injected from a thread of its own at its trigger (faults/)."""
     fault = experiment.cell.fault
     injector = Injector(
-        fault, lambda: make_fault(fault, experiment.adapter, experiment.consumers.session_ids),
+        fault, lambda: make_fault(fault, experiment.adapter, experiment.consumers),
         ledger_dir=experiment.folder / "ledger", run_id=str(experiment.run_id),
         messages=experiment.cell.messages, healer=healer, in_force=experiment.fault_in_force,
         note=experiment.note)
@@ -293,6 +293,7 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         "consumers_ready": experiment.consumers_ready,
         "series": per_second(receipts, consumers_from_ns, experiment.cell.messages),
         "consumer_starts": experiment.consumers.starts,
+        "consumer_nodes": experiment.consumers.placement(),
         # The consumer processes' trees at their peak, and per unit of concurrency.
         **memory_figures(experiment.consumers.peak_rss_bytes,
                          experiment.cell.processes * experiment.cell.concurrency),

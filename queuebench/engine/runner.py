@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -18,8 +19,7 @@ from queuebench import adapters
 from queuebench.adapters.base import Adapter
 from queuebench.engine import injector, phases
 from queuebench.engine.common import Experiment
-from queuebench.engine.consumer import sessions_memory_bytes
-from queuebench.engine.environment import library_version
+from queuebench.engine.environment import available_memory_bytes, library_version
 from queuebench.engine.producers import error_text, has_async_send
 from queuebench.engine.results import ExperimentConfig, Result, RunFolder
 from queuebench.engine.workload import (
@@ -44,6 +44,9 @@ from queuebench.payloads.builder import message_bodies
 from queuebench.redact import redact
 from queuebench.services import durability
 from queuebench.worker.envelope import HEADER
+
+if TYPE_CHECKING:
+    from queuebench.cluster import Cluster
 
 REACHABLE_TIMEOUT_SEC = 10.0
 # Messages encoded before a run to check the largest against the pair's size limit: the stock
@@ -158,8 +161,8 @@ class PlanRun:
     """The state of one plan's run: its folder, its results so far, the stock records of each
     message count, and the drain rate each calibration reached."""
 
-    def __init__(self, plan: Plan, folder: RunFolder) -> None:
-        self.plan, self.folder = plan, folder
+    def __init__(self, plan: Plan, folder: RunFolder, cluster: Cluster | None = None) -> None:
+        self.plan, self.folder, self.cluster = plan, folder, cluster
         self.results: list[Result] = []
         self._bodies: dict[tuple, Sequence] = {}
         self._max_rates: dict[tuple[str, str, Cell], float | None] = {}
@@ -279,7 +282,8 @@ class PlanRun:
             else:
                 if capped:
                     config = replace(config, concurrency=cell.concurrency)
-                result = run_one(config, cell, adapter, self._bodies[key], workdir)
+                result = run_one(config, cell, adapter, self._bodies[key], workdir,
+                                 cluster=self.cluster)
                 if capped:
                     result.measurements["capped"] = capped
             if p99_bound_ms is not None:
@@ -298,10 +302,15 @@ class PlanRun:
         key = (adapter.scheme, adapter.variant.name)
         if key not in self._unit_memory:
             self._unit_memory[key] = memory_per_unit(cell, adapter, bodies,
-                                                     workdir / "memory-probe")
+                                                     workdir / "memory-probe", self.cluster)
         per_unit, base = self._unit_memory[key]
-        available = MEMORY_SHARE * available_memory_bytes()
-        fits = int((available / cell.processes - base) // per_unit)
+        if self.cluster:  # on the node where memory is scarcest for its processes
+            per_process = self.cluster.memory_per_process(
+                cell.nodes_of_processes(self.cluster.size))
+        else:
+            per_process = available_memory_bytes() / cell.processes
+        available = MEMORY_SHARE * per_process * cell.processes
+        fits = int((MEMORY_SHARE * per_process - base) // per_unit)
         if fits >= cell.concurrency:
             return cell, None
         fits = max(1, fits)
@@ -324,30 +333,24 @@ PROBE_DEADLINE_SEC = 120.0
 MEMORY_SHARE = 0.8  # of the memory available now, what a consumer fleet may take
 
 
-def available_memory_bytes() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise QueuebenchError("/proc/meminfo has no MemAvailable: cannot tell what fits in memory")
-
-
-def memory_per_unit(cell: Cell, adapter: Adapter, bodies: Sequence,
-                    workdir: Path) -> tuple[float, float]:
+def memory_per_unit(cell: Cell, adapter: Adapter, bodies: Sequence, workdir: Path,
+                    cluster: Cluster | None = None) -> tuple[float, float]:
     """(bytes one more unit of concurrency costs, bytes of a consumer process besides its
     units), in proportional memory (PSS: a forked child's shared pages split with its parent),
     from one warm consumer process at 1 and at PROBE_UNITS units."""
     measured = []
     for units in (1, PROBE_UNITS):
-        small = replace(cell, processes=1, concurrency=units, messages=1, stop=None)
+        small = replace(cell, processes=1, concurrency=units, messages=1, stop=None,
+                        stop_node=None, fault=None, spread_nodes=None, per_node=None)
         config = ExperimentConfig("probe", adapter.scheme, adapter.variant.name, cell.format, 1,
                                   cell.records, cell.work_ms, PROBE_DEADLINE_SEC,
                                   concurrency=units)
-        experiment = Experiment(config, small, adapter, bodies, workdir / f"units-{units}")
+        experiment = Experiment(config, small, adapter, bodies, workdir / f"units-{units}",
+                                cluster=cluster)
         adapter.prepare()
         try:
             phases.warm_up(experiment, time.monotonic() + PROBE_DEADLINE_SEC)
-            measured.append(sessions_memory_bytes(set(experiment.consumers.session_ids()),
-                                                  proportional=True))
+            measured.append(experiment.consumers.memory_bytes(proportional=True))
         finally:
             experiment.consumers.ensure_stopped()
             experiment.close()
@@ -402,14 +405,14 @@ def sustained(result: Result, p99_bound_ms: float) -> dict[str, object]:
 
 
 def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
-             folder: RunFolder) -> list[Result]:
+             folder: RunFolder, cluster: Cluster | None = None) -> list[Result]:
     """Every cell of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs).
 
     Repeats are interleaved (every case once, then every case again) so that a machine that
     slows down during the run spreads its drift over all cases instead of one.
     """
     folder.set_payload_sizes(_size_table(plan, pairs))
-    state = PlanRun(plan, folder)
+    state = PlanRun(plan, folder, cluster)
     for repeat in range(max(cell.repeats for cell in plan.cells)):
         for cell in plan.cells:
             if repeat >= cell.repeats:
@@ -432,7 +435,8 @@ def durability_cells(cell: Cell, entry: adapters.PairEntry) -> list[Cell]:
 
 
 def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
-            records: Sequence[list[StockRecord] | bytes], workdir: Path) -> Result:
+            records: Sequence[list[StockRecord] | bytes], workdir: Path,
+            cluster: Cluster | None = None) -> Result:
     """One repeat of one case; whatever goes wrong becomes an error result, never a lost run."""
     info = _pair_info(adapter)
     # One encoded sample at a time: 200 messages of 10,000 records would hold 350 MB at once.
@@ -454,7 +458,7 @@ def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
         bar.update(received - bar.n)
 
     experiment = Experiment(config, cell, adapter, records, workdir, progress,
-                            data_adapter=data_adapter)
+                            data_adapter=data_adapter, cluster=cluster)
     try:
         measurements = phases.run(experiment)
     except QueuebenchError as exc:

@@ -132,6 +132,7 @@ class ConsumerFault(Strict):
     consumer: StopMode | list[StopMode]
     at_received: Fraction = 0.5  # when this fraction of the messages has been received
     mid_task: bool = True  # aimed halfway through the task in hand (needs work_ms > 0)
+    node: PositiveInt | None = None  # only the consumers placed on this node; None: every one
 
 
 class BrokerFault(Strict):
@@ -151,8 +152,24 @@ class NetworkFault(Strict):
 
 
 class PauseFault(Strict):
-    pause_sec: Positive | list[Positive]  # the first consumer process frozen (SIGSTOP) this long
+    # The first consumer process frozen (SIGSTOP) this long; with `node`, every one on that node
+    pause_sec: Positive | list[Positive]
     at_received: Fraction = 0.5
+    node: PositiveInt | None = None
+
+
+class Placement(Strict):
+    """Which node each consumer process goes on (nodes numbered from 1): spread evenly over the
+    first `nodes` (absent: every node), or `per_node` processes on node 1, 2, ..."""
+
+    nodes: PositiveInt | None = None
+    per_node: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Placement:
+        if self.nodes is not None and self.per_node is not None:
+            raise ValueError("give nodes or per_node, not both")
+        return self
 
 
 FAULT_KEYS = {"consumer": "ConsumerFault", "broker": "BrokerFault", "network": "NetworkFault",
@@ -183,6 +200,7 @@ class FaultCase:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     bandwidth_kb_s: int | None = None
+    node: int | None = None  # consumer-pause: every consumer on this node, not the first one
 
     @property
     def label(self) -> str:
@@ -201,7 +219,7 @@ def fault_cases(fault: BrokerFault | NetworkFault | PauseFault) -> list[FaultCas
     if isinstance(fault, NetworkFault):
         return [FaultCase(f"network-{kind}", fault.at_received, fault.for_sec, fault.latency_ms,
                           fault.jitter_ms, fault.bandwidth_kb_s) for kind in _listed(fault.network)]
-    return [FaultCase("consumer-pause", fault.at_received, seconds)
+    return [FaultCase("consumer-pause", fault.at_received, seconds, node=fault.node)
             for seconds in _listed(fault.pause_sec)]
 
 
@@ -223,6 +241,7 @@ class Workload(Strict):
         Annotated[float, Field(ge=0, le=1)]] = 0.0
     # The consumer stopped or killed; or the broker, the network or a frozen worker (faults/)
     faults: list[AnyFault] = Field(default_factory=list, max_length=1)
+    placement: Placement = Placement()  # the consumer processes over a cluster's nodes
     repeats: PositiveInt = 1
     deadline_sec: Positive | None = None  # None: scaled to the messages and the work
     # The broker's durability (services/durability.py): as the service runs, or a row for each
@@ -295,6 +314,31 @@ class Cell:
     # "each": a row per durability mode of the pair's broker, resolved per pair by the runner
     # into the mode's name; None: the broker as it runs
     durability: str | None = None
+    stop_node: int | None = None  # the consumer fault reaches only this node's consumers
+    spread_nodes: int | None = None  # placement.nodes
+    per_node: tuple[int, ...] | None = None  # placement.per_node
+
+    def nodes_of_processes(self, cluster_nodes: int | None) -> list[int]:
+        """The node (from 1) of each consumer process, by `placement` over a cluster of
+        `cluster_nodes` (None: one machine, where the nodes a workload names are groups of
+        processes on it, so that the same file means the same on both)."""
+        if self.per_node is not None:
+            if sum(self.per_node) != self.processes:
+                raise UsageError(f"placement.per_node places {sum(self.per_node)} consumer "
+                                 f"processes but the workload runs {self.processes}")
+            nodes = [node for node, count in enumerate(self.per_node, 1) for _ in range(count)]
+        else:
+            spread_over = self.spread_nodes or cluster_nodes or 1
+            nodes = [index % spread_over + 1 for index in range(self.processes)]
+        named = self.spread_nodes or (len(self.per_node) if self.per_node else 1)
+        if cluster_nodes is not None and named > cluster_nodes:
+            raise UsageError(f"placement names node {named} but the cluster has "
+                             f"{cluster_nodes} nodes")
+        for target in (self.stop_node, self.fault and self.fault.node):
+            if target and target not in nodes:
+                raise UsageError(f"the fault targets node {target}, which the placement leaves "
+                                 f"without consumers (nodes used: {sorted(set(nodes))})")
+        return nodes
 
     @property
     def kind(self) -> str:
@@ -379,7 +423,11 @@ def cells(name: str, workload: Workload) -> list[Cell]:
                  repeats=1 if isinstance(rate, Search) else workload.repeats,
                  deadline_sec=workload.deadline_sec, description=workload.description,
                  partitions=partitions, targets=targets, fault=other,
-                 durability="each" if workload.durability == "each" else None)
+                 durability="each" if workload.durability == "each" else None,
+                 stop_node=consumer_fault.node if consumer_fault else None,
+                 spread_nodes=workload.placement.nodes,
+                 per_node=tuple(workload.placement.per_node)
+                 if workload.placement.per_node is not None else None)
             for payload, messages, processes, concurrency, mode, in_flight, producers, rate,
             work_ms, fail_fraction, partitions, stop, other in combos]
 

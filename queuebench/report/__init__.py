@@ -136,7 +136,28 @@ def render(document: dict, charts: list[str] | None = None) -> str:
     out += ["## Pairs and delivery settings", "", settings_table(every), "",
             *pair_details(every)]
     out += ["## Manifest", "",
-            table(["what", "value"], [*[[k, v] for k, v in env.items()], *harness_rows(every),
-                                      *config_rows(every)]),
+            table(["what", "value"], [*[[k, v] for k, v in env.items() if k != "cluster"],
+                                      *harness_rows(every), *config_rows(every)]),
             ""]
+    if cluster := env.get("cluster"):
+        out += cluster_manifest(cluster, every)
     return "\n".join(out)
+
+
+def cluster_manifest(cluster: dict, results: list[dict]) -> list[str]:
+    """The nodes the consumers ran on, each clock's measured offset, and where each ran."""
+    nodes = table(["node", "host", "cores", "memory GiB", "python", "queuebench",
+                   "clock offset ms", "round trip ms"],
+                  [[n["node"], n["host"], n["cores"], n["memory_gib"], n["python"],
+                    n["queuebench"], n["clock_offset_ms"], n["clock_rtt_ms"]]
+                   for n in cluster["nodes"]])
+    placed = [[f"{r['config']['scenario']} {row_name(r)} {r['config']['format']}",
+               ", ".join(f"{c['node']} ({c['host']})"
+                         for c in r["measurements"]["consumer_nodes"])]
+              for r in results if r["measurements"].get("consumer_nodes")]
+    return [f"### Cluster: {cluster['address']}, {cluster['engine']}", "",
+            "Receive stamps were moved onto this machine's clock by each node's offset, "
+            "measured at the start (Cristian's algorithm: the offset is good to half the round "
+            "trip).", "", nodes, "",
+            *(["Where each consumer process ran (node, host), in process order:", "",
+               table(["case", "nodes"], placed), ""] if placed else [])]

@@ -40,6 +40,11 @@ def exits_through_python() -> bool:
     return os.getpid() == os.getsid(0) or multiprocessing.parent_process() is not None
 
 
+def receipts_file(ledger_dir: Path, session_id: int) -> Path:
+    """The file the consumer of this session writes its receipts to."""
+    return ledger_dir / f"receipts-{session_id}.log"
+
+
 class ReceiptWriter:
     """Appends receipts for one consumer process, one line per receipt.
 
@@ -51,7 +56,7 @@ class ReceiptWriter:
 
     def __init__(self, ledger_dir: Path, *, batched: bool = False) -> None:
         ledger_dir.mkdir(parents=True, exist_ok=True)
-        path = ledger_dir / f"receipts-{os.getsid(0)}.log"
+        path = receipts_file(ledger_dir, os.getsid(0))
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.batched = batched
         self._held: list[str] = []

@@ -1,0 +1,156 @@
+"""Consumers spread over several hosts, on a Ray cluster (`queuebench run ... --cluster`).
+
+`--cluster ray://HEAD:10001` joins a running Ray cluster; `--cluster local:N` starts a test
+cluster of N simulated nodes on this machine (`ray.cluster_utils.Cluster`). Each node gets one
+`HostAgent` actor (agent.py) holding its consumer processes; the engine's producers, ledger and
+figures stay on this machine. Only a run given `--cluster` imports this package, and so Ray.
+
+Clocks: the producer stamps each message on this machine's clock and each consumer stamps its
+receipt on its own host's. Each agent's clock offset is measured at connection as Cristian's
+algorithm does (this machine's time before and after asking the agent's, the offset taken against
+the midpoint, from the sample of shortest round trip), and subtracted from every receipt stamp
+before it enters the ledger: a skewed clock cannot fake latency, within the round trip's half.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from queuebench.errors import MissingExtra, UsageError
+
+LOCAL = re.compile(r"local:(\d+)")
+REMOTE = re.compile(r"ray://[^/\s]+:\d+")
+MAX_LOCAL_NODES = 16
+CLOCK_SAMPLES = 7
+NODE_RESOURCE = "queuebench_node_{}"  # a simulated node's own resource, which pins its agent
+
+
+@dataclass(frozen=True)
+class Node:
+    number: int  # from 1, as workloads name nodes (the head first)
+    agent: Any  # its HostAgent actor
+    info: dict[str, object]  # host, cores, memory, versions (HostAgent.describe)
+    clock_offset_ns: int  # its clock minus this machine's
+    rtt_ns: int  # the round trip of the sample the offset came from
+
+    def manifest(self) -> dict[str, object]:
+        return {"node": self.number, **self.info, "clock_offset_ms":
+                round(self.clock_offset_ns / 1e6, 3), "clock_rtt_ms": round(self.rtt_ns / 1e6, 3)}
+
+
+def check_spec(spec: str) -> str:
+    """`spec` if it is local:N or ray://HOST:PORT; a UsageError naming what is wrong if not."""
+    local = LOCAL.fullmatch(spec)
+    if local and 1 <= int(local[1]) <= MAX_LOCAL_NODES:
+        return spec
+    if not local and REMOTE.fullmatch(spec):
+        return spec
+    raise UsageError(f"--cluster {spec!r}: expected local:N (N from 1 to {MAX_LOCAL_NODES}, "
+                     "simulated nodes on this machine) or ray://HEAD:PORT (a running Ray "
+                     "cluster's client address, e.g. ray://10.0.0.5:10001)")
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra("--cluster needs Ray; install it with: pip install "
+                           "'queuebench[cluster]'") from None
+    return ray
+
+
+class Cluster:
+    """A Ray cluster and an agent on each of its nodes, their clocks measured."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = check_spec(spec)
+        ray = _ray()
+        from queuebench.cluster.agent import HostAgent
+
+        self._local = None
+        local = LOCAL.fullmatch(spec)
+        try:
+            if local:
+                self._local, resources = _local_cluster(int(local[1]))
+                ray.init(address=self._local.address, logging_level=logging.ERROR,
+                         log_to_driver=False)
+            else:
+                ray.init(address=spec, logging_level=logging.ERROR, log_to_driver=False)
+                resources = _node_resources(ray.nodes())
+        except (ConnectionError, RuntimeError) as exc:
+            self.close()
+            raise UsageError(f"--cluster {spec}: Ray did not connect ({exc})") from None
+        agent_class = ray.remote(num_cpus=0)(HostAgent)
+        agents = [agent_class.options(resources={resource: 0.001}).remote(number)
+                  for number, resource in enumerate(resources, 1)]
+        infos = ray.get([agent.describe.remote() for agent in agents])
+        self.nodes = [Node(number, agent, info, *_clock_offset(ray, agent))
+                      for number, (agent, info) in enumerate(zip(agents, infos, strict=True), 1)]
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    def fleet(self, adapter: Any, **settings: Any) -> Any:
+        """A consumer fleet whose members run on this cluster's nodes (fleet.py)."""
+        from queuebench.cluster.fleet import ClusterFleet
+
+        return ClusterFleet(self, adapter, **settings)
+
+    def memory_per_process(self, nodes: list[int]) -> float:
+        """The memory free for each consumer process on the node where it is scarcest, given
+        the node of each process (`nodes`)."""
+        return min(self.nodes[node - 1].info["memory_available_bytes"] / nodes.count(node)
+                   for node in set(nodes))
+
+    def manifest(self) -> dict[str, object]:
+        ray = _ray()
+        return {"address": self.spec, "engine": f"ray {ray.__version__}",
+                "nodes": [node.manifest() for node in self.nodes]}
+
+    def close(self) -> None:
+        ray = _ray()
+        for node in getattr(self, "nodes", []):
+            ray.get(node.agent.forget_all.remote())
+        ray.shutdown()
+        if self._local is not None:
+            self._local.shutdown()
+
+
+def _local_cluster(count: int) -> tuple[Any, list[str]]:
+    """A head and count-1 more nodes on this machine, each with a resource of its own (they
+    share one IP address, so `node:<ip>` cannot tell them apart)."""
+    from ray.cluster_utils import Cluster as RayCluster
+
+    resources = [NODE_RESOURCE.format(number) for number in range(1, count + 1)]
+    # One CPU each: the agents take none, and Ray starts a worker per CPU it is told of.
+    cluster = RayCluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {resources[0]: 1}, "include_dashboard": False})
+    for resource in resources[1:]:
+        cluster.add_node(num_cpus=1, resources={resource: 1})
+    return cluster, resources
+
+
+def _node_resources(nodes: list[dict[str, Any]]) -> list[str]:
+    """Each live node's own `node:<ip>` resource, the head first."""
+    alive = [node for node in nodes if node.get("Alive")]
+    alive.sort(key=lambda node: ("node:__internal_head__" not in node["Resources"],
+                                 node["NodeManagerAddress"]))
+    return [f"node:{node['NodeManagerAddress']}" for node in alive]
+
+
+def _clock_offset(ray: Any, agent: Any) -> tuple[int, int]:
+    """(the agent's clock minus ours, the round trip) by Cristian's algorithm: the sample with
+    the shortest round trip bounds the error best (by half of it)."""
+    samples = []
+    for _ in range(CLOCK_SAMPLES):
+        before = time.time_ns()
+        remote = ray.get(agent.clock_ns.remote())
+        after = time.time_ns()
+        samples.append((after - before, remote - (before + after) // 2))
+    rtt, offset = min(samples)
+    return offset, rtt

@@ -1,0 +1,122 @@
+"""Consumers spread over the nodes of a Ray cluster (`run --cluster`, queuebench/cluster/).
+
+The real-broker test runs the reliability workload twice, on a local test cluster of three
+simulated nodes and on this machine alone, each killing the consumers of node 2 halfway: the
+lost and duplicated figures must be the same. Without Ray installed it skips locally with the
+command that installs it, and fails in CI, as the `broker` marker does for a missing broker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from queuebench.cli import main
+from queuebench.cluster import check_spec
+from queuebench.cluster.fleet import on_our_clock
+from queuebench.engine.workload import cells, load
+from queuebench.errors import UsageError
+
+
+@pytest.fixture
+def ray_installed() -> None:
+    if importlib.util.find_spec("ray") is None:
+        message = "ray is not installed; install it with: pip install 'queuebench[cluster]'"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def reliability_cell(*settings: str):
+    return cells(*load("reliability", ["consumers.processes=3", *settings])[0])[0]
+
+
+def test_receive_stamps_move_onto_the_engines_clock():
+    """A node whose clock runs 5 s ahead has 5 s taken off each receive stamp, started lines
+    included; the send stamp (the producer's, on the engine's clock) is left as it was."""
+    lines = b"run 1 100 5000000200 ok\nrun 2 150 5000000300 started\n"
+    assert on_our_clock(lines, 5_000_000_000) == b"run 1 100 200 ok\nrun 2 150 300 started\n"
+
+
+def test_default_placement_spreads_processes_evenly_over_the_nodes():
+    """Without `placement`, process i goes on node i mod N + 1 of the cluster's N nodes."""
+    cell = cells(*load("reliability", ["consumers.processes=5"])[0])[0]
+    assert cell.nodes_of_processes(3) == [1, 2, 3, 1, 2]
+    assert cell.nodes_of_processes(None) == [1] * 5  # one machine: one node
+
+
+def test_placement_per_node_and_its_mistakes_are_usage_errors():
+    """per_node counts place processes node by node; counts that do not add up, a node beyond
+    the cluster, or a fault aimed at a node without consumers are refused, naming the problem."""
+    assert reliability_cell("placement.per_node=[0,1,2]").nodes_of_processes(3) == [2, 3, 3]
+    with pytest.raises(UsageError, match="places 2 consumer processes but the workload runs 3"):
+        reliability_cell("placement.per_node=[1,1]").nodes_of_processes(3)
+    with pytest.raises(UsageError, match="names node 4 but the cluster has 3 nodes"):
+        reliability_cell("placement.nodes=4").nodes_of_processes(3)
+    with pytest.raises(UsageError, match="targets node 3, which the placement leaves"):
+        reliability_cell("placement.per_node=[2,1]",
+                         "faults=[{consumer: kill, node: 3}]").nodes_of_processes(3)
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:x", "ray://", "10.0.0.5:10001"])
+def test_a_bad_cluster_address_is_one_line_and_exit_2(spec, capsys):
+    """--cluster takes local:N or ray://HEAD:PORT; anything else is a usage error, before Ray."""
+    assert main(["run", "reliability", "--cluster", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "expected local:N" in err and "Traceback" not in err
+    with pytest.raises(UsageError):
+        check_spec(spec)
+
+
+def test_a_run_without_cluster_never_imports_ray(tmp_path):
+    """Ray is an optional extra: a run without --cluster (a real one, on the stub pair) does
+    not import it, as `python -X importtime` lists every module a process imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "queuebench", "run", "throughput",
+         "--pair", f"stub+dir:///{tmp_path / 'queues'}", "--messages", "5", "--repeats", "1",
+         "--reports-dir", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert "queuebench.engine.phases" in imported  # the run ran
+    assert not [name for name in imported
+                if name == "ray" or name.startswith(("ray.", "queuebench.cluster"))]
+
+
+def lost_and_duplicated(reports: Path, *cluster: str) -> tuple[int, int, dict]:
+    """The reliability workload on rq+redis, three consumer processes, node 2's killed
+    mid-task once half the messages arrived; (lost, duplicates, measurements)."""
+    code = main(["run", "reliability", "--pair", "rq+redis", "--variant", "default",
+                 "--stop", "kill", "--messages", "12", "--work-ms", "300", "--wait", "1",
+                 "--set", "consumers.processes=3", "--set", "placement.nodes=3",
+                 "--set", "faults=[{consumer: kill, node: 2}]", "--reports-dir", str(reports),
+                 *cluster])
+    assert code == 0
+    document = json.loads((reports / "latest" / "results.json").read_text())
+    m = document["results"][0]["measurements"]
+    return m["lost"], m["duplicates"], {**m, "environment": document["environment"]}
+
+
+@pytest.mark.slow
+@pytest.mark.broker("redis")
+def test_killing_one_nodes_consumers_loses_what_it_loses_on_one_machine(ray_installed,
+                                                                        tmp_path):
+    """On a local cluster of 3 nodes, one consumer process each, killing node 2's consumers
+    mid-task loses and repeats exactly what killing the same process does on one machine (RQ's
+    worker loses the job in hand: LOSES_ON_KILL); the manifest lists the nodes, their clock
+    offsets, and where each consumer ran."""
+    lost, duplicated, m = lost_and_duplicated(tmp_path / "cluster", "--cluster", "local:3")
+    assert (lost, duplicated) == (1, 0), m
+    assert lost_and_duplicated(tmp_path / "alone")[:2] == (lost, duplicated)
+    assert [c["node"] for c in m["consumer_nodes"]] == [1, 2, 3]
+    assert "consumers killed on node 2" in json.dumps(m["timeline"])
+    nodes = m["environment"]["cluster"]["nodes"]
+    assert [node["node"] for node in nodes] == [1, 2, 3]
+    assert all(node["clock_rtt_ms"] > 0 and "cores" in node for node in nodes)
