@@ -30,7 +30,13 @@ from queuebench.adapters.confluent import ConfluentKafkaAdapter
 from queuebench.adapters.kafka_python import KafkaPythonAdapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
-from queuebench.engine.producers import GIVE_UP_AFTER_FAILURES, ProducerFailed, Sending, produce
+from queuebench.engine.producers import (
+    GIVE_UP_AFTER_FAILURES,
+    ProducerFailed,
+    Sending,
+    produce,
+    producer_figures,
+)
 from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.workload import Workload, cells
 from queuebench.payloads.builder import record_batches
@@ -175,6 +181,25 @@ def test_sync_sends_each_seq_once_stamped_and_acked(tmp_path):
     assert run.payload_bytes == sum(produced.sizes) > 0
     assert 0.09 <= produced.seconds < 0.5
     assert (recorder.flushes, recorder.closed) == (1, True)
+
+
+def test_send_to_ack_latency_runs_from_the_intended_send_to_the_acknowledgement(tmp_path):
+    """20 sends at 100 msg/s (0.19 s from the first slot to the last) whose acknowledgements
+    come only at flush, as a Kafka client's in sync mode: the first send's acknowledgement
+    waited the whole run, so its latency is at least 0.19 s and p99 at least 0.18 s (a lower
+    bound: a slow machine only adds). Acknowledged one at a time, every send has its own."""
+    queued = Batching(batch=10**6)
+    run = experiment(tmp_path, Workload(messages=20, rate=100, payload={"records": 1}),
+                     lambda: queued)
+    at_flush = run.produce()
+    one_at_a_time = experiment(
+        tmp_path / "late", Workload(messages=20, rate=100, payload={"records": 1},
+                                    producers={"mode": "async", "in_flight": 1}),
+        LateAcks).produce()
+    assert len(at_flush.ack_latencies_ns) == len(one_at_a_time.ack_latencies_ns) == 20
+    assert max(at_flush.ack_latencies_ns) >= 190_000_000
+    figures = producer_figures(at_flush, mode="sync", count=1, in_flight=1, lost_seqs=[])
+    assert figures["ack_latency_ms"]["p99"] >= 180
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

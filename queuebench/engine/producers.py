@@ -19,7 +19,9 @@ Modes (`producers: {count, mode, in_flight}`):
 In every mode, encoding the records is inside the timed loop, as in a user's producer, and each
 message is stamped with when it was meant to be sent (its slot in the rate shape), so a producer
 that falls behind shows as latency (no coordinated omission). The time to produce runs from the
-first send to the last acknowledgement.
+first send to the last acknowledgement; each acknowledgement's latency runs from the message's
+intended send time to when its producer told the outcome (for a Kafka client in `sync`, which
+only queues, that is the final flush: `async` with 1 in flight is the seed's wait-for-each-ack).
 
 Every sequence number ends acknowledged (its producer told so: the broker took it, as far
 as the library can tell) or not, with the error text of the first few that failed. A message
@@ -38,12 +40,14 @@ import threading
 import time
 import typing
 import uuid
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 
 from queuebench.adapters.base import Adapter, Done, Producer, send_async
+from queuebench.engine.metrics import latency_ms
 from queuebench.errors import QueuebenchError
 from queuebench.payloads.codecs import encode
 from queuebench.payloads.records import StockRecord
@@ -79,6 +83,8 @@ class Produced:
     errors: dict[int, str] = field(default_factory=dict)  # the first few failures' error text
     mode: str = "sync"
     producers: int = 1
+    # intended send time to acknowledgement, of each acknowledged send (ns)
+    ack_latencies_ns: Sequence[int] = ()
 
     @property
     def failed(self) -> int:
@@ -109,25 +115,30 @@ class Acks:
         self.errors: dict[int, str] = {}
         self.acked_count = 0
         self.failed_count = 0
-        self._pending: set[int] = set()  # sent, outcome not told yet
+        # intended send time to acknowledgement; an array: a million ints as objects cost 36 MB
+        self.ack_latencies_ns = array("q")
+        self._pending: dict[int, int] = {}  # sent, outcome not told yet: its intended send ns
         self._changed = threading.Condition()
 
-    def expect(self, seq: int) -> Done:
-        """Note that `seq` is being sent; return what its producer tells the outcome to."""
+    def expect(self, seq: int, intended_ns: int) -> Done:
+        """Note that `seq`, meant to be sent at `intended_ns`, is being sent; return what its
+        producer tells the outcome to."""
         with self._changed:
-            self._pending.add(seq)
+            self._pending[seq] = intended_ns
         return functools.partial(self._settled, seq)
 
     def _settled(self, seq: int, exc: BaseException | None) -> None:
+        told_ns = time.time_ns()
         with self._changed:
-            if seq not in self._pending:
+            intended_ns = self._pending.pop(seq, None)
+            if intended_ns is None:
                 return  # given up on already (no answer after flush)
-            self._pending.discard(seq)
             if exc is not None:
                 self._fail(seq, error_text(exc))
             else:
                 self.acked[seq] = True
                 self.acked_count += 1
+                self.ack_latencies_ns.append(told_ns - intended_ns)
             self._changed.notify_all()
 
     def _fail(self, seq: int, text: str) -> None:
@@ -183,7 +194,7 @@ def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_n
         payload = encode(sending.records[seq], sending.fmt)
         acks.sizes[seq] = len(payload)
         send_async(producer, wrap(sending.run_id, seq, payload, sent_ns=intended_ns),
-                   key=str(seq), on_done=acks.expect(seq))
+                   key=str(seq), on_done=acks.expect(seq, intended_ns))
         acks.check()
     producer.flush()
     acks.wait_all(ACK_WAIT_AFTER_FLUSH_SEC)
@@ -206,7 +217,8 @@ def produce(adapter: Adapter, sending: Sending, messages: int, *, mode: str = "s
         seconds = time.perf_counter() - started
     finally:
         producer.close()
-    return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode)
+    return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode,
+                    ack_latencies_ns=acks.ack_latencies_ns)
 
 
 def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, messages: int,
@@ -227,7 +239,7 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
         send_seqs(producer, sending, seqs, first_ns, acks)
         ended = time.perf_counter()
         conn.send(("done", [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
-                   acks.errors, ended))
+                   acks.errors, ended, acks.ack_latencies_ns))
     except BaseException as exc:
         conn.send(("error", error_text(exc)))
     finally:
@@ -283,9 +295,11 @@ def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
             conn.send(first_ns)
         go = True
         sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, started
+        ack_latencies = array("q")
         for index, (process, conn) in enumerate(children):
-            _, their_sizes, their_acks, their_errors, their_end = _report(index, conn, process,
-                                                                          "done")
+            _, their_sizes, their_acks, their_errors, their_end, their_latencies = _report(
+                index, conn, process, "done")
+            ack_latencies += their_latencies
             for seq, size, ok in zip(range(index, messages, count), their_sizes, their_acks,
                                      strict=True):
                 sizes[seq], acked[seq] = size, ok
@@ -293,7 +307,7 @@ def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
             ended = max(ended, their_end)
         kept = dict(sorted(errors.items())[:ERRORS_KEPT])
         return Produced(first_ns, ended - started, sizes, acked, kept, mode="processes",
-                        producers=count)
+                        producers=count, ack_latencies_ns=ack_latencies)
     finally:
         for process, conn in children:
             if not go and process.is_alive():
@@ -319,7 +333,7 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         return {"producer_mode": mode, "producers": count if mode == "processes" else 1,
                 "producer_in_flight": in_flight if mode == "async" else None,
                 "send_acked": None, "send_failed": None, "unacked_seqs": [], "send_errors": {},
-                "lost_acked": None, "recovered": None}
+                "lost_acked": None, "recovered": None, "ack_latency_ms": None}
     acked = produced.acked
     return {
         "producer_mode": produced.mode,
@@ -329,6 +343,8 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         "send_failed": produced.failed,  # refused, failed or never answered
         "unacked_seqs": produced.unacked_seqs(UNACKED_SEQS_SHOWN),
         "send_errors": {str(seq): text for seq, text in sorted(produced.errors.items())},
+        # from each send's intended time to its acknowledgement, of the acknowledged ones
+        "ack_latency_ms": latency_ms(produced.ack_latencies_ns),
         "lost_acked": sum(1 for seq in lost_seqs if 0 <= seq < len(acked) and acked[seq]),
         # Jepsen's "recovered": sends never acknowledged (failed, or no answer) whose message
         # arrived all the same
