@@ -221,6 +221,26 @@ def test_a_failed_send_is_recorded_unacked_with_its_error_and_sending_goes_on(tm
     assert sent == (set(range(15)) - {3, 11} if mode == "sync" else set(range(15)))
 
 
+class DiesAtFlush(Batching):
+    """Holds every send, then its connection dies at flush(), as a broker stopped under it."""
+
+    def flush(self):
+        raise ConnectionError("connection reset by peer")
+
+    def close(self):
+        raise ConnectionError("already closed")
+
+
+def test_a_flush_that_fails_leaves_the_sends_it_held_unacknowledged(tmp_path):
+    """The broker went away before the last sends were confirmed: they are not acknowledged,
+    with the flush's error, and the repeat goes on to count what arrived."""
+    run = experiment(tmp_path, Workload(messages=5, producers={"mode": "async"}),
+                     lambda: DiesAtFlush(batch=100))
+    produced = run.produce()
+    assert produced.acked == [False] * 5
+    assert produced.errors[0] == "flush() failed: ConnectionError: connection reset by peer"
+
+
 def test_a_producer_that_fails_every_send_stops_the_run(tmp_path):
     """With nothing acknowledged, GIVE_UP_AFTER_FAILURES failures end producing with the first
     error, as one failure ended it before: a dead broker is an error row, not 10,000 losses."""

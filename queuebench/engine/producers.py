@@ -169,6 +169,13 @@ class Acks:
                     continue
             producer.flush()  # outside the lock: the outcomes it tells take it
 
+    def fail_pending(self, text: str) -> None:
+        """Every send still untold failed: its producer's connection died under it."""
+        with self._changed:
+            for seq in sorted(self._pending):
+                self._fail(seq, text)
+            self._pending.clear()
+
     def wait_all(self, timeout: float) -> None:
         """After flush(): wait for the last acknowledgements; what has none by then failed."""
         with self._changed:
@@ -196,7 +203,10 @@ def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_n
         send_async(producer, wrap(sending.run_id, seq, payload, sent_ns=intended_ns),
                    key=str(seq), on_done=acks.expect(seq, intended_ns))
         acks.check()
-    producer.flush()
+    try:
+        producer.flush()
+    except Exception as exc:  # a broker that went away under the last sends: not acknowledged
+        acks.fail_pending(f"flush() failed: {error_text(exc)}")
     acks.wait_all(ACK_WAIT_AFTER_FLUSH_SEC)
 
 
@@ -216,7 +226,8 @@ def produce(adapter: Adapter, sending: Sending, messages: int, *, mode: str = "s
                   in_flight=in_flight if mode == "async" else None)
         seconds = time.perf_counter() - started
     finally:
-        producer.close()
+        with contextlib.suppress(Exception):  # a connection a fault broke fails to close too
+            producer.close()
     return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode,
                     ack_latencies_ns=acks.ack_latencies_ns)
 
@@ -243,7 +254,8 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
     except BaseException as exc:
         conn.send(("error", error_text(exc)))
     finally:
-        producer.close()
+        with contextlib.suppress(Exception):  # as in produce()
+            producer.close()
         conn.close()
 
 
