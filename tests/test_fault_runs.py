@@ -85,3 +85,78 @@ def test_kafka_clients_stay_behind_the_proxy_so_a_cut_holds_messages_back(tmp_pa
     assert r["status"] == "ok" and m["fault"]["injected"]
     assert m["latency_ms"]["max"] >= 2000
     assert m["lost_acked"] == 0
+
+
+# What each fault does to a pair, pinned against the real broker (as LOSES_ON_KILL pins the
+# consumer's stop): each outcome follows from a setting the pair or its broker declares.
+
+@pytest.mark.slow
+@pytest.mark.broker("rabbitmq")
+def test_a_rabbitmq_restart_keeps_what_celery_declared_durable_and_persistent(tmp_path):
+    """celery+rabbitmq, RabbitMQ shut down with messages queued and started again: Celery's
+    durable queue and persistent messages (delivery_mode 2) survive it; nothing acknowledged is
+    lost. Sends while it was down failed, and are not counted as lost by the broker."""
+    [r] = run(tmp_path, "broker-restart", "celery+rabbitmq", "messages=120", "rate=40",
+              "faults=[{broker: stop, at_received: 0.3, down_sec: 2}]", variant="default")
+    m = r["measurements"]
+    assert r["status"] == "ok", r.get("error")
+    assert m["fault"]["injected"] and m["fault"]["backlog_at_injection"] > 0
+    assert m["lost_acked"] == 0
+    assert "delivery_mode 2" in r["pair_info"]["capabilities"]["durability"]
+
+
+@pytest.mark.slow
+@pytest.mark.broker("postgres")
+def test_a_postgres_crash_loses_no_commit_with_synchronous_commit_on(tmp_path):
+    """sqlalchemy+postgres, PostgreSQL killed with rows queued, synchronous_commit on (its own
+    default, recorded with the result): every acknowledged INSERT is still there after the
+    restart."""
+    [r] = run(tmp_path, "broker-restart", "sqlalchemy+postgres", "messages=120", "rate=40",
+              "durability=default", "faults=[{broker: kill, at_received: 0.3, down_sec: 1}]",
+              variant="default")
+    m = r["measurements"]
+    assert r["status"] == "ok", r.get("error")
+    assert r["pair_info"]["broker_durability"]["mode"] == "sync-commit"
+    assert m["fault"]["backlog_at_injection"] > 0 and m["lost_acked"] == 0
+
+
+@pytest.mark.broker("postgres")
+@pytest.mark.broker("toxiproxy")
+def test_a_black_hole_neither_hangs_the_run_nor_loses_what_was_acknowledged(tmp_path):
+    """huey+postgres behind a proxy that drops every byte for 3 s without a reset: the run
+    ends on its own (the engine's checks go direct), the fault is healed on the timeline and
+    nothing acknowledged is lost."""
+    [r] = run(tmp_path, "network", "huey+postgres", "messages=100", "rate=50",
+              "faults=[{network: blackhole, at_received: 0.3, for_sec: 3}]", variant="default")
+    m = r["measurements"]
+    assert r["status"] == "ok", r.get("error")
+    events = [e["event"] for e in m["timeline"]]
+    assert "network-blackhole injected" in events and "network-blackhole healed" in events
+    assert m["lost_acked"] == 0
+
+
+@pytest.mark.broker("postgres")
+@pytest.mark.broker("toxiproxy")
+def test_added_latency_reaches_the_messages_sent_through_it(tmp_path):
+    """300 ms added each way for 2 s while sqlalchemy+postgres works: the messages sent then
+    take at least that long, so the run's worst latency is above 300 ms, and every message
+    arrives."""
+    [r] = run(tmp_path, "network", "sqlalchemy+postgres", "messages=100", "rate=50",
+              "faults=[{network: latency, at_received: 0.3, for_sec: 2, latency_ms: 300}]",
+              variant="default")
+    m = r["measurements"]
+    assert r["status"] == "ok", r.get("error")
+    assert m["lost"] == 0 and m["latency_ms"]["max"] >= 300
+
+
+@pytest.mark.slow
+@pytest.mark.broker("postgres")
+def test_a_worker_frozen_past_its_lease_gets_its_message_handled_twice(tmp_path):
+    """sqlalchemy+postgres, two workers each 1 s into a task, the first frozen for 14 s: its
+    row's 10 s lease runs out, the other worker takes and handles it, and the frozen one,
+    continued, finishes it too: a duplicate, and nothing lost."""
+    [r] = run(tmp_path, "consumer-pause", "sqlalchemy+postgres", "messages=16", "rate=20",
+              "work_ms=1000", "faults=[{pause_sec: 14, at_received: 0.2}]", variant="default")
+    m = r["measurements"]
+    assert r["status"] == "ok", r.get("error")
+    assert m["lost"] == 0 and m["duplicates"] >= 1

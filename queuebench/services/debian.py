@@ -128,6 +128,12 @@ class Postgres(Service):
     def install(self) -> None:
         ensure_debian_packages([f"postgresql-{self.version}"])
 
+    def after_stop(self) -> None:
+        """A killed postmaster leaves its lock files; its pid, a zombie until pid 1 reaps it,
+        still answers kill(pid, 0), so a new postmaster would refuse to start over them."""
+        super().after_stop()
+        (self.dir / f".s.PGSQL.{self.port}.lock").unlink(missing_ok=True)
+
     def run_as_postgres(self, *command: str) -> str:
         # From self.dir: the postgres user may not be allowed into the current folder.
         return run(["runuser", "-u", "postgres", "--", *command], cwd=self.dir)
