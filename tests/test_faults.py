@@ -60,7 +60,7 @@ def round_trip(port: int, timeout: float = 2.0) -> float:
 def test_a_pair_url_goes_through_the_proxy_with_its_credentials_kept():
     assert (proxied_url("celery+amqp://guest:s3cret@127.0.0.1:5672//", 25672)
             == "celery+amqp://guest:s3cret@127.0.0.1:25672//")
-    assert proxied_url("rq+redis://127.0.0.1:6379/0", 26379) == "rq+redis://127.0.0.1:26379/0"
+    assert proxied_url("rq+redis://127.0.0.1:6379/0", 27379) == "rq+redis://127.0.0.1:27379/0"
 
 
 @pytest.mark.broker("toxiproxy")
@@ -180,3 +180,15 @@ def test_a_broker_stopped_or_killed_comes_back_through_the_service_manager(mode)
     assert redis.pid() is None and redis.status().state != "healthy"
     fault.heal()
     assert redis.healthy() and redis.pid() not in (None, before)
+
+
+def test_no_proxy_port_is_a_port_some_service_binds():
+    """A proxy at a broker's port + PROXY_PORT_OFFSET must not land on any port a service
+    binds (20000 put RabbitMQ's proxy on its Erlang distribution port, 25672)."""
+    from queuebench.services.catalog import PROXY_PORT_OFFSET, SERVICES
+
+    bound = {port for spec in SERVICES.values() for port in spec.ports}
+    proxied = {spec.port + PROXY_PORT_OFFSET for spec in SERVICES.values()}
+    kafka_listener = SERVICES["kafka"].other_ports[1] + PROXY_PORT_OFFSET
+    assert not (proxied | {kafka_listener}) & bound
+    assert max(proxied | {kafka_listener}) < 32768  # Linux's ephemeral ports start there

@@ -10,9 +10,10 @@ from pathlib import Path
 
 STATE_DIR_VARIABLE = "QUEUEBENCH_STATE_DIR"
 HOST = "127.0.0.1"
-# A broker behind Toxiproxy (network faults) is reached at its port + this: redis 6379 -> 26379,
-# clear of RabbitMQ's management port 15672.
-PROXY_PORT_OFFSET = 20000
+# A broker behind Toxiproxy (network faults) is reached at its port + this: redis 6379 -> 27379,
+# rabbitmq 5672 -> 26672, clear of every port a service binds (20000 put RabbitMQ's proxy on its
+# own Erlang distribution port, 25672) and below Linux's ephemeral ports (32768 on).
+PROXY_PORT_OFFSET = 21000
 
 
 @dataclass(frozen=True)
