@@ -72,9 +72,11 @@ scenarios: $(INSTALLED) services-up
 cluster-test: $(CLUSTER_INSTALLED) services-up
 	$(PY) -m pytest tests/test_cluster.py
 
-## The newest scenarios run (any name starting with "scenarios") as reports/SCENARIOS.md.
+## The newest scenarios run of each name starting with "scenarios" (scenarios, or one per pair
+## or group: scenarios-embedded, ...), merged as reports/SCENARIOS.md.
 scenarios-report: $(INSTALLED)
-	$(QB) report --name SCENARIOS --output reports/SCENARIOS $$(ls -d reports/*-scenarios* | tail -1)
+	$(QB) report --name SCENARIOS --output reports/SCENARIOS $$(for name in $$(ls -d reports/*-scenarios* \
+	    | sed 's|.*Z-||' | sort -u); do ls -d reports/*Z-$$name | tail -1; done)
 	sed 's|](\([a-z-]*\.png\))|](SCENARIOS/\1)|' reports/SCENARIOS/report.md > reports/SCENARIOS.md
 
 ## Faults beyond the consumer (broker stopped or killed in each durability mode, network cut,
