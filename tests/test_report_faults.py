@@ -156,3 +156,15 @@ def test_every_run_separates_what_was_acknowledged_from_what_never_was():
     assert [(r["lost, acknowledged"], r["lost, never acknowledged"], r["recovered"],
              r["workers restarted"]) for r in rows[:1]] == [("1", "3", "2", "1")]
     assert rows[1]["ended by"] == "no broker process"
+
+
+def test_a_run_of_faults_only_finds_what_its_faults_did():
+    """Findings of a run with fault rows only count the runs that lost acknowledged messages
+    and the ones that repeated some, instead of claiming nothing finished."""
+    text = render(document([fault_run("rq+redis", "broker-kill 5s", lost_acked=3),
+                            fault_run("rq+redis", "network-cut 10s", duplicates=2),
+                            fault_run("huey+redis", "network-cut 10s")]))
+    findings = text.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "No experiment finished" not in findings
+    assert ("- **Faults beyond the consumer:** 1 of 3 runs measured to the end lost "
+            "acknowledged messages, 1 delivered some twice") in findings

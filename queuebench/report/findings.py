@@ -269,6 +269,12 @@ def findings(results: list[dict]) -> list[str]:
     for r in no_go.values():
         lines.append(f"- **No Go** {row_name(r)} with {r['config']['records']:,} records "
                      f"as {r['config']['format']}: {r['error']}")
+    if faulted := complete_rows(results, "faults"):
+        lost = sum(1 for r in faulted if r["measurements"].get("lost_acked"))
+        doubled = sum(1 for r in faulted if r["measurements"].get("duplicates"))
+        lines.append(f"- **Faults beyond the consumer:** {lost} of {len(faulted)} runs measured "
+                     f"to the end lost acknowledged messages, {doubled} delivered some twice; "
+                     "which, and why, in the fault matrix.")
     errors = [r for r in results if r["status"] == "error"]
     if errors:
         lines.append(f"- **Errors:** {len(errors)} experiment(s) failed; see the Errors section.")
