@@ -168,3 +168,17 @@ def test_a_run_of_faults_only_finds_what_its_faults_did():
     assert "No experiment finished" not in findings
     assert ("- **Faults beyond the consumer:** 1 of 3 runs measured to the end lost "
             "acknowledged messages, 1 delivered some twice") in findings
+
+
+def test_a_pairs_section_states_what_its_library_and_each_broker_mode_declare():
+    """Beside the settings, what the library declares about durability and, once each, the
+    broker durability modes its rows ran in."""
+    runs = [fault_run("rq+redis", label, durability=mode, words=f"Redis {mode} words",
+                      library="nothing: the broker decides")
+            for label in ("broker-stop 5s", "broker-kill 5s") for mode in ("none", "aof-always")]
+    text = render(document(runs))
+    section = text.split("### rq+redis", 1)[1].split("\n\n", 2)[1]
+    assert "- **durability, as the library declares it:** nothing: the broker decides" in section
+    assert [line for line in section.splitlines() if "broker's durability" in line] == [
+        "- **the broker's durability:** Redis none words",
+        "- **the broker's durability:** Redis aof-always words"]

@@ -225,6 +225,13 @@ def settings_table(results: list[dict]) -> str:
                   "concurrency unit", "size limit"], rows)
 
 
+def _broker_durability(results: list[dict], pair: str) -> list[str]:
+    """The broker durability modes the pair's rows ran in, in words, each once."""
+    return list(dict.fromkeys(r["pair_info"]["broker_durability"]["words"] for r in results
+                              if r["pair_info"].get("pair") == pair
+                              and r["pair_info"].get("broker_durability")))
+
+
 def pair_details(results: list[dict]) -> list[str]:
     """A section per pair: how it acks and what a dead worker costs, then each variant's note
     and every setting."""
@@ -239,6 +246,10 @@ def pair_details(results: list[dict]) -> list[str]:
                   f"- **when a worker dies:** {capabilities['on_worker_killed']}",
                   *([f"- **redelivery after:** {capabilities['redelivery_after']}"]
                     if capabilities.get("redelivery_after") else []),
+                  *([f"- **durability, as the library declares it:** "
+                     f"{capabilities['durability']}"] if capabilities.get("durability") else []),
+                  *(f"- **the broker's durability:** {words}"
+                    for words in _broker_durability(results, pair)),
                   f"- **bytes:** {capabilities['carries_bytes']}",
                   f"- **size limit:** {_size_limit(infos[0])} bytes; over it: "
                   f"{limit.get('error') or NA}"]
