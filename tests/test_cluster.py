@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from queuebench.cluster import check_spec
 from queuebench.cluster.fleet import on_our_clock
 from queuebench.engine.workload import cells, load
 from queuebench.errors import UsageError
+from tests.harness import wait_for
+from tests.test_cleanup import huey_run_at_work, processes_mentioning
 
 
 @pytest.fixture
@@ -120,3 +123,20 @@ def test_killing_one_nodes_consumers_loses_what_it_loses_on_one_machine(ray_inst
     nodes = m["environment"]["cluster"]["nodes"]
     assert [node["node"] for node in nodes] == [1, 2, 3]
     assert all(node["clock_rtt_ms"] > 0 and "cores" in node for node in nodes)
+
+
+@pytest.mark.slow
+def test_a_killed_run_takes_its_local_cluster_with_it(ray_installed, tmp_path):
+    """SIGKILL on a run with --cluster local:2, its consumers at work: within seconds nothing
+    of it is left, neither Ray's processes (servers, raylets, agents, workers) nor the
+    consumers they started, nor their watchdogs."""
+    with huey_run_at_work(tmp_path, "--set", "consumers.processes=2", "--cluster", "local:2",
+                          timeout=240) as run:
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes()
+                    for pid in processes_mentioning(str(tmp_path))]
+        assert any(b"raylet" in command for command in commands)  # found by the mark: Ray's
+        assert sum(b"huey_consumer" in command for command in commands) == 2  # and ours
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        wait_for(lambda: not processes_mentioning(str(tmp_path)),
+                 "the killed run's cluster to be gone", timeout=30, poll=0.2)

@@ -15,11 +15,16 @@ before it enters the ledger: a skewed clock cannot fake latency, within the roun
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from queuebench.engine.watchdog import MARK_VARIABLE
 from queuebench.errors import MissingExtra, UsageError
 
 LOCAL = re.compile(r"local:(\d+)")
@@ -71,11 +76,12 @@ class Cluster:
         ray = _ray()
         from queuebench.cluster.agent import HostAgent
 
-        self._local = None
+        self._local = self._watchdog = None
         local = LOCAL.fullmatch(spec)
         try:
             if local:
-                self._local, resources = _local_cluster(int(local[1]))
+                self._watchdog, mark = _watchdog()
+                self._local, resources = _local_cluster(int(local[1]), mark)
                 ray.init(address=self._local.address, logging_level=logging.ERROR,
                          log_to_driver=False)
             else:
@@ -119,19 +125,38 @@ class Cluster:
         ray.shutdown()
         if self._local is not None:
             self._local.shutdown()
+        if self._watchdog is not None:  # EOF: it kills what Ray left, and exits
+            self._watchdog.stdin.close()
+            self._watchdog.wait()
 
 
-def _local_cluster(count: int) -> tuple[Any, list[str]]:
+def _watchdog() -> tuple[subprocess.Popen[bytes], str]:
+    """A watchdog that kills every process of a local cluster when this run ends, however it
+    ends (engine/watchdog.py); the mark that names them. Ray's own fate-sharing misses some
+    (each node's dashboard and runtime-env agents outlive a killed run)."""
+    mark = uuid.uuid4().hex
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "queuebench.engine.watchdog", "--marked", mark],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    return watchdog, mark
+
+
+def _local_cluster(count: int, mark: str) -> tuple[Any, list[str]]:
     """A head and count-1 more nodes on this machine, each with a resource of its own (they
-    share one IP address, so `node:<ip>` cannot tell them apart)."""
+    share one IP address, so `node:<ip>` cannot tell them apart), every process of theirs
+    carrying `mark` in its environment."""
     from ray.cluster_utils import Cluster as RayCluster
 
     resources = [NODE_RESOURCE.format(number) for number in range(1, count + 1)]
-    # One CPU each: the agents take none, and Ray starts a worker per CPU it is told of.
-    cluster = RayCluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {resources[0]: 1}, "include_dashboard": False})
-    for resource in resources[1:]:
-        cluster.add_node(num_cpus=1, resources={resource: 1})
+    os.environ[MARK_VARIABLE] = mark  # Ray's processes inherit it, and pass it on
+    try:
+        # One CPU each: the agents take none, and Ray starts a worker per CPU it is told of.
+        cluster = RayCluster(initialize_head=True, head_node_args={
+            "num_cpus": 1, "resources": {resources[0]: 1}, "include_dashboard": False})
+        for resource in resources[1:]:
+            cluster.add_node(num_cpus=1, resources={resource: 1})
+    finally:
+        del os.environ[MARK_VARIABLE]
     return cluster, resources
 
 
