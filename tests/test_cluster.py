@@ -9,6 +9,7 @@ command that installs it, and fails in CI, as the `broker` marker does for a mis
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import signal
@@ -140,3 +141,31 @@ def test_a_killed_run_takes_its_local_cluster_with_it(ray_installed, tmp_path):
         run.wait()
         wait_for(lambda: not processes_mentioning(str(tmp_path)),
                  "the killed run's cluster to be gone", timeout=30, poll=0.2)
+
+
+@pytest.mark.slow
+def test_pausing_one_nodes_consumers_leaves_the_others_at_work(ray_installed, tmp_path):
+    """`{pause_sec: 3, node: 3}` on local:3, one consumer a node: node 3's consumer writes no
+    receipt while frozen, the other nodes' go on receiving meanwhile, and once it is continued
+    every message arrives."""
+    reports = tmp_path / "reports"
+    code = main(["run", "throughput", "--pair", f"huey+sqlite:///{tmp_path}/huey.sqlite",
+                 "--messages", "150", "--work-ms", "100", "--repeats", "1",
+                 "--set", "consumers.processes=3",
+                 "--set", "faults=[{pause_sec: 3, node: 3, at_received: 0.3}]",
+                 "--reports-dir", str(reports), "--cluster", "local:3"])
+    assert code == 0
+    m = json.loads((reports / "latest" / "results.json").read_text())["results"][0][
+        "measurements"]
+    assert (m["successful"], m["lost"]) == (150, 0), m
+    assert "consumer-pause injected" in json.dumps(m["timeline"])
+    stamps: dict[int, list[int]] = {1: [], 2: [], 3: []}  # each node's receive stamps
+    for path in reports.glob("latest/experiments/*/ledger/receipts-node*.log"):
+        node = int(path.name.split("-")[1].removeprefix("node"))
+        stamps[node] += [int(line.split()[3]) for line in path.read_text().splitlines()]
+    node3 = sorted(stamps[3])
+    silent_from, silent_to = max(itertools.pairwise(node3), key=lambda gap: gap[1] - gap[0])
+    meanwhile = sum(silent_from < stamp < silent_to for stamp in stamps[1] + stamps[2])
+    # Two consumers at 100 ms a message receive about 60 in 3 s; in one of node 3's ordinary
+    # gaps between messages, one or two.
+    assert meanwhile >= 20, (meanwhile, len(node3))
