@@ -168,15 +168,17 @@ class Acks:
 
 
 def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_ns: int,
-              acks: Acks, in_flight: int | None = None) -> None:
+              acks: Acks, in_flight: int | None = None, clock_offset_ns: int = 0) -> None:
     """Encode and send each of `seqs` at its intended time, then flush and collect the acks.
 
-    With `in_flight`, no more than that many sends await their acknowledgement at once.
+    With `in_flight`, no more than that many sends await their acknowledgement at once. Times
+    and send stamps are on the engine's clock: this host's clock less `clock_offset_ns` (a
+    producer on a cluster's node, whose clock runs that far ahead of the engine's).
     """
     offsets = sending.offsets
     for seq in seqs:
-        intended_ns = first_ns + offsets[seq] if offsets else time.time_ns()
-        if (ahead_ns := intended_ns - time.time_ns()) > 0:
+        intended_ns = first_ns + offsets[seq] if offsets else time.time_ns() - clock_offset_ns
+        if (ahead_ns := intended_ns - (time.time_ns() - clock_offset_ns)) > 0:
             time.sleep(ahead_ns / 1e9)
         if in_flight is not None:
             acks.wait_below(in_flight, producer)
@@ -209,10 +211,21 @@ def produce(adapter: Adapter, sending: Sending, messages: int, *, mode: str = "s
     return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode)
 
 
+# What a producer process hands back: its sequence numbers, the bytes sent and whether the
+# broker acknowledged each, the first failures' error text, and when it finished (ns, on the
+# engine's clock: the monotonic clocks of two hosts have nothing in common).
+Report = tuple[range, list[int], list[bool], dict[int, str], int]
+
+
+def shares(messages: int, count: int) -> list[range]:
+    """The sequence numbers of each of `count` producer processes: i, i + count, ..."""
+    return [range(index, messages, count) for index in range(count)]
+
+
 def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, messages: int,
-                      seqs: range) -> None:
+                      seqs: range, clock_offset_ns: int) -> None:
     """One forked producer: open a producer, say ready, send `seqs` from the first_ns the
-    engine sends back, then report sizes, acks, errors and when it finished."""
+    engine sends back, then report (see Report)."""
     try:
         producer = adapter.producer()
     except BaseException as exc:
@@ -223,11 +236,12 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
         first_ns = conn.recv()
         if first_ns is None:  # the engine gave up: another producer could not start
             return
+        if (ahead_ns := first_ns - (time.time_ns() - clock_offset_ns)) > 0:  # a cluster's lead
+            time.sleep(ahead_ns / 1e9)
         acks = Acks(messages)
-        send_seqs(producer, sending, seqs, first_ns, acks)
-        ended = time.perf_counter()
-        conn.send(("done", [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
-                   acks.errors, ended))
+        send_seqs(producer, sending, seqs, first_ns, acks, clock_offset_ns=clock_offset_ns)
+        conn.send(("done", seqs, [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
+                   acks.errors, time.time_ns() - clock_offset_ns))
     except BaseException as exc:
         conn.send(("error", error_text(exc)))
     finally:
@@ -235,9 +249,63 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
         conn.close()
 
 
-def _report(index: int, conn: Connection, process: multiprocessing.process.BaseProcess,
+class ProducerProcesses:
+    """Forked producer processes, one per share of the sequence numbers: started, each opening
+    its producer, until all are ready (ProducerFailed if one cannot); told when the first
+    message is meant to be sent (`go`); then their reports gathered (`reports`).
+
+    `clock_offset_ns`: how far this host's clock runs ahead of the engine's (a cluster's node),
+    so that every time they keep, and every send stamp, is on the engine's clock.
+    """
+
+    def __init__(self, adapter: Adapter, sending: Sending, messages: int,
+                 seqs: list[range], clock_offset_ns: int = 0) -> None:
+        context = multiprocessing.get_context("fork")
+        sys.stdout.flush()  # else a child would write the parent's buffered output again
+        sys.stderr.flush()
+        self.children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self.told = False  # whether the children were told when to start
+        try:
+            for share in seqs:
+                ours, theirs = context.Pipe()
+                process = context.Process(
+                    target=_producer_process, name=f"queuebench-producer process {share.start}",
+                    daemon=True, args=(theirs, adapter, sending, messages, share,
+                                       clock_offset_ns))
+                process.start()
+                theirs.close()
+                self.children.append((process, ours))
+            for process, conn in self.children:
+                _report(process, conn, "ready")
+        except BaseException:
+            self.close()
+            raise
+
+    def go(self, first_ns: int) -> None:
+        for _, conn in self.children:
+            conn.send(first_ns)
+        self.told = True
+
+    def reports(self) -> list[Report]:
+        return [_report(process, conn, "done")[1:] for process, conn in self.children]
+
+    def close(self) -> None:
+        for process, conn in self.children:
+            if not self.told and process.is_alive():
+                with contextlib.suppress(OSError):
+                    conn.send(None)  # waiting for first_ns: stop instead
+            conn.close()
+        for process, _ in self.children:
+            process.join(5.0)
+            if process.is_alive():
+                process.terminate()
+                process.join(5.0)
+
+
+def _report(process: multiprocessing.process.BaseProcess, conn: Connection,
             expected: str) -> tuple:
-    """The next message of producer process `index`; ProducerFailed if it failed or died."""
+    """The next message of a producer process; ProducerFailed if it failed or died."""
+    name = process.name.removeprefix("queuebench-")  # "producer process N"
     wait_for_any([conn, process.sentinel])
     if conn.poll():
         try:
@@ -247,10 +315,9 @@ def _report(index: int, conn: Connection, process: multiprocessing.process.BaseP
         if message is not None and message[0] == expected:
             return message
         if message is not None and message[0] == "error":
-            raise ProducerFailed(f"producer process {index}: {message[1]}")
+            raise ProducerFailed(f"{name}: {message[1]}")
     process.join(1.0)
-    raise ProducerFailed(f"producer process {index} exited (code {process.exitcode}) before "
-                         "reporting")
+    raise ProducerFailed(f"{name} exited (code {process.exitcode}) before reporting")
 
 
 def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
@@ -258,53 +325,28 @@ def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
     """`count` forked producer processes, process i sending seqs i, i + count, ...
 
     The processes open their producers first; the clock starts once all are ready, and stops at
-    the last one's final acknowledgement (perf_counter is the system's monotonic clock, the same
-    in every process).
+    the last one's final acknowledgement.
     """
-    context = multiprocessing.get_context("fork")
-    sys.stdout.flush()  # else a child would write the parent's buffered output again
-    sys.stderr.flush()
-    children = []
-    go = False  # whether the children were told when to start
+    processes = ProducerProcesses(adapter, sending, messages, shares(messages, count))
     try:
-        for index in range(count):
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_producer_process, name=f"queuebench-producer-{index}", daemon=True,
-                args=(theirs, adapter, sending, messages, range(index, messages, count)))
-            process.start()
-            theirs.close()
-            children.append((process, ours))
-        for index, (process, conn) in enumerate(children):
-            _report(index, conn, process, "ready")
         first_ns = time.time_ns()
-        started = time.perf_counter()
-        for _, conn in children:
-            conn.send(first_ns)
-        go = True
-        sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, started
-        for index, (process, conn) in enumerate(children):
-            _, their_sizes, their_acks, their_errors, their_end = _report(index, conn, process,
-                                                                          "done")
-            for seq, size, ok in zip(range(index, messages, count), their_sizes, their_acks,
-                                     strict=True):
-                sizes[seq], acked[seq] = size, ok
-            errors.update(their_errors)
-            ended = max(ended, their_end)
-        kept = dict(sorted(errors.items())[:ERRORS_KEPT])
-        return Produced(first_ns, ended - started, sizes, acked, kept, mode="processes",
-                        producers=count)
+        processes.go(first_ns)
+        return merged(processes.reports(), messages, first_ns, count)
     finally:
-        for process, conn in children:
-            if not go and process.is_alive():
-                with contextlib.suppress(OSError):
-                    conn.send(None)  # waiting for first_ns: stop instead
-            conn.close()
-        for process, _ in children:
-            process.join(5.0)
-            if process.is_alive():
-                process.terminate()
-                process.join(5.0)
+        processes.close()
+
+
+def merged(reports: Iterable[Report], messages: int, first_ns: int, count: int) -> Produced:
+    """What `count` producer processes sent, from their reports."""
+    sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, first_ns
+    for seqs, their_sizes, their_acks, their_errors, their_end in reports:
+        for seq, size, ok in zip(seqs, their_sizes, their_acks, strict=True):
+            sizes[seq], acked[seq] = size, ok
+        errors.update(their_errors)
+        ended = max(ended, their_end)
+    kept = dict(sorted(errors.items())[:ERRORS_KEPT])
+    return Produced(first_ns, (ended - first_ns) / 1e9, sizes, acked, kept, mode="processes",
+                    producers=count)
 
 
 UNACKED_SEQS_SHOWN = 100
