@@ -239,3 +239,22 @@ def test_pausing_one_nodes_consumers_leaves_the_others_at_work(ray_installed, tm
     # Two consumers at 100 ms a message receive about 60 in 3 s; in one of node 3's ordinary
     # gaps between messages, one or two.
     assert meanwhile >= 20, (meanwhile, len(node3))
+
+
+@pytest.mark.slow
+@pytest.mark.broker("redis")
+def test_producer_processes_on_the_nodes_get_every_message_through(ray_installed, tmp_path):
+    """producers: {mode: processes, count: 3} on local:3 puts one producer process on each
+    node (the default spread): every message is sent, acknowledged and received once, and the
+    results say where each producer ran."""
+    reports = tmp_path / "reports"
+    code = main(["run", "throughput", "--pair", "rq+redis", "--variant", "default",
+                 "--messages", "60", "--repeats", "1", "--set", "consumers.processes=3",
+                 "--set", "producers={mode: processes, count: 3}",
+                 "--reports-dir", str(reports), "--cluster", "local:3"])
+    assert code == 0
+    m = json.loads((reports / "latest" / "results.json").read_text())["results"][0][
+        "measurements"]
+    assert (m["successful"], m["lost"], m["duplicates"]) == (60, 0, 0), m
+    assert (m["producers"], m["send_acked"], m["producer_nodes"]) == (3, 60, [1, 2, 3])
+    assert m["latency_ms"]["p50"] > 0

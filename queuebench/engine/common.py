@@ -68,6 +68,7 @@ class Experiment:
         self.timeline: list[dict[str, object]] = []  # what happened when, for the results
         self.consumers_ready: int | None = None  # consumer processes that proved ready
         self.produced: Produced | None = None  # what produce() sent and had acknowledged
+        self.producer_nodes: list[int] | None = None  # each producer process's node; None: here
         self.consumer_exits = 0  # workers that exited during a fault and were started again
         self.fault_span: tuple[int, int] | None = None  # a fault's (injected, healed), wall ns
 
@@ -91,9 +92,9 @@ class Experiment:
         sending = Sending(self.run_id, self.records, self.cell.format,
                           self.cell.intended_offsets_ns())
         if self.cluster and self.cell.producer_mode == "processes":  # on the cluster's nodes
-            self.produced = self.cluster.produce(
-                self.data_adapter, sending, self.cell.messages,
-                self.cell.nodes_of_producers(self.cluster.labels))
+            self.producer_nodes = self.cell.nodes_of_producers(self.cluster.labels)
+            self.produced = self.cluster.produce(self.data_adapter, sending, self.cell.messages,
+                                                 self.producer_nodes)
         else:
             self.produced = produce_messages(
                 self.data_adapter, sending, self.cell.messages, mode=self.cell.producer_mode,
