@@ -16,9 +16,9 @@ from queuebench.cli import main
 from tests.harness import wait_for
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "queuebench", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:

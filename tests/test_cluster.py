@@ -80,6 +80,7 @@ def test_a_skewed_nodes_producers_stamp_on_the_engines_clock(tmp_path):
     assert len(stamps) == messages and all(before <= stamp <= after for stamp in stamps)
     assert 0 <= produced.seconds <= (after - before) / 1e9
     assert produced.acked == [True] * messages
+    assert all(0 <= latency <= after - before for latency in produced.ack_latencies_ns)
 
 
 def test_default_placement_spreads_processes_evenly_over_the_nodes():

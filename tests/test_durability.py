@@ -105,3 +105,25 @@ def test_a_redis_crash_loses_the_queue_unless_the_append_only_file_keeps_it(
     assert lost["none"] > 0 and lost["rdb"] > 0, lost
     assert lost["aof-everysec"] == 0 and lost["aof-always"] == 0, lost
     assert durability.in_force("redis").mode == "none"
+
+
+@pytest.fixture
+def elasticmq_back_to_its_own_mode():
+    yield
+    durability.reset("elasticmq")
+
+
+@pytest.mark.slow
+@pytest.mark.broker("elasticmq")
+def test_an_elasticmq_crash_loses_the_queue_unless_h2_keeps_it(tmp_path,
+                                                               elasticmq_back_to_its_own_mode):
+    """boto3+sqs, ElasticMQ killed with messages queued: in memory, the restart comes back
+    without the queue, and what was acknowledged is lost; with the H2 database and the queues
+    file it comes back with both, and nothing acknowledged is lost. ElasticMQ is back in
+    memory afterwards."""
+    rows = run(tmp_path, "broker-restart", "boto3+sqs", "messages=150", "rate=50",
+               "faults=[{broker: kill, at_received: 0.3, down_sec: 1}]", variant="default")
+    lost = {r["config"]["durability"]: r["measurements"]["lost_acked"] for r in rows}
+    assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    assert lost["in-memory"] > 0 and lost["h2"] == 0, lost
+    assert durability.in_force("elasticmq").mode == "in-memory"

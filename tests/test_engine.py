@@ -3,6 +3,8 @@ the figures computed once for every workload."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.workload import SHIPPED_DIR, Workload, cells, load
-from queuebench.errors import UsageError
+from queuebench.errors import ConsumerFailed, UsageError
 from queuebench.payloads.builder import record_batches
 from queuebench.worker.envelope import unwrap
 from tests.test_cli import one_line_error, run_cli
@@ -301,3 +303,25 @@ def test_failed_messages_the_broker_keeps_agree_with_the_ledger():
                                       Receipt(2, 0, 1, True, failed=True)]), 3, 2 / 3)
     assert broker_check(Backlog(waiting=0, stranded=2), failed_twice)["agrees"] is True
     assert broker_check(Backlog(waiting=0, stranded=3), failed_twice)["agrees"] is False
+
+
+def test_a_worker_that_exited_on_its_own_is_passed_over_by_the_fleets_stop_and_kill(tmp_path):
+    """One of two workers died during a fault and awaits its revival (reaped, not running):
+    the final stop and a kill reach the other and pass it over, as there is nothing to stop."""
+    run = experiment(tmp_path, Workload(messages=1, consumers=2))
+    fleet = run.consumers
+    fleet.start()
+    try:
+        gone, other = fleet.members
+        os.kill(gone.session_id, signal.SIGKILL)
+        gone._require_process().wait()
+        with pytest.raises(ConsumerFailed):
+            gone.check_alive()
+        assert not gone.started and other.started
+        fleet.stop(timeout=30)
+        assert not other.started
+        fleet.start()
+        fleet.kill()
+    finally:
+        fleet.ensure_stopped()
+        run.close()

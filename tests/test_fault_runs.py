@@ -18,7 +18,8 @@ def run(tmp_path, experiment: str, pair: str, *settings: str, variant: str | Non
     args += ["--variant", variant] if variant else []
     for setting in settings:
         args += ["--set", setting]
-    run_cli(*args)
+    # A broker's restart takes seconds, a JVM's more on a busy machine; rows in a sweep add up.
+    run_cli(*args, timeout=300)
     [results] = tmp_path.glob("*-f/results.json")
     return json.loads(results.read_text())["results"]
 

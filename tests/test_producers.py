@@ -30,7 +30,13 @@ from queuebench.adapters.confluent import ConfluentKafkaAdapter
 from queuebench.adapters.kafka_python import KafkaPythonAdapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
-from queuebench.engine.producers import GIVE_UP_AFTER_FAILURES, ProducerFailed, Sending, produce
+from queuebench.engine.producers import (
+    GIVE_UP_AFTER_FAILURES,
+    ProducerFailed,
+    Sending,
+    produce,
+    producer_figures,
+)
 from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.workload import Workload, cells
 from queuebench.payloads.builder import record_batches
@@ -177,6 +183,25 @@ def test_sync_sends_each_seq_once_stamped_and_acked(tmp_path):
     assert (recorder.flushes, recorder.closed) == (1, True)
 
 
+def test_send_to_ack_latency_runs_from_the_intended_send_to_the_acknowledgement(tmp_path):
+    """20 sends at 100 msg/s (0.19 s from the first slot to the last) whose acknowledgements
+    come only at flush, as a Kafka client's in sync mode: the first send's acknowledgement
+    waited the whole run, so its latency is at least 0.19 s and p99 at least 0.18 s (a lower
+    bound: a slow machine only adds). Acknowledged one at a time, every send has its own."""
+    queued = Batching(batch=10**6)
+    run = experiment(tmp_path, Workload(messages=20, rate=100, payload={"records": 1}),
+                     lambda: queued)
+    at_flush = run.produce()
+    one_at_a_time = experiment(
+        tmp_path / "late", Workload(messages=20, rate=100, payload={"records": 1},
+                                    producers={"mode": "async", "in_flight": 1}),
+        LateAcks).produce()
+    assert len(at_flush.ack_latencies_ns) == len(one_at_a_time.ack_latencies_ns) == 20
+    assert max(at_flush.ack_latencies_ns) >= 190_000_000
+    figures = producer_figures(at_flush, mode="sync", count=1, in_flight=1, lost_seqs=[])
+    assert figures["ack_latency_ms"]["p99"] >= 180
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_failed_send_is_recorded_unacked_with_its_error_and_sending_goes_on(tmp_path, mode):
     """A send that raises (sync) or whose future fails (async) leaves its seq unacknowledged
@@ -194,6 +219,26 @@ def test_a_failed_send_is_recorded_unacked_with_its_error_and_sending_goes_on(tm
     assert produced.errors[3] == expected
     sent = {e.seq for _, _, e in sent_envelopes(recorder)}
     assert sent == (set(range(15)) - {3, 11} if mode == "sync" else set(range(15)))
+
+
+class DiesAtFlush(Batching):
+    """Holds every send, then its connection dies at flush(), as a broker stopped under it."""
+
+    def flush(self):
+        raise ConnectionError("connection reset by peer")
+
+    def close(self):
+        raise ConnectionError("already closed")
+
+
+def test_a_flush_that_fails_leaves_the_sends_it_held_unacknowledged(tmp_path):
+    """The broker went away before the last sends were confirmed: they are not acknowledged,
+    with the flush's error, and the repeat goes on to count what arrived."""
+    run = experiment(tmp_path, Workload(messages=5, producers={"mode": "async"}),
+                     lambda: DiesAtFlush(batch=100))
+    produced = run.produce()
+    assert produced.acked == [False] * 5
+    assert produced.errors[0] == "flush() failed: ConnectionError: connection reset by peer"
 
 
 def test_a_producer_that_fails_every_send_stops_the_run(tmp_path):

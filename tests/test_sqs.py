@@ -25,6 +25,7 @@ from queuebench.adapters import create
 from queuebench.adapters.base import Variant
 from queuebench.adapters.boto3_sqs import (
     MAX_MESSAGE_BYTES,
+    QUEUE_GONE,
     BatchEntryFailed,
     BatchingProducer,
     Boto3SQSAdapter,
@@ -330,3 +331,19 @@ def test_delete_after_the_timeout_ran_out_is_reported_not_raised(
     other.close()
     assert "outlived its visibility timeout and will be delivered again" in capsys.readouterr().err
     assert counts(short_lease) == (0, 1)
+
+
+@sqs
+@pytest.mark.parametrize("pair", ["boto3+sqs", "celery+sqs"])
+def test_a_queue_the_broker_lost_holds_nothing(pair: str) -> None:
+    """ElasticMQ keeps queues in memory: after a restart the queue is gone, and the engine's
+    backlog check says it holds nothing instead of failing (the run then ends "broker empty")."""
+    adapter = create(f"{pair}://127.0.0.1:9324", queue=f"qbtest-{uuid.uuid4().hex[:12]}")
+    adapter.prepare()
+    client = new_adapter().client
+    client.delete_queue(QueueUrl=client.get_queue_url(QueueName=adapter.queue)["QueueUrl"])
+    try:
+        backlog = adapter.backlog()
+    finally:
+        adapter.cleanup()
+    assert (backlog.waiting, backlog.detail) == (0, QUEUE_GONE.detail)

@@ -74,6 +74,14 @@ AWS_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 IN_QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                    "ApproximateNumberOfMessagesDelayed")
+# ElasticMQ keeps its queues in memory: a restart loses them, and every message in them.
+QUEUE_GONE_CODES = {"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}
+QUEUE_GONE = Backlog(waiting=0, detail="the queue no longer exists: the broker lost it, with "
+                                       "every message in it")
+
+
+def queue_gone(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in QUEUE_GONE_CODES
 
 
 @dataclass(frozen=True)
@@ -348,8 +356,13 @@ class Boto3SQSAdapter(Adapter):
                   "it comes back after the visibility timeout", file=sys.stderr, flush=True)
 
     def backlog(self) -> Backlog:
-        counts = self.client.get_queue_attributes(QueueUrl=self.queue_url,
-                                                  AttributeNames=list(IN_QUEUE_COUNTS))
+        try:
+            counts = self.client.get_queue_attributes(QueueUrl=self.queue_url,
+                                                      AttributeNames=list(IN_QUEUE_COUNTS))
+        except ClientError as exc:
+            if queue_gone(exc):
+                return QUEUE_GONE
+            raise
         visible, in_flight, delayed = (int(counts["Attributes"].get(name, 0))
                                        for name in IN_QUEUE_COUNTS)
         return Backlog(

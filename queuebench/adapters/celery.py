@@ -426,10 +426,20 @@ class CelerySQSAdapter(CeleryAdapter):
                             aws_access_key_id="queuebench", aws_secret_access_key="queuebench")
 
     def backlog(self) -> Backlog:
+        from botocore.exceptions import ClientError
+
+        from queuebench.adapters.boto3_sqs import QUEUE_GONE, queue_gone
+
         client = self._client()
-        url = client.get_queue_url(QueueName=self.queue)["QueueUrl"]
-        attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=[
-            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        try:
+            url = client.get_queue_url(QueueName=self.queue)["QueueUrl"]
+            attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
+        except ClientError as exc:
+            if queue_gone(exc):
+                return QUEUE_GONE
+            raise
         visible = int(attributes["ApproximateNumberOfMessages"])
         in_flight = int(attributes["ApproximateNumberOfMessagesNotVisible"])
         return Backlog(waiting=visible + in_flight,

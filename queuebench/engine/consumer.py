@@ -112,6 +112,12 @@ class ConsumerProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def started(self) -> bool:
+        """Started and not yet reaped: one that exited on its own and awaits its revival is
+        not (there is nothing to stop or kill)."""
+        return self._process is not None
+
     def check_alive(self) -> None:
         """Raise ConsumerFailed, with the end of its log, if the process died on its own."""
         if self._process is not None and self._process.poll() is not None:
@@ -269,7 +275,7 @@ class ConsumerFleet:
     def stop(self, timeout: float = DEFAULT_STOP_TIMEOUT_SEC, *, node: int | None = None
              ) -> float:
         started = time.monotonic()
-        members = self.on_node(node)
+        members = [member for member in self.on_node(node) if member.started]
         for member in members:
             member.ask_to_stop()
         for member in members:
@@ -277,7 +283,7 @@ class ConsumerFleet:
         return time.monotonic() - started
 
     def kill(self, *, node: int | None = None) -> None:
-        members = self.on_node(node)
+        members = [member for member in self.on_node(node) if member.started]
         for member in members:
             member.send_kill()
         for member in members:

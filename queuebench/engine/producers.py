@@ -19,7 +19,9 @@ Modes (`producers: {count, mode, in_flight}`):
 In every mode, encoding the records is inside the timed loop, as in a user's producer, and each
 message is stamped with when it was meant to be sent (its slot in the rate shape), so a producer
 that falls behind shows as latency (no coordinated omission). The time to produce runs from the
-first send to the last acknowledgement.
+first send to the last acknowledgement; each acknowledgement's latency runs from the message's
+intended send time to when its producer told the outcome (for a Kafka client in `sync`, which
+only queues, that is the final flush: `async` with 1 in flight is the seed's wait-for-each-ack).
 
 Every sequence number ends acknowledged (its producer told so: the broker took it, as far
 as the library can tell) or not, with the error text of the first few that failed. A message
@@ -38,12 +40,14 @@ import threading
 import time
 import typing
 import uuid
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 
 from queuebench.adapters.base import Adapter, Done, Producer, send_async
+from queuebench.engine.metrics import latency_ms
 from queuebench.errors import QueuebenchError
 from queuebench.payloads.codecs import encode
 from queuebench.payloads.records import StockRecord
@@ -79,6 +83,8 @@ class Produced:
     errors: dict[int, str] = field(default_factory=dict)  # the first few failures' error text
     mode: str = "sync"
     producers: int = 1
+    # intended send time to acknowledgement, of each acknowledged send (ns)
+    ack_latencies_ns: Sequence[int] = ()
 
     @property
     def failed(self) -> int:
@@ -101,33 +107,40 @@ class Sending:
 
 
 class Acks:
-    """The outcome of each send, told by the producer (a client's I/O thread, often)."""
+    """The outcome of each send, told by the producer (a client's I/O thread, often); when, on
+    the engine's clock (this host's less `clock_offset_ns`, as send_seqs keeps it)."""
 
-    def __init__(self, messages: int) -> None:
+    def __init__(self, messages: int, clock_offset_ns: int = 0) -> None:
+        self.clock_offset_ns = clock_offset_ns
         self.sizes = [0] * messages
         self.acked = [False] * messages
         self.errors: dict[int, str] = {}
         self.acked_count = 0
         self.failed_count = 0
-        self._pending: set[int] = set()  # sent, outcome not told yet
+        # intended send time to acknowledgement; an array: a million ints as objects cost 36 MB
+        self.ack_latencies_ns = array("q")
+        self._pending: dict[int, int] = {}  # sent, outcome not told yet: its intended send ns
         self._changed = threading.Condition()
 
-    def expect(self, seq: int) -> Done:
-        """Note that `seq` is being sent; return what its producer tells the outcome to."""
+    def expect(self, seq: int, intended_ns: int) -> Done:
+        """Note that `seq`, meant to be sent at `intended_ns`, is being sent; return what its
+        producer tells the outcome to."""
         with self._changed:
-            self._pending.add(seq)
+            self._pending[seq] = intended_ns
         return functools.partial(self._settled, seq)
 
     def _settled(self, seq: int, exc: BaseException | None) -> None:
+        told_ns = time.time_ns() - self.clock_offset_ns
         with self._changed:
-            if seq not in self._pending:
+            intended_ns = self._pending.pop(seq, None)
+            if intended_ns is None:
                 return  # given up on already (no answer after flush)
-            self._pending.discard(seq)
             if exc is not None:
                 self._fail(seq, error_text(exc))
             else:
                 self.acked[seq] = True
                 self.acked_count += 1
+                self.ack_latencies_ns.append(told_ns - intended_ns)
             self._changed.notify_all()
 
     def _fail(self, seq: int, text: str) -> None:
@@ -158,6 +171,13 @@ class Acks:
                     continue
             producer.flush()  # outside the lock: the outcomes it tells take it
 
+    def fail_pending(self, text: str) -> None:
+        """Every send still untold failed: its producer's connection died under it."""
+        with self._changed:
+            for seq in sorted(self._pending):
+                self._fail(seq, text)
+            self._pending.clear()
+
     def wait_all(self, timeout: float) -> None:
         """After flush(): wait for the last acknowledgements; what has none by then failed."""
         with self._changed:
@@ -185,9 +205,12 @@ def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_n
         payload = encode(sending.records[seq], sending.fmt)
         acks.sizes[seq] = len(payload)
         send_async(producer, wrap(sending.run_id, seq, payload, sent_ns=intended_ns),
-                   key=str(seq), on_done=acks.expect(seq))
+                   key=str(seq), on_done=acks.expect(seq, intended_ns))
         acks.check()
-    producer.flush()
+    try:
+        producer.flush()
+    except Exception as exc:  # a broker that went away under the last sends: not acknowledged
+        acks.fail_pending(f"flush() failed: {error_text(exc)}")
     acks.wait_all(ACK_WAIT_AFTER_FLUSH_SEC)
 
 
@@ -207,14 +230,17 @@ def produce(adapter: Adapter, sending: Sending, messages: int, *, mode: str = "s
                   in_flight=in_flight if mode == "async" else None)
         seconds = time.perf_counter() - started
     finally:
-        producer.close()
-    return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode)
+        with contextlib.suppress(Exception):  # a connection a fault broke fails to close too
+            producer.close()
+    return Produced(first_ns, seconds, acks.sizes, acks.acked, dict(acks.errors), mode=mode,
+                    ack_latencies_ns=acks.ack_latencies_ns)
 
 
 # What a producer process hands back: its sequence numbers, the bytes sent and whether the
-# broker acknowledged each, the first failures' error text, and when it finished (ns, on the
-# engine's clock: the monotonic clocks of two hosts have nothing in common).
-Report = tuple[range, list[int], list[bool], dict[int, str], int]
+# broker acknowledged each, the first failures' error text, when it finished (ns, on the
+# engine's clock: the monotonic clocks of two hosts have nothing in common), and each
+# acknowledgement's latency (ns).
+Report = tuple[range, list[int], list[bool], dict[int, str], int, array]
 
 
 def shares(messages: int, count: int) -> list[range]:
@@ -238,14 +264,15 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
             return
         if (ahead_ns := first_ns - (time.time_ns() - clock_offset_ns)) > 0:  # a cluster's lead
             time.sleep(ahead_ns / 1e9)
-        acks = Acks(messages)
+        acks = Acks(messages, clock_offset_ns)
         send_seqs(producer, sending, seqs, first_ns, acks, clock_offset_ns=clock_offset_ns)
         conn.send(("done", seqs, [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
-                   acks.errors, time.time_ns() - clock_offset_ns))
+                   acks.errors, time.time_ns() - clock_offset_ns, acks.ack_latencies_ns))
     except BaseException as exc:
         conn.send(("error", error_text(exc)))
     finally:
-        producer.close()
+        with contextlib.suppress(Exception):  # as in produce()
+            producer.close()
         conn.close()
 
 
@@ -339,14 +366,16 @@ def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
 def merged(reports: Iterable[Report], messages: int, first_ns: int, count: int) -> Produced:
     """What `count` producer processes sent, from their reports."""
     sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, first_ns
-    for seqs, their_sizes, their_acks, their_errors, their_end in reports:
+    ack_latencies = array("q")
+    for seqs, their_sizes, their_acks, their_errors, their_end, their_latencies in reports:
         for seq, size, ok in zip(seqs, their_sizes, their_acks, strict=True):
             sizes[seq], acked[seq] = size, ok
         errors.update(their_errors)
         ended = max(ended, their_end)
+        ack_latencies += their_latencies
     kept = dict(sorted(errors.items())[:ERRORS_KEPT])
     return Produced(first_ns, (ended - first_ns) / 1e9, sizes, acked, kept, mode="processes",
-                    producers=count)
+                    producers=count, ack_latencies_ns=ack_latencies)
 
 
 UNACKED_SEQS_SHOWN = 100
@@ -361,7 +390,7 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         return {"producer_mode": mode, "producers": count if mode == "processes" else 1,
                 "producer_in_flight": in_flight if mode == "async" else None,
                 "send_acked": None, "send_failed": None, "unacked_seqs": [], "send_errors": {},
-                "lost_acked": None, "recovered": None}
+                "lost_acked": None, "recovered": None, "ack_latency_ms": None}
     acked = produced.acked
     return {
         "producer_mode": produced.mode,
@@ -371,6 +400,8 @@ def producer_figures(produced: Produced | None, *, mode: str, count: int, in_fli
         "send_failed": produced.failed,  # refused, failed or never answered
         "unacked_seqs": produced.unacked_seqs(UNACKED_SEQS_SHOWN),
         "send_errors": {str(seq): text for seq, text in sorted(produced.errors.items())},
+        # from each send's intended time to its acknowledgement, of the acknowledged ones
+        "ack_latency_ms": latency_ms(produced.ack_latencies_ns),
         "lost_acked": sum(1 for seq in lost_seqs if 0 <= seq < len(acked) and acked[seq]),
         # Jepsen's "recovered": sends never acknowledged (failed, or no answer) whose message
         # arrived all the same

@@ -263,7 +263,9 @@ class PlanRun:
             result = Result(config, "ok", _pair_info(adapter), answer)
         elif reason:
             say(f"n/a {config.label}: {reason}")
-            result = Result(config, "n/a", _pair_info(adapter), {"not_applicable": reason})
+            # The swept value it stood for, which the config leaves out for a pair without it
+            result = Result(config, "n/a", _pair_info(adapter),
+                            {"not_applicable": reason, "partitions": cell.partitions})
         else:
             if hasattr(adapter, "partitions"):  # a Kafka pair's topic
                 adapter.partitions = cell.topic_partitions

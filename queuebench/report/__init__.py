@@ -112,7 +112,7 @@ def render(document: dict, charts: list[str] | None = None) -> str:
                    f"spread over {SPREAD_LIMIT:.0%} of the median is marked{UNSTABLE}."
                    if any(case.repeated for case in cases_of(results, "throughput")) else ""),
                 "", throughput_table(results), ""]
-    out += scenario_sections(every)
+    out += scenario_sections(every, document.get("ceilings", []))
     out += faults_section(results, charted=any(f"]({FAULTS_CHART})" in line
                                                for line in charts or []))
     if ceilings := ceiling_table({**document, "results": results}):

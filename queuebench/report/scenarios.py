@@ -4,14 +4,17 @@ table shaped like the seed's.
 Rows come from each result's `config.workload`; their figures are the median of a case's
 complete repeats (of those cut short if none was), with the spread when it ran more than once.
 A verdict (a scaling efficiency, a target passed, a good message lost) stands only on cases
-measured to the end; a row "n/a" shows its one-line reason, a capped fleet what ran and why.
+measured to the end; a row "n/a" shows its one-line reason (one row for every sweep value of a
+pair that is n/a for the same reason), a capped fleet what ran and why.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
+from queuebench.ceilings import Ceiling, nearest
 from queuebench.report.cases import (
     NA,
     Case,
@@ -24,6 +27,7 @@ from queuebench.report.cases import (
     spoiled_reasons,
     table,
 )
+from queuebench.worker.envelope import HEADER
 
 PASS, FAIL = "\u2713", "\u2717"
 # Seed 000's scalability table, by consumers: (messages, msg/s, startup s, p50 ms, p99 ms).
@@ -63,6 +67,25 @@ def ended(case: Case) -> str:
     return ", ".join(dict.fromkeys(str(ended_by(r)) for r in case.results))
 
 
+def collapse_not_applicable(rows: list[tuple[Case, list[object]]]) -> list[list[object]]:
+    """A table's rows, each given with its case, where the n/a rows of one pair with one reason
+    become one row in the place of the first: each cell the values its rows hold, joined by "/"
+    (a sweep's "1/16/256"), the reason once. Measured rows stay as they are."""
+    groups: dict[object, list[list[object]]] = {}
+    for index, (case, row) in enumerate(rows):
+        key = (pair_name(case.first), ended(case)) if case.first["status"] == "n/a" else index
+        groups.setdefault(key, []).append(row)
+    return [group[0] if len(group) == 1
+            else [_joined(column) for column in zip(*group, strict=True)]
+            for group in groups.values()]
+
+
+def _joined(cells: tuple[object, ...]) -> object:
+    """The distinct values of a column in order, unmeasured ones left out: "async", "1/16/256"."""
+    values = dict.fromkeys(str(c) for c in cells if c is not None and c != "")
+    return "/".join(values) if values else cells[0]
+
+
 def cell(case: Case, key: str, digits: int = 1) -> object:
     return case.figure(key).cell(digits)
 
@@ -100,13 +123,15 @@ def scalability_table(cases: list[Case]) -> str:
         asked = capped and capped["asked_concurrency"] * case.config["consumers"]
         consumers = f"{units(case):,} (asked {asked:,})" if capped else shown(units(case))
         lost = case.values("lost")
-        rows.append([pair_name(case.first), task(case), consumers, shown(case.config["producers"]),
-                     shown(case.config["messages"]), cell(case, "consume_throughput"),
-                     cell(case, "consumer_startup_sec", 2), latency(case, "p50"),
-                     latency(case, "p99"), max(lost) if lost else None,
-                     cell(case, "consumer_rss_mb_per_unit", 2), ended(case)])
+        rows.append((case, [pair_name(case.first), task(case), consumers,
+                            shown(case.config["producers"]), shown(case.config["messages"]),
+                            cell(case, "consume_throughput"),
+                            cell(case, "consumer_startup_sec", 2), latency(case, "p50"),
+                            latency(case, "p99"), max(lost) if lost else None,
+                            cell(case, "consumer_rss_mb_per_unit", 2), ended(case)]))
     return table(["pair", "task", "consumers", "producers", "messages", "msg/s", "startup s",
-                  "p50 ms", "p99 ms", "lost", "RSS MB per consumer", "ended by"], rows)
+                  "p50 ms", "p99 ms", "lost", "RSS MB per consumer", "ended by"],
+                 collapse_not_applicable(rows))
 
 
 def scaling_efficiency(small: Case, large: Case) -> float:
@@ -116,24 +141,101 @@ def scaling_efficiency(small: Case, large: Case) -> float:
     return ratio / (units(large) / units(small))
 
 
-def efficiency_lines(cases: list[Case]) -> list[str]:
-    """Per pair and task, the efficiency from its fewest to its most consumers (one producer),
-    from clean cases only."""
+def sweep_ends(cases: list[Case]) -> list[tuple[str, str, Case, Case]]:
+    """Per pair and task (one producer, measured cases): its fewest and its most consumers, where
+    those differ."""
     sweeps: dict[tuple[str, str], list[Case]] = {}
     for case in cases:
         if case.measured and case.config["producers"] == 1:
             sweeps.setdefault((pair_name(case.first), task(case)), []).append(case)
+    ends = [(name, work, min(sweep, key=units), max(sweep, key=units))
+            for (name, work), sweep in sweeps.items()]
+    return [(name, work, small, large) for name, work, small, large in ends
+            if units(small) != units(large)]
+
+
+def efficiency_lines(cases: list[Case]) -> list[str]:
+    """Per pair and task, the efficiency from its fewest to its most consumers (one producer),
+    from clean cases only."""
     lines = []
-    for (name, work), sweep in sweeps.items():
-        small, large = min(sweep, key=units), max(sweep, key=units)
-        if units(small) == units(large):
-            continue
+    for name, work, small, large in sweep_ends(cases):
         span = f"{units(small):,} to {units(large):,} consumers"
         spoiled = [c for c in (small, large) if not is_clean(c)]
         verdict = (f"no verdict ({'; '.join(spoiled_reasons(c) for c in spoiled)})" if spoiled
                    else f"{scaling_efficiency(small, large):.1%}")
         lines.append(f"- {name}, {work}, {span}: {verdict}")
     return lines
+
+
+# What saturated, when sleeping tasks do not scale: below this efficiency a pair gets a line;
+# at or over these the machine's CPU or the broker's own ceiling is what held it.
+SCALES_AT_LEAST = 0.5
+CPU_BUSY_PCT = 90.0
+NEAR_CEILING = 0.8
+SATURATION_RULE = (
+    "What saturated, for each pair whose sleeping-task throughput grew by less than "
+    f"{SCALES_AT_LEAST:.0%} of linear (or fell), from the figures at its most consumers: the CPU "
+    f"when the machine was {CPU_BUSY_PCT:.0f}% busy or more; the broker when the pair reached "
+    f"{NEAR_CEILING:.0%} of its broker's own ceiling (`make ceilings`, at about its message "
+    "size); memory when the fleet was capped to fit; clear of those, a lock or a connection in "
+    "the library. A figure not measured is named and decides nothing.")
+
+
+def _host(case: Case, key: str) -> float | None:
+    return figure_of([(r["measurements"].get("host") or {}).get(key) for r in case.basis]).value
+
+
+def saturation(large: Case, ceilings: Sequence[Ceiling]) -> str:
+    """The measured facts at a sweep's most consumers that bear on what held it, and what
+    they point to by the rule in SATURATION_RULE."""
+    facts, causes = [], []
+    busy, harness = _host(large, "cpu_busy_pct"), _host(large, "harness_cpu_pct")
+    if busy is None:
+        facts.append("machine CPU not recorded")
+    else:
+        facts.append(f"machine CPU {busy:.1f}% busy"
+                     + (f" (the harness {harness:.1f}%)" if harness is not None else ""))
+        if busy >= CPU_BUSY_PCT:
+            causes.append("the CPU")
+    broker = large.config["pair"].partition("+")[2]
+    size = large.figure("payload_bytes").value
+    ceiling = nearest(ceilings, broker, int(size + HEADER.size)) if size else None
+    rate = large.figure("consume_throughput").value
+    if ceiling is None:
+        facts.append(f"no ceiling of {broker} measured near its message size")
+    else:
+        share = rate / ceiling.consume_msg_s
+        facts.append(f"{rate:,.1f} msg/s, {share:.0%} of {broker}'s own ceiling of "
+                     f"{ceiling.consume_msg_s:,.0f} msg/s")
+        if share >= NEAR_CEILING:
+            causes.append("the broker")
+    if capped := _capped(large):
+        asked = capped["asked_concurrency"] * large.config["consumers"]
+        facts.append(f"fleet capped by memory (asked {asked:,})")
+        causes.append("memory")
+    if causes:
+        verdict = " and ".join(causes)
+    elif busy is not None and ceiling is not None:
+        info = large.first["pair_info"]
+        how = info.get("variant_note") or info.get("concurrency_unit") or NA
+        verdict = ("neither the CPU nor the broker's own limit; a lock or a connection in the "
+                   f"library (its consumers: {how})")
+    elif busy is not None:
+        verdict = "not the CPU; the broker or a lock in the library, with no ceiling to tell which"
+    elif ceiling is not None:
+        verdict = "not the broker's own limit; the CPU or a lock in the library, cannot tell which"
+    else:
+        verdict = "cannot tell"
+    return f"{', '.join(facts)}: {verdict}"
+
+
+def saturation_lines(cases: list[Case], ceilings: Sequence[Ceiling]) -> list[str]:
+    """A line for each sleeping-task sweep measured clean at both ends that scaled by less
+    than SCALES_AT_LEAST of linear."""
+    return [f"- {name}, {work}, {units(large):,} consumers: {saturation(large, ceilings)}"
+            for name, work, small, large in sweep_ends(cases)
+            if large.config["work_ms"] and is_clean(small) and is_clean(large)
+            and scaling_efficiency(small, large) < SCALES_AT_LEAST]
 
 
 def seed_scalability_table(cases: list[Case]) -> str:
@@ -151,8 +253,9 @@ def seed_scalability_table(cases: list[Case]) -> str:
                  rows)
 
 
-def scalability_section(cases: list[Case]) -> list[str]:
+def scalability_section(cases: list[Case], ceilings: Sequence[Ceiling] = ()) -> list[str]:
     capped = [f"- {pair_name(c.first)}: {_capped(c)['reason']}" for c in cases if _capped(c)]
+    saturated = saturation_lines(cases, ceilings)
     return ["Consumers ready before the first message; a consumer is the pair's own unit "
             "(threads, pool children, group members: see the settings table). RSS is the peak "
             "of the consumers' process trees over the consumers.", "",
@@ -160,6 +263,7 @@ def scalability_section(cases: list[Case]) -> list[str]:
             "Scaling efficiency, seed 000's (T_900 / T_100) / 9 between a pair's fewest and "
             "most consumers, (T_most / T_fewest) / (N_most / N_fewest), 100% linear:", "",
             *(efficiency_lines(cases) or ["- no pair ran two consumer counts"]), "",
+            *([SATURATION_RULE, "", *saturated, ""] if saturated else []),
             "Beside the seed: seed 000 ran 100/500/900 consumers of one shared connection on "
             "its machine (efficiency 1.8%); ours ran on the machine in the manifest. Compare "
             "shapes, not figures.", "", seed_scalability_table(cases), ""]
@@ -173,13 +277,13 @@ def burst_table(cases: list[Case]) -> str:
         rate = case.config["rate"]
         stages = rate if isinstance(rate, list | tuple) else []  # results.json holds lists
         if not case.measured:
-            rows.append([pair_name(case.first), None, None, None, None, None, None, None,
-                         ended(case)])
+            rows.append((case, [pair_name(case.first), None, None, None, None, None, None,
+                                None, ended(case)]))
             continue
         heaviest = case.first["measurements"].get("heaviest_stage")
         for index, (messages, delay_ms) in enumerate(stages):
             heavy = index == heaviest
-            rows.append([pair_name(case.first) if index == 0 else "",
+            rows.append((case, [pair_name(case.first) if index == 0 else "",
                          f"{index + 1}: {messages:,} at {delay_ms:g} ms"
                          + (" (heaviest)" if heavy else ""),
                          _nested(case, lambda m, i=index: m["stages"][i]["latency_ms"]["p50"]),
@@ -188,9 +292,10 @@ def burst_table(cases: list[Case]) -> str:
                          cell(case, "deepest_backlog", 0) if heavy else "",
                          cell(case, "recovery_sec", 2) if heavy else "",
                          cell(case, "drained_sec", 2) if heavy else "",
-                         ended(case) if index == 0 else ""])
+                         ended(case) if index == 0 else ""]))
     return table(["pair", "stage: messages at delay", "p50 ms", "p99 ms", "deepest backlog",
-                  "run's deepest", "recovery s", "drained s", "ended by"], rows)
+                  "run's deepest", "recovery s", "drained s", "ended by"],
+                 collapse_not_applicable(rows))
 
 
 def burst_section(cases: list[Case]) -> list[str]:
@@ -281,11 +386,11 @@ def payload_label(case: Case) -> str:
 
 
 def payload_table(cases: list[Case]) -> str:
-    rows = [[pair_name(c.first), payload_label(c), cell(c, "payload_bytes", 0),
-             cell(c, "consume_throughput"), cell(c, "consume_mb_s", 3), latency(c, "p50"),
-             latency(c, "p99"), ended(c)] for c in cases]
+    rows = [(c, [pair_name(c.first), payload_label(c), cell(c, "payload_bytes", 0),
+                 cell(c, "consume_throughput"), cell(c, "consume_mb_s", 3), latency(c, "p50"),
+                 latency(c, "p99"), ended(c)]) for c in cases]
     return table(["pair", "payload", "bytes/msg", "msg/s", "MB/s", "p50 ms", "p99 ms",
-                  "ended by"], rows)
+                  "ended by"], collapse_not_applicable(rows))
 
 
 def mixed_table(cases: list[Case]) -> str:
@@ -293,10 +398,10 @@ def mixed_table(cases: list[Case]) -> str:
     for case in cases:
         kinds = case.first["measurements"].get("kinds") or []
         if not kinds:
-            rows.append([pair_name(case.first), case.config["format"], None, None, None, None,
-                         None, ended(case)])
+            rows.append((case, [pair_name(case.first), case.config["format"], None, None,
+                                None, None, None, ended(case)]))
         for i, kind in enumerate(kinds):
-            rows.append([pair_name(case.first) if i == 0 else "",
+            rows.append((case, [pair_name(case.first) if i == 0 else "",
                          case.config["format"] if i == 0 else "",
                          f"{records(kind['records'])} ({kind['weight']}%)",
                          _nested(case, lambda m, i=i: m["kinds"][i]["messages"], 0),
@@ -305,9 +410,9 @@ def mixed_table(cases: list[Case]) -> str:
                                  .get("p50")),
                          _nested(case, lambda m, i=i: (m["kinds"][i]["latency_ms"] or {})
                                  .get("p99")),
-                         ended(case) if i == 0 else ""])
+                         ended(case) if i == 0 else ""]))
     return table(["pair", "format", "kind (weight)", "messages", "bytes/msg", "p50 ms",
-                  "p99 ms", "ended by"], rows)
+                  "p99 ms", "ended by"], collapse_not_applicable(rows))
 
 
 # --- seed 001: failing messages --------------------------------------------------------------
@@ -380,21 +485,27 @@ def producer_table(cases: list[Case]) -> str:
                       if rate and before and step > before[0] else None)
         if rate:
             previous[key] = (step, rate)
-        rows.append([pair_name(case.first), mode,
-                     shown(case.first["measurements"].get("producer_in_flight")),
-                     shown(case.config["producers"]), shown(partitions),
-                     cell(case, "produce_throughput"), cell(case, "produce_mb_s", 3),
-                     efficiency, ended(case)])
+        # An n/a row measured nothing: its sends in flight are the ones its config asked for.
+        in_flight = (case.first["measurements"].get("producer_in_flight")
+                     or case.config.get("in_flight"))
+        rows.append((case, [pair_name(case.first), mode, shown(in_flight),
+                            shown(case.config["producers"]), shown(partitions),
+                            cell(case, "produce_throughput"), cell(case, "produce_mb_s", 3),
+                            _nested(case, lambda m: (m.get("ack_latency_ms") or {}).get("p99")),
+                            efficiency, ended(case)]))
     return table(["pair", "mode", "in flight", "producer processes", "partitions",
-                  "produce msg/s", "produce MB/s", "efficiency vs the step before",
-                  "ended by"], rows)
+                  "produce msg/s", "produce MB/s", "p99 send-to-ack ms",
+                  "efficiency vs the step before", "ended by"], collapse_not_applicable(rows))
 
 
 def producer_section(cases: list[Case]) -> list[str]:
     return ["Time to produce runs from the first send to the last acknowledgement. Efficiency: "
             "(rate / rate of the step before) / (the step's growth in processes or sends in "
-            "flight), from clean cases only; 100% is linear. The engine records no per-send "
-            "acknowledgement latency yet, so no p99 send-to-ack column.", "",
+            "flight), from clean cases only; 100% is linear. Send-to-ack runs from a message's "
+            "intended send time to its producer telling it acknowledged. In sync mode a send "
+            "returns once the client took the message: a Kafka client only queues it, so its "
+            "acknowledgements come at the final flush; async with 1 in flight is the seed's "
+            "wait for each acknowledgement.", "",
             producer_table(cases), ""]
 
 
@@ -419,10 +530,14 @@ SECTIONS: dict[str, tuple[str, Callable[[list[Case]], list[str]]]] = {
 }
 
 
-def scenario_sections(results: list[dict]) -> list[str]:
-    """The markdown of every scenario the run holds, in the seeds' order."""
+def scenario_sections(results: list[dict], ceilings: Sequence[dict] = ()) -> list[str]:
+    """The markdown of every scenario the run holds, in the seeds' order; `ceilings` are the
+    document's, for what saturated a scalability sweep."""
+    measured = [Ceiling(**row, settings={}, raw={}) for row in ceilings]
+    sections = {**SECTIONS, "scalability": (SECTIONS["scalability"][0],
+                                            partial(scalability_section, ceilings=measured))}
     out = []
-    for name, (title, section) in SECTIONS.items():
+    for name, (title, section) in sections.items():
         if (cases := scenario_cases(results, name)) and (body := section(cases)):
             out += [f"## {title}", "", *body]
     return out

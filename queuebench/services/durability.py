@@ -3,9 +3,10 @@ broker's crash, as named modes. A workload sweeps them with `durability: each`; 
 the mode in force, read from the live server where it can be switched.
 
 Redis and PostgreSQL switch live (CONFIG SET; ALTER SYSTEM and a reload), and keep the mode
-across the restarts a fault makes (Redis reads it back from its data folder at launch). The
-others have one mode here: RabbitMQ's queue durability and message persistence are declared by
-the library, Kafka's single broker has nothing to replicate to, ElasticMQ keeps queues in memory.
+across the restarts a fault makes (Redis reads it back from its data folder at launch); ElasticMQ
+is restarted with its storage configured (in memory, or an H2 database). RabbitMQ and Kafka have
+one mode here: RabbitMQ's queue durability and message persistence are declared by the library,
+Kafka's single broker has nothing to replicate to.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ MODES: dict[str, tuple[Durability, ...]] = {
                    "acks"),
     ),
     "elasticmq": (
-        Durability("in-memory", {"messages-storage": "off"},
-                   "ElasticMQ keeping messages in memory: a restart loses every message "
-                   "queued"),
+        Durability("in-memory", {"messages-storage": "off", "queues-storage": "off"},
+                   "ElasticMQ keeping queues and messages in memory: a restart loses every "
+                   "queue, and every message in it"),
+        Durability("h2", {"messages-storage": "H2 database", "queues-storage": "file"},
+                   "ElasticMQ keeping messages in an H2 database and its queues in a file: both "
+                   "are read back at a restart"),
     ),
 }
 
@@ -103,6 +107,8 @@ def apply(service_name: str, mode: str) -> Durability:
         _apply_redis(durability)
     elif service_name == "postgres":
         _apply_postgres(durability)
+    elif service_name == "elasticmq":
+        _apply_elasticmq(durability)
     return durability
 
 
@@ -119,6 +125,10 @@ def in_force(service_name: str) -> Durability:
         return _matching(service_name, {key: live[key] for key in modes("redis")[0].settings})
     if service_name == "postgres":
         return _matching(service_name, {"synchronous_commit": _postgres_setting()})
+    if service_name == "elasticmq":  # no API tells: the mode its running server was launched in
+        from queuebench.services import service
+
+        return find("elasticmq", launched_mode(service("elasticmq").dir))
     return modes(service_name)[0]
 
 
@@ -129,11 +139,57 @@ def _matching(service_name: str, live: dict[str, str]) -> Durability:
     return Durability("custom", live, f"{service_name} with settings queuebench does not name")
 
 
-def redis_launch_settings(data_dir: Path) -> dict[str, str]:
-    """The settings Redis starts with: the mode last applied (kept in its data folder)."""
+def chosen_mode(service_name: str, data_dir: Path) -> str:
+    """The mode last applied, kept in the service's data folder for its next launch."""
     path = data_dir / "durability"
-    mode = path.read_text().strip() if path.is_file() else modes("redis")[0].mode
-    return find("redis", mode).settings
+    return path.read_text().strip() if path.is_file() else modes(service_name)[0].mode
+
+
+def _choose(service_name: str, durability: Durability) -> Path:
+    from queuebench.services import service
+
+    data_dir = service(service_name).dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "durability").write_text(durability.mode)
+    return data_dir
+
+
+def redis_launch_settings(data_dir: Path) -> dict[str, str]:
+    """The settings Redis starts with: the mode last applied."""
+    return find("redis", chosen_mode("redis", data_dir)).settings
+
+
+# ElasticMQ's configuration of each mode; the first line names the mode for `launched_mode`.
+ELASTICMQ_MODE_LINE = "# queuebench durability: "
+
+
+def elasticmq_storage(data_dir: Path) -> str:
+    """The storage part of ElasticMQ's configuration, in the mode last applied."""
+    mode = chosen_mode("elasticmq", data_dir)
+    storage = "" if mode == "in-memory" else (
+        f'messages-storage {{ enabled = true, uri = "jdbc:h2:{data_dir}/elasticmq-h2" }}\n'
+        f'queues-storage {{ enabled = true, path = "{data_dir}/queues.conf" }}\n')
+    return f"{ELASTICMQ_MODE_LINE}{find('elasticmq', mode).mode}\n{storage}"
+
+
+def launched_mode(data_dir: Path) -> str:
+    config = data_dir / "elasticmq.conf"
+    lines = config.read_text().splitlines() if config.is_file() else []
+    return next((line.removeprefix(ELASTICMQ_MODE_LINE) for line in lines
+                 if line.startswith(ELASTICMQ_MODE_LINE)), modes("elasticmq")[0].mode)
+
+
+def _apply_elasticmq(durability: Durability) -> None:
+    """ElasticMQ reads its storage at launch only: restarted when the mode changes."""
+    from queuebench.services import service
+
+    data_dir = _choose("elasticmq", durability)
+    elasticmq = service("elasticmq")
+    if launched_mode(data_dir) != durability.mode and elasticmq.pid() is not None:
+        # What an earlier h2 run stored must not come back as this one's queues.
+        for stored in [*data_dir.glob("elasticmq-h2*"), data_dir / "queues.conf"]:
+            stored.unlink(missing_ok=True)
+        elasticmq.restart()
 
 
 def _redis_client():
@@ -145,11 +201,7 @@ def _redis_client():
 
 
 def _apply_redis(durability: Durability) -> None:
-    from queuebench.services import service
-
-    data_dir = service("redis").dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "durability").write_text(durability.mode)
+    data_dir = _choose("redis", durability)
     with _redis_client() as client:
         for key, value in durability.settings.items():
             client.config_set(key, value)

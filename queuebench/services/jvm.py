@@ -9,6 +9,7 @@ from pathlib import Path
 
 from queuebench.services.base import Service
 from queuebench.services.catalog import HOST, PACKAGE_DIR, PROXY_PORT_OFFSET, state_root
+from queuebench.services.durability import elasticmq_storage
 from queuebench.services.installers import maven_copy_dependencies
 from queuebench.services.processes import CommandFailed, port_open, run, spawn_detached
 
@@ -164,6 +165,8 @@ class ElasticMQ(JavaService):
     pom = PACKAGE_DIR / "elasticmq" / "pom.xml"
 
     def config(self) -> str:
+        """Its address, SQS's own limits, and the storage of the durability mode last applied
+        (services/durability.py)."""
         return f"""\
 include classpath("application.conf")
 node-address {{ protocol = http, host = "{HOST}", port = {self.port}, context-path = "" }}
@@ -171,7 +174,7 @@ rest-sqs {{
   enabled = true, bind-port = {self.port}, bind-hostname = "{HOST}", sqs-limits = strict
 }}
 rest-stats {{ enabled = false }}
-"""
+{elasticmq_storage(self.dir)}"""
 
     def launch(self) -> None:
         config_file = self.dir / "elasticmq.conf"
