@@ -221,7 +221,7 @@ def test_pausing_one_nodes_consumers_leaves_the_others_at_work(ray_installed, tm
     every message arrives."""
     reports = tmp_path / "reports"
     code = main(["run", "throughput", "--pair", f"huey+sqlite:///{tmp_path}/huey.sqlite",
-                 "--messages", "150", "--work-ms", "100", "--repeats", "1",
+                 "--variant", "default", "--messages", "150", "--work-ms", "100", "--repeats", "1",
                  "--set", "consumers.processes=3",
                  "--set", "faults=[{pause_sec: 3, node: 3, at_received: 0.3}]",
                  "--reports-dir", str(reports), "--cluster", "local:3"])
@@ -231,7 +231,7 @@ def test_pausing_one_nodes_consumers_leaves_the_others_at_work(ray_installed, tm
     assert (m["successful"], m["lost"]) == (150, 0), m
     assert "consumer-pause injected" in json.dumps(m["timeline"])
     stamps: dict[int, list[int]] = {1: [], 2: [], 3: []}  # each node's receive stamps
-    for path in reports.glob("latest/experiments/*/ledger/receipts-node*.log"):
+    for path in reports.glob("latest/experiments/*/ledger/receipts-node*.log"):  # one repeat's
         node = int(path.name.split("-")[1].removeprefix("node"))
         stamps[node] += [int(line.split()[3]) for line in path.read_text().splitlines()]
     node3 = sorted(stamps[3])
