@@ -161,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.cluster:  # a placement that cannot be (a cluster's is checked once it is up)
         for cell in plan.cells:
             cell.nodes_of_processes(None)
+            cell.nodes_of_producers(None)
     with contextlib.ExitStack() as cleanup:
         manifest = machine_manifest()
         cluster = None
@@ -170,7 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             cluster = Cluster(args.cluster)
             cleanup.callback(cluster.close)
             for cell in plan.cells:
-                cell.nodes_of_processes(cluster.size)
+                cell.nodes_of_processes(cluster.labels)
+                cell.nodes_of_producers(cluster.labels)
             manifest["cluster"] = cluster.manifest()
         default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
         folder = RunFolder(Path(args.reports_dir), args.name or default_name,

@@ -46,9 +46,12 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-@pytest.fixture
-def huey_run(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A reliability run of huey+sqlite (no server needed) whose consumer is at work.
+@contextlib.contextmanager
+def huey_run_at_work(tmp_path: Path, *options: str, timeout: float = 60
+                     ) -> Iterator[subprocess.Popen[bytes]]:
+    """A reliability run of huey+sqlite (no server needed), with `options`, whose consumer is
+    at work. Every process of the run has `tmp_path` in its environment (QUEUEBENCH_TEST_RUN),
+    inherited, so that processes_mentioning finds them all.
 
     Its consumer is slow enough (200 messages, 100 ms each) to outlive any test; teardown kills
     whatever of the run is left, so a failing test leaves nothing behind.
@@ -57,8 +60,9 @@ def huey_run(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         run = subprocess.Popen(
             [sys.executable, "-m", "queuebench", "run", "reliability", "--pair",
              f"huey+sqlite:///{tmp_path}/huey.sqlite", "--messages", "200", "--work-ms", "100",
-             "--wait", "0", "--reports-dir", str(tmp_path)],
+             "--wait", "0", "--reports-dir", str(tmp_path), *options],
             stdout=subprocess.DEVNULL, stderr=stderr,
+            env={**os.environ, "QUEUEBENCH_TEST_RUN": str(tmp_path)},
             # A terminal's SIGHUP finds the default action, whatever the one running pytest
             # ignores.
             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
@@ -71,7 +75,7 @@ def huey_run(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
                             f"{(tmp_path / 'stderr').read_text()[-2000:]}")
             return any(path.stat().st_size for path in tmp_path.rglob("receipts-*.log"))
 
-        wait_for(at_work, "the run's consumer to take a message", timeout=60)
+        wait_for(at_work, "the run's consumer to take a message", timeout=timeout)
         yield run
     finally:
         run.kill()
@@ -79,6 +83,12 @@ def huey_run(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         for pid in processes_mentioning(str(tmp_path)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def huey_run(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with huey_run_at_work(tmp_path) as run:
+        yield run
 
 
 def test_a_killed_run_takes_its_consumer_with_it(huey_run, tmp_path):

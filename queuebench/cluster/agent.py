@@ -1,10 +1,13 @@
-"""The agent on each node of a cluster: it holds that host's consumer processes.
+"""The agent on each node of a cluster: it holds that host's consumer and producer processes.
 
 One `HostAgent` per node, a Ray actor pinned to its node by a resource only that node has. It
 starts, stops, kills and pauses its consumers exactly as a run does on one machine (it holds a
 `ConsumerFleet` of them), and hands back the receipts they wrote, from the offset the engine has
-read up to, so the engine's ledger sees them as if they were local files. This module does not
-import Ray: the engine makes the class an actor (cluster/__init__.py).
+read up to, so the engine's ledger sees them as if they were local files. It runs producer
+processes as a run does on one machine too (`ProducerProcesses`), their clocks set to the
+engine's. This module does not import Ray: the engine makes the class an actor
+(cluster/__init__.py), one that serves several calls at once, so that receipts keep coming while
+its producers send.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from queuebench import adapters
 from queuebench.engine.consumer import ConsumerFleet
 from queuebench.engine.environment import available_memory_bytes, machine_manifest
 from queuebench.engine.ledger import RECEIPT_FILES
+from queuebench.engine.producers import ProducerFailed, ProducerProcesses, Report, Sending
 from queuebench.engine.watchdog import session_members
 from queuebench.errors import ConsumerFailed
+
+# An adapter as the engine names it to an agent: (pair URL, queue, variant, Kafka partitions)
+AdapterSpec = tuple[str, str, str, int | None]
 
 # Receipts handed back by one call at most, per file: a large backlog comes over several polls.
 READ_LIMIT = 1 << 22
@@ -36,6 +43,7 @@ class HostAgent:
         self.node = node
         self.root = Path(tempfile.mkdtemp(prefix=f"queuebench-node{node}-"))
         self.fleets: dict[str, ConsumerFleet] = {}
+        self.producers: dict[str, ProducerProcesses] = {}
 
     def describe(self) -> dict[str, object]:
         """The host as a manifest lists it, and the memory it has free now."""
@@ -48,16 +56,39 @@ class HostAgent:
         """This host's wall clock, for the engine to measure how far it is from its own."""
         return time.time_ns()
 
-    def create(self, key: str, pair_url: str, queue: str, variant: str, partitions: int | None,
-               count: int, settings: dict[str, object]) -> None:
+    def create(self, key: str, spec: AdapterSpec, count: int,
+               settings: dict[str, object]) -> None:
         """A fleet of `count` consumers of the pair, its ledger and log in this host's folder."""
-        entry, url = adapters.resolve_url(pair_url)
-        adapter = adapters.adapter_class(entry)(url, queue=queue, variant=variant)
-        if partitions is not None:  # a Kafka pair's topic
-            adapter.partitions = partitions
         folder = self.root / key
-        self.fleets[key] = ConsumerFleet(adapter, count=count, ledger_dir=folder / "ledger",
+        self.fleets[key] = ConsumerFleet(adapter_of(spec), count=count,
+                                         ledger_dir=folder / "ledger",
                                          log_path=folder / "consumer.log", **settings)
+
+    def start_producers(self, key: str, spec: AdapterSpec, sending: Sending, messages: int,
+                        seqs: list[range], clock_offset_ns: int) -> str | None:
+        """A producer process for each share of `seqs`, each with its producer open; what went
+        wrong, as one line."""
+        try:
+            self.producers[key] = ProducerProcesses(adapter_of(spec), sending, messages, seqs,
+                                                    clock_offset_ns)
+        except ProducerFailed as exc:
+            return str(exc)
+        return None
+
+    def go(self, key: str, first_ns: int) -> None:
+        """The producers start sending, the first message meant at `first_ns` (engine's clock)."""
+        self.producers[key].go(first_ns)
+
+    def producer_reports(self, key: str) -> tuple[list[Report], str | None]:
+        """Once every producer finished: their reports, or what went wrong."""
+        try:
+            return self.producers[key].reports(), None
+        except ProducerFailed as exc:
+            return [], str(exc)
+
+    def forget_producers(self, key: str) -> None:
+        if (producers := self.producers.pop(key, None)) is not None:
+            producers.close()
 
     def start(self, key: str) -> tuple[list[int], int]:
         """Start the members not running; every running member's session, and how often the
@@ -133,9 +164,20 @@ class HostAgent:
 
     def forget_all(self) -> None:
         """At the run's end: every fleet stopped and this host's folder deleted."""
+        for key in list(self.producers):
+            self.forget_producers(key)
         for key in list(self.fleets):
             self.forget(key)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def adapter_of(spec: AdapterSpec) -> adapters.Adapter:
+    pair_url, queue, variant, partitions = spec
+    entry, url = adapters.resolve_url(pair_url)
+    adapter = adapters.adapter_class(entry)(url, queue=queue, variant=variant)
+    if partitions is not None:  # a Kafka pair's topic
+        adapter.partitions = partitions
+    return adapter
 
 
 @contextlib.contextmanager

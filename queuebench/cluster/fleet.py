@@ -40,10 +40,9 @@ class ClusterFleet:
         self.ledger_dir, self.log_path = ledger_dir, log_path
         self.key = uuid.uuid4().hex
         self.hosts = {node.number: node for node in cluster.nodes if node.number in nodes}
-        self._get([node.agent.create.remote(
-            self.key, adapter.url, adapter.queue, adapter.variant.name,
-            getattr(adapter, "partitions", None), nodes.count(node.number), member_settings)
-            for node in self.hosts.values()])
+        self._get([node.agent.create.remote(self.key, adapter_spec(adapter),
+                                            nodes.count(node.number), member_settings)
+                    for node in self.hosts.values()])
         self._sessions: dict[int, list[int]] = {}  # the running sessions of each node
         # (node, its receipts file): (bytes copied, the torn line at their end)
         self._copied: dict[tuple[int, str], tuple[int, bytes]] = {}
@@ -170,6 +169,11 @@ class ClusterFleet:
                 if time.monotonic() - sampled >= MEMORY_SAMPLE_SEC:
                     sampled = time.monotonic()
                     self.sample_memory()
+
+
+def adapter_spec(adapter: Adapter) -> tuple[str, str, str, int | None]:
+    """What an agent builds the same adapter from (agent.AdapterSpec)."""
+    return adapter.url, adapter.queue, adapter.variant.name, getattr(adapter, "partitions", None)
 
 
 def local_name(node: int, remote_name: str) -> str:

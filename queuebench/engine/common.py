@@ -56,7 +56,7 @@ class Experiment:
         fleet = self.cluster.fleet if self.cluster else ConsumerFleet
         self.consumers = fleet(
             self.data_adapter, count=self.cell.processes,
-            nodes=self.cell.nodes_of_processes(self.cluster.size if self.cluster else None),
+            nodes=self.cell.nodes_of_processes(self.cluster.labels if self.cluster else None),
             ledger_dir=self.folder / "ledger",
             work_ms=self.cell.work_ms, fmt=self.cell.format, concurrency=self.cell.concurrency,
             fail_fraction=self.cell.fail_fraction, log_path=self.folder / "consumer.log",
@@ -68,6 +68,7 @@ class Experiment:
         self.timeline: list[dict[str, object]] = []  # what happened when, for the results
         self.consumers_ready: int | None = None  # consumer processes that proved ready
         self.produced: Produced | None = None  # what produce() sent and had acknowledged
+        self.producer_nodes: list[int] | None = None  # each producer process's node; None: here
         self.consumer_exits = 0  # workers that exited during a fault and were started again
         self.fault_span: tuple[int, int] | None = None  # a fault's (injected, healed), wall ns
 
@@ -90,9 +91,14 @@ class Experiment:
         """
         sending = Sending(self.run_id, self.records, self.cell.format,
                           self.cell.intended_offsets_ns())
-        self.produced = produce_messages(
-            self.data_adapter, sending, self.cell.messages, mode=self.cell.producer_mode,
-            count=self.cell.producers, in_flight=self.cell.in_flight)
+        if self.cluster and self.cell.producer_mode == "processes":  # on the cluster's nodes
+            self.producer_nodes = self.cell.nodes_of_producers(self.cluster.labels)
+            self.produced = self.cluster.produce(self.data_adapter, sending, self.cell.messages,
+                                                 self.producer_nodes)
+        else:
+            self.produced = produce_messages(
+                self.data_adapter, sending, self.cell.messages, mode=self.cell.producer_mode,
+                count=self.cell.producers, in_flight=self.cell.in_flight)
         self.sizes[:] = self.produced.sizes
         return self.produced
 

@@ -294,6 +294,7 @@ def figures(experiment: Experiment, *, outcome: str, started: float, produce_sec
         "series": per_second(receipts, consumers_from_ns, experiment.cell.messages),
         "consumer_starts": experiment.consumers.starts,
         "consumer_nodes": experiment.consumers.placement(),
+        "producer_nodes": experiment.producer_nodes,
         # The consumer processes' trees at their peak, and per unit of concurrency.
         **memory_figures(experiment.consumers.peak_rss_bytes,
                          experiment.cell.processes * experiment.cell.concurrency),

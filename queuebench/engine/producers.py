@@ -107,9 +107,11 @@ class Sending:
 
 
 class Acks:
-    """The outcome of each send, told by the producer (a client's I/O thread, often)."""
+    """The outcome of each send, told by the producer (a client's I/O thread, often); when, on
+    the engine's clock (this host's less `clock_offset_ns`, as send_seqs keeps it)."""
 
-    def __init__(self, messages: int) -> None:
+    def __init__(self, messages: int, clock_offset_ns: int = 0) -> None:
+        self.clock_offset_ns = clock_offset_ns
         self.sizes = [0] * messages
         self.acked = [False] * messages
         self.errors: dict[int, str] = {}
@@ -128,7 +130,7 @@ class Acks:
         return functools.partial(self._settled, seq)
 
     def _settled(self, seq: int, exc: BaseException | None) -> None:
-        told_ns = time.time_ns()
+        told_ns = time.time_ns() - self.clock_offset_ns
         with self._changed:
             intended_ns = self._pending.pop(seq, None)
             if intended_ns is None:
@@ -186,15 +188,17 @@ class Acks:
 
 
 def send_seqs(producer: Producer, sending: Sending, seqs: Iterable[int], first_ns: int,
-              acks: Acks, in_flight: int | None = None) -> None:
+              acks: Acks, in_flight: int | None = None, clock_offset_ns: int = 0) -> None:
     """Encode and send each of `seqs` at its intended time, then flush and collect the acks.
 
-    With `in_flight`, no more than that many sends await their acknowledgement at once.
+    With `in_flight`, no more than that many sends await their acknowledgement at once. Times
+    and send stamps are on the engine's clock: this host's clock less `clock_offset_ns` (a
+    producer on a cluster's node, whose clock runs that far ahead of the engine's).
     """
     offsets = sending.offsets
     for seq in seqs:
-        intended_ns = first_ns + offsets[seq] if offsets else time.time_ns()
-        if (ahead_ns := intended_ns - time.time_ns()) > 0:
+        intended_ns = first_ns + offsets[seq] if offsets else time.time_ns() - clock_offset_ns
+        if (ahead_ns := intended_ns - (time.time_ns() - clock_offset_ns)) > 0:
             time.sleep(ahead_ns / 1e9)
         if in_flight is not None:
             acks.wait_below(in_flight, producer)
@@ -232,10 +236,22 @@ def produce(adapter: Adapter, sending: Sending, messages: int, *, mode: str = "s
                     ack_latencies_ns=acks.ack_latencies_ns)
 
 
+# What a producer process hands back: its sequence numbers, the bytes sent and whether the
+# broker acknowledged each, the first failures' error text, when it finished (ns, on the
+# engine's clock: the monotonic clocks of two hosts have nothing in common), and each
+# acknowledgement's latency (ns).
+Report = tuple[range, list[int], list[bool], dict[int, str], int, array]
+
+
+def shares(messages: int, count: int) -> list[range]:
+    """The sequence numbers of each of `count` producer processes: i, i + count, ..."""
+    return [range(index, messages, count) for index in range(count)]
+
+
 def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, messages: int,
-                      seqs: range) -> None:
+                      seqs: range, clock_offset_ns: int) -> None:
     """One forked producer: open a producer, say ready, send `seqs` from the first_ns the
-    engine sends back, then report sizes, acks, errors and when it finished."""
+    engine sends back, then report (see Report)."""
     try:
         producer = adapter.producer()
     except BaseException as exc:
@@ -246,11 +262,12 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
         first_ns = conn.recv()
         if first_ns is None:  # the engine gave up: another producer could not start
             return
-        acks = Acks(messages)
-        send_seqs(producer, sending, seqs, first_ns, acks)
-        ended = time.perf_counter()
-        conn.send(("done", [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
-                   acks.errors, ended, acks.ack_latencies_ns))
+        if (ahead_ns := first_ns - (time.time_ns() - clock_offset_ns)) > 0:  # a cluster's lead
+            time.sleep(ahead_ns / 1e9)
+        acks = Acks(messages, clock_offset_ns)
+        send_seqs(producer, sending, seqs, first_ns, acks, clock_offset_ns=clock_offset_ns)
+        conn.send(("done", seqs, [acks.sizes[s] for s in seqs], [acks.acked[s] for s in seqs],
+                   acks.errors, time.time_ns() - clock_offset_ns, acks.ack_latencies_ns))
     except BaseException as exc:
         conn.send(("error", error_text(exc)))
     finally:
@@ -259,9 +276,63 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
         conn.close()
 
 
-def _report(index: int, conn: Connection, process: multiprocessing.process.BaseProcess,
+class ProducerProcesses:
+    """Forked producer processes, one per share of the sequence numbers: started, each opening
+    its producer, until all are ready (ProducerFailed if one cannot); told when the first
+    message is meant to be sent (`go`); then their reports gathered (`reports`).
+
+    `clock_offset_ns`: how far this host's clock runs ahead of the engine's (a cluster's node),
+    so that every time they keep, and every send stamp, is on the engine's clock.
+    """
+
+    def __init__(self, adapter: Adapter, sending: Sending, messages: int,
+                 seqs: list[range], clock_offset_ns: int = 0) -> None:
+        context = multiprocessing.get_context("fork")
+        sys.stdout.flush()  # else a child would write the parent's buffered output again
+        sys.stderr.flush()
+        self.children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        self.told = False  # whether the children were told when to start
+        try:
+            for share in seqs:
+                ours, theirs = context.Pipe()
+                process = context.Process(
+                    target=_producer_process, name=f"queuebench-producer process {share.start}",
+                    daemon=True, args=(theirs, adapter, sending, messages, share,
+                                       clock_offset_ns))
+                process.start()
+                theirs.close()
+                self.children.append((process, ours))
+            for process, conn in self.children:
+                _report(process, conn, "ready")
+        except BaseException:
+            self.close()
+            raise
+
+    def go(self, first_ns: int) -> None:
+        for _, conn in self.children:
+            conn.send(first_ns)
+        self.told = True
+
+    def reports(self) -> list[Report]:
+        return [_report(process, conn, "done")[1:] for process, conn in self.children]
+
+    def close(self) -> None:
+        for process, conn in self.children:
+            if not self.told and process.is_alive():
+                with contextlib.suppress(OSError):
+                    conn.send(None)  # waiting for first_ns: stop instead
+            conn.close()
+        for process, _ in self.children:
+            process.join(5.0)
+            if process.is_alive():
+                process.terminate()
+                process.join(5.0)
+
+
+def _report(process: multiprocessing.process.BaseProcess, conn: Connection,
             expected: str) -> tuple:
-    """The next message of producer process `index`; ProducerFailed if it failed or died."""
+    """The next message of a producer process; ProducerFailed if it failed or died."""
+    name = process.name.removeprefix("queuebench-")  # "producer process N"
     wait_for_any([conn, process.sentinel])
     if conn.poll():
         try:
@@ -271,10 +342,9 @@ def _report(index: int, conn: Connection, process: multiprocessing.process.BaseP
         if message is not None and message[0] == expected:
             return message
         if message is not None and message[0] == "error":
-            raise ProducerFailed(f"producer process {index}: {message[1]}")
+            raise ProducerFailed(f"{name}: {message[1]}")
     process.join(1.0)
-    raise ProducerFailed(f"producer process {index} exited (code {process.exitcode}) before "
-                         "reporting")
+    raise ProducerFailed(f"{name} exited (code {process.exitcode}) before reporting")
 
 
 def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
@@ -282,55 +352,30 @@ def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
     """`count` forked producer processes, process i sending seqs i, i + count, ...
 
     The processes open their producers first; the clock starts once all are ready, and stops at
-    the last one's final acknowledgement (perf_counter is the system's monotonic clock, the same
-    in every process).
+    the last one's final acknowledgement.
     """
-    context = multiprocessing.get_context("fork")
-    sys.stdout.flush()  # else a child would write the parent's buffered output again
-    sys.stderr.flush()
-    children = []
-    go = False  # whether the children were told when to start
+    processes = ProducerProcesses(adapter, sending, messages, shares(messages, count))
     try:
-        for index in range(count):
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_producer_process, name=f"queuebench-producer-{index}", daemon=True,
-                args=(theirs, adapter, sending, messages, range(index, messages, count)))
-            process.start()
-            theirs.close()
-            children.append((process, ours))
-        for index, (process, conn) in enumerate(children):
-            _report(index, conn, process, "ready")
         first_ns = time.time_ns()
-        started = time.perf_counter()
-        for _, conn in children:
-            conn.send(first_ns)
-        go = True
-        sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, started
-        ack_latencies = array("q")
-        for index, (process, conn) in enumerate(children):
-            _, their_sizes, their_acks, their_errors, their_end, their_latencies = _report(
-                index, conn, process, "done")
-            ack_latencies += their_latencies
-            for seq, size, ok in zip(range(index, messages, count), their_sizes, their_acks,
-                                     strict=True):
-                sizes[seq], acked[seq] = size, ok
-            errors.update(their_errors)
-            ended = max(ended, their_end)
-        kept = dict(sorted(errors.items())[:ERRORS_KEPT])
-        return Produced(first_ns, ended - started, sizes, acked, kept, mode="processes",
-                        producers=count, ack_latencies_ns=ack_latencies)
+        processes.go(first_ns)
+        return merged(processes.reports(), messages, first_ns, count)
     finally:
-        for process, conn in children:
-            if not go and process.is_alive():
-                with contextlib.suppress(OSError):
-                    conn.send(None)  # waiting for first_ns: stop instead
-            conn.close()
-        for process, _ in children:
-            process.join(5.0)
-            if process.is_alive():
-                process.terminate()
-                process.join(5.0)
+        processes.close()
+
+
+def merged(reports: Iterable[Report], messages: int, first_ns: int, count: int) -> Produced:
+    """What `count` producer processes sent, from their reports."""
+    sizes, acked, errors, ended = [0] * messages, [False] * messages, {}, first_ns
+    ack_latencies = array("q")
+    for seqs, their_sizes, their_acks, their_errors, their_end, their_latencies in reports:
+        for seq, size, ok in zip(seqs, their_sizes, their_acks, strict=True):
+            sizes[seq], acked[seq] = size, ok
+        errors.update(their_errors)
+        ended = max(ended, their_end)
+        ack_latencies += their_latencies
+    kept = dict(sorted(errors.items())[:ERRORS_KEPT])
+    return Produced(first_ns, (ended - first_ns) / 1e9, sizes, acked, kept, mode="processes",
+                    producers=count, ack_latencies_ns=ack_latencies)
 
 
 UNACKED_SEQS_SHOWN = 100

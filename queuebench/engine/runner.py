@@ -26,6 +26,7 @@ from queuebench.engine.workload import (
     Cell,
     OfMaxRate,
     Search,
+    Spread,
     Workload,
     cells,
     default_deadline,
@@ -308,7 +309,7 @@ class PlanRun:
         per_unit, base = self._unit_memory[key]
         if self.cluster:  # on the node where memory is scarcest for its processes
             per_process = self.cluster.memory_per_process(
-                cell.nodes_of_processes(self.cluster.size))
+                cell.nodes_of_processes(self.cluster.labels))
         else:
             per_process = available_memory_bytes() / cell.processes
         available = MEMORY_SHARE * per_process * cell.processes
@@ -343,7 +344,7 @@ def memory_per_unit(cell: Cell, adapter: Adapter, bodies: Sequence, workdir: Pat
     measured = []
     for units in (1, PROBE_UNITS):
         small = replace(cell, processes=1, concurrency=units, messages=1, stop=None,
-                        stop_node=None, fault=None, spread_nodes=None, per_node=None)
+                        stop_node=None, fault=None, placement=Spread())
         config = ExperimentConfig("probe", adapter.scheme, adapter.variant.name, cell.format, 1,
                                   cell.records, cell.work_ms, PROBE_DEADLINE_SEC,
                                   concurrency=units)

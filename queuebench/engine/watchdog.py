@@ -10,6 +10,12 @@ alone would not do: its own children (RQ's work horse, prefork pools) would surv
 
 On the normal paths (stop, kill, restart) the run ends the watchdog itself, so that it never
 touches a session the run is handling; it also exits on its own once the session is empty.
+
+`python -m queuebench.engine.watchdog --marked MARK` does the same for a local test cluster
+(cluster/__init__.py), whose processes are not one session: Ray's servers, its workers and the
+consumers they start all carry `QUEUEBENCH_MARK=MARK` in their environment, inherited from the
+run, and at EOF every process carrying it is killed. The run closes the pipe itself once the
+cluster is shut down, so that what Ray leaves behind even then goes too.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+MARK_VARIABLE = "QUEUEBENCH_MARK"
 POLL_SEC = 0.5  # how often an idle watchdog checks that its session still has a process
 KILL_ROUNDS = 50  # a session that forks while being killed is listed and killed again
 
@@ -46,10 +54,27 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
+def marked_processes(mark: str, spare: set[int]) -> list[int]:
+    """Every process but those in `spare` whose environment holds QUEUEBENCH_MARK=`mark`."""
+    needle = f"{MARK_VARIABLE}={mark}".encode()
+    marked = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) not in spare:
+            with contextlib.suppress(OSError):  # it exited while we looked
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    marked.append(int(entry.name))
+    return marked
+
+
 def kill_session(session_id: int) -> None:
     """SIGKILL every process of the session, as ConsumerProcess.kill does."""
+    kill_all(lambda: session_members(session_id))
+
+
+def kill_all(listed: Callable[[], list[int]]) -> None:
+    """SIGKILL every process `listed` lists until it lists none."""
     for _ in range(KILL_ROUNDS):
-        members = session_members(session_id)
+        members = listed()
         if not members:
             return
         for pid in members:
@@ -67,5 +92,16 @@ def watch(session_id: int, run_gone: int = 0) -> None:
             return
 
 
+def watch_marked(mark: str, run_gone: int = 0) -> None:
+    """At EOF from `run_gone`, kill every process carrying `mark` but this one and the run."""
+    spare = {os.getpid(), os.getppid()}
+    while os.read(run_gone, 1):
+        pass
+    kill_all(lambda: marked_processes(mark, spare))
+
+
 if __name__ == "__main__":
-    watch(int(sys.argv[1]))
+    if sys.argv[1] == "--marked":
+        watch_marked(sys.argv[2])
+    else:
+        watch(int(sys.argv[1]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -70,12 +71,34 @@ class Payload(Strict):
         return self
 
 
+class Placement(Strict):
+    """Which node each process of a fleet goes on (nodes numbered from 1): spread evenly over
+    the first `nodes` (absent: every node), `per_node` processes on node 1, 2, ..., or spread
+    evenly over the nodes that carry the custom Ray resource `label`."""
+
+    nodes: PositiveInt | None = None
+    per_node: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    label: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Placement:
+        if sum(value is not None for value in (self.nodes, self.per_node, self.label)) > 1:
+            raise ValueError("give one of nodes, per_node or label")
+        return self
+
+    def spread(self) -> Spread:
+        return Spread(self.nodes, tuple(self.per_node) if self.per_node is not None else None,
+                      self.label)
+
+
 class Producers(Strict):
     count: PositiveInt | list[PositiveInt] = 1  # producer processes (mode: processes)
     # sync: one send at a time, each returning once the client took it; async: up to
     # in_flight sends awaiting the broker's acknowledgement; processes: `count` processes
     mode: ProducerMode | list[ProducerMode] = "sync"
     in_flight: PositiveInt | list[PositiveInt] = 100
+    # mode processes with --cluster: the nodes they run on (default: spread over every node)
+    placement: Placement = Placement()
 
 
 class Consumers(Strict):
@@ -156,20 +179,6 @@ class PauseFault(Strict):
     pause_sec: Positive | list[Positive]
     at_received: Fraction = 0.5
     node: PositiveInt | None = None
-
-
-class Placement(Strict):
-    """Which node each consumer process goes on (nodes numbered from 1): spread evenly over the
-    first `nodes` (absent: every node), or `per_node` processes on node 1, 2, ..."""
-
-    nodes: PositiveInt | None = None
-    per_node: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Placement:
-        if self.nodes is not None and self.per_node is not None:
-            raise ValueError("give nodes or per_node, not both")
-        return self
 
 
 FAULT_KEYS = {"consumer": "ConsumerFault", "broker": "BrokerFault", "network": "NetworkFault",
@@ -283,6 +292,42 @@ class OfMaxRate:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """A Placement as a cell holds it (see Placement)."""
+
+    nodes: int | None = None
+    per_node: tuple[int, ...] | None = None
+    label: str | None = None
+
+    def nodes_of(self, count: int, labels: Sequence[Collection[str]] | None, key: str,
+                 what: str) -> list[int]:
+        """The node of each of `count` processes over a cluster whose nodes carry `labels`
+        (None: one machine, node 1 for a label); a UsageError naming `key` if it cannot be."""
+        if self.per_node is not None:
+            if sum(self.per_node) != count:
+                raise UsageError(f"{key}.per_node places {sum(self.per_node)} {what} but the "
+                                 f"workload runs {count}")
+            return self._within([node for node, n in enumerate(self.per_node, 1)
+                                 for _ in range(n)], len(self.per_node), labels, key)
+        if self.label is not None and labels is not None:
+            carrying = [node for node, has in enumerate(labels, 1) if self.label in has]
+            if not carrying:
+                raise UsageError(f"{key}.label: no node of the cluster carries the resource "
+                                 f"{self.label!r}")
+            return [carrying[index % len(carrying)] for index in range(count)]
+        spread_over = self.nodes or (len(labels) if labels else 1)
+        return self._within([index % spread_over + 1 for index in range(count)],
+                            self.nodes or 1, labels, key)
+
+    @staticmethod
+    def _within(nodes: list[int], named: int, labels: Sequence[Collection[str]] | None,
+                key: str) -> list[int]:
+        if labels is not None and named > len(labels):
+            raise UsageError(f"{key} names node {named} but the cluster has {len(labels)} nodes")
+        return nodes
+
+
+@dataclass(frozen=True)
 class Cell:
     """One combination of a workload's swept values: every field a single value."""
 
@@ -315,30 +360,25 @@ class Cell:
     # into the mode's name; None: the broker as it runs
     durability: str | None = None
     stop_node: int | None = None  # the consumer fault reaches only this node's consumers
-    spread_nodes: int | None = None  # placement.nodes
-    per_node: tuple[int, ...] | None = None  # placement.per_node
+    placement: Spread = Spread()  # of the consumer processes
+    producer_placement: Spread = Spread()  # of the producer processes (mode: processes)
 
-    def nodes_of_processes(self, cluster_nodes: int | None) -> list[int]:
-        """The node (from 1) of each consumer process, by `placement` over a cluster of
-        `cluster_nodes` (None: one machine, where the nodes a workload names are groups of
+    def nodes_of_processes(self, labels: Sequence[Collection[str]] | None) -> list[int]:
+        """The node (from 1) of each consumer process, by `placement` over a cluster whose
+        nodes carry `labels` (None: one machine, where the nodes a workload names are groups of
         processes on it, so that the same file means the same on both)."""
-        if self.per_node is not None:
-            if sum(self.per_node) != self.processes:
-                raise UsageError(f"placement.per_node places {sum(self.per_node)} consumer "
-                                 f"processes but the workload runs {self.processes}")
-            nodes = [node for node, count in enumerate(self.per_node, 1) for _ in range(count)]
-        else:
-            spread_over = self.spread_nodes or cluster_nodes or 1
-            nodes = [index % spread_over + 1 for index in range(self.processes)]
-        named = self.spread_nodes or (len(self.per_node) if self.per_node else 1)
-        if cluster_nodes is not None and named > cluster_nodes:
-            raise UsageError(f"placement names node {named} but the cluster has "
-                             f"{cluster_nodes} nodes")
+        nodes = self.placement.nodes_of(self.processes, labels, "placement",
+                                        "consumer processes")
         for target in (self.stop_node, self.fault and self.fault.node):
             if target and target not in nodes:
                 raise UsageError(f"the fault targets node {target}, which the placement leaves "
                                  f"without consumers (nodes used: {sorted(set(nodes))})")
         return nodes
+
+    def nodes_of_producers(self, labels: Sequence[Collection[str]] | None) -> list[int]:
+        """The node of each producer process, by `producers.placement` (see above)."""
+        return self.producer_placement.nodes_of(self.producers, labels, "producers.placement",
+                                                "producer processes")
 
     @property
     def kind(self) -> str:
@@ -425,9 +465,8 @@ def cells(name: str, workload: Workload) -> list[Cell]:
                  partitions=partitions, targets=targets, fault=other,
                  durability="each" if workload.durability == "each" else None,
                  stop_node=consumer_fault.node if consumer_fault else None,
-                 spread_nodes=workload.placement.nodes,
-                 per_node=tuple(workload.placement.per_node)
-                 if workload.placement.per_node is not None else None)
+                 placement=workload.placement.spread(),
+                 producer_placement=workload.producers.placement.spread())
             for payload, messages, processes, concurrency, mode, in_flight, producers, rate,
             work_ms, fail_fraction, partitions, stop, other in combos]
 

@@ -153,11 +153,14 @@ def cluster_manifest(cluster: dict, results: list[dict]) -> list[str]:
                    for n in cluster["nodes"]])
     placed = [[f"{r['config']['scenario']} {row_name(r)} {r['config']['format']}",
                ", ".join(f"{c['node']} ({c['host']})"
-                         for c in r["measurements"]["consumer_nodes"])]
+                         for c in r["measurements"]["consumer_nodes"]),
+               ", ".join(map(str, r["measurements"].get("producer_nodes") or [])) or "this machine"]
               for r in results if r["measurements"].get("consumer_nodes")]
     return [f"### Cluster: {cluster['address']}, {cluster['engine']}", "",
-            "Receive stamps were moved onto this machine's clock by each node's offset, "
+            "Receive stamps, and the send stamps of producers on the nodes, were moved onto this "
+            "machine's clock by each node's offset, "
             "measured at the start (Cristian's algorithm: the offset is good to half the round "
             "trip).", "", nodes, "",
-            *(["Where each consumer process ran (node, host), in process order:", "",
-               table(["case", "nodes"], placed), ""] if placed else [])]
+            *(["Where each consumer process ran (node, host), and each producer process "
+               "(node), in process order:", "",
+               table(["case", "consumer nodes", "producer nodes"], placed), ""] if placed else [])]
