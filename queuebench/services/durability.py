@@ -205,6 +205,15 @@ def _apply_redis(durability: Durability) -> None:
     with _redis_client() as client:
         for key, value in durability.settings.items():
             client.config_set(key, value)
+        # Turning the append-only file on rewrites it in a forked child, which inherits the
+        # listening socket: a stop or kill meanwhile would leave the port held by it.
+        for _ in range(600):
+            info = client.info("persistence")
+            if not (info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"]):
+                break
+            time.sleep(0.05)
+        else:
+            raise QueuebenchError("Redis did not finish rewriting its append-only file in 30 s")
     if durability.mode == "none":
         # What an earlier mode wrote must not come back at the next launch.
         (data_dir / "dump.rdb").unlink(missing_ok=True)
