@@ -207,3 +207,16 @@ def test_acks_late_requeues_the_task_of_a_killed_pool_child(run_factory) -> None
     copies = Counter(seq for _, _, seq in kombu_rows(run.db))
     assert [seq for seq, n in copies.items() if n > 1] == [running]  # put back as a second row
     assert run.adapter.backlog().waiting == 0
+
+
+def test_each_worker_process_has_a_node_name_of_its_own() -> None:
+    """On RabbitMQ a worker declares an exclusive remote-control queue named after its node: two
+    workers of one name (two consumer processes, or two runs) had the second refused with
+    RESOURCE_LOCKED and exit."""
+    adapter = adapters.create("celery+rabbitmq://guest:guest@127.0.0.1:5672//", queue="q")
+
+    def node_name(argv: list[str]) -> str:
+        return argv[argv.index("-n") + 1]
+
+    first, second = node_name(adapter.consumer_argv()), node_name(adapter.consumer_argv())
+    assert first != second and first.startswith("q-") and first.endswith("@%h")

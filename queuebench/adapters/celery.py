@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 from celery import Celery
@@ -221,9 +222,11 @@ class CeleryAdapter(Adapter):
         """`celery worker`, its prefork pool `concurrency` children strong (the variants' own
         worker_concurrency, 1, is what concurrency 1 gives)."""
         children = self.settings["worker_concurrency"] if concurrency == 1 else concurrency
+        # A node name of its own: on RabbitMQ each worker declares an exclusive queue named
+        # after it (remote control), which a second worker of the same name is refused.
         return [sys.executable, "-m", "celery", "-A", "queuebench.adapters.celery_worker",
-                "worker", "-Q", self.queue, "--pool", str(self.settings["worker_pool"]),
-                "--concurrency", str(children),
+                "worker", "-Q", self.queue, "-n", f"{self.queue}-{uuid.uuid4().hex[:8]}@%h",
+                "--pool", str(self.settings["worker_pool"]), "--concurrency", str(children),
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
 
     def check_reachable(self, timeout: float) -> None:
