@@ -352,8 +352,9 @@ def over_the_limit(count: int, big: int) -> list:
                          ids=["confluent-kafka", "kafka-python"])
 def test_async_on_kafka_acks_every_message_the_broker_took(cls):
     """On the real broker, async (in_flight 20) acknowledges each of 300 messages but the one
-    over the client's size limit, whose error is its own; the topic then holds 299. The
-    client's future is the broker's acknowledgement, not the send returning."""
+    over the client's size limit, whose error is its own; the topic then holds 299. One more
+    send is told once the broker holds it. (Whether it is told after send_async returns is a
+    race a loaded machine can lose: not asserted.)"""
     adapter = cls(f"{cls.scheme}://127.0.0.1:9092",
                   queue=f"qb-test-producers-{uuid.uuid4().hex[:10]}")
     adapter.prepare()
@@ -369,7 +370,6 @@ def test_async_on_kafka_acks_every_message_the_broker_took(cls):
         try:
             told: Future = Future()
             producer.send_async(b"one more", key="300", on_done=told.set_result)
-            assert not told.done()
             assert told.result(timeout=30) is None
         finally:
             producer.close()
