@@ -238,3 +238,13 @@ def test_json_serializer_variant_stores_json_and_consumer_processes_every_messag
     result = tally(run.ledger.poll(), expected=20)
     assert (result.lost, result.duplicates, result.corrupt) == ((), (), 0)
     assert json_adapter.backlog().waiting == 0
+
+
+def test_a_redis_worker_pool_takes_a_connection_per_thread_of_a_large_fleet() -> None:
+    """Each huey worker thread holds a Redis connection while it waits (BRPOP): redis-py 8 caps
+    a pool at 100 connections, which 300 threads overran (MaxConnectionsError, tasks lost)."""
+    from queuebench.adapters.huey import huey_for
+
+    huey, _ = huey_for("huey+redis://127.0.0.1:6379/3", "q")
+    assert huey.storage.pool.max_connections >= 900
+    assert huey.storage.pool.connection_kwargs["db"] == 3

@@ -180,6 +180,9 @@ def huey_variants(**broker_settings: object) -> tuple[Variant, Variant]:
     )
 
 
+REDIS_MAX_CLIENTS = 10_000  # Redis's own default maxclients
+
+
 def huey_for(pair_url: str, queue: str, serializer: str = "pickle") -> tuple[Huey, TaskWrapper]:
     """The huey instance for a pair URL and serializer (a key of SERIALIZERS), with the message
     task registered.
@@ -195,7 +198,10 @@ def huey_for(pair_url: str, queue: str, serializer: str = "pickle") -> tuple[Hue
         path.parent.mkdir(parents=True, exist_ok=True)
         huey: Huey = SqliteHuey(queue, filename=str(path), **options)
     elif backend == "redis":
-        huey = RedisHuey(queue, url=f"redis://{address}", **options)
+        # Each worker thread holds a connection (BRPOP); redis-py 8 caps a pool at 100, which
+        # 300 threads overran (MaxConnectionsError, tasks lost): as many as Redis accepts.
+        huey = RedisHuey(queue, url=f"redis://{address}?max_connections={REDIS_MAX_CLIENTS}",
+                         **options)
     elif backend == "postgres":
         huey = PostgresHuey(queue, dsn=f"postgresql://{address}", connect_timeout=10, **options)
     else:
