@@ -79,7 +79,8 @@ MODES: dict[str, tuple[Durability, ...]] = {
                    "queue, and every message in it"),
         Durability("h2", {"messages-storage": "H2 database", "queues-storage": "file"},
                    "ElasticMQ keeping messages in an H2 database and its queues in a file: both "
-                   "are read back at a restart"),
+                   "are read back at a restart, but H2 writes on its own schedule, so a crash "
+                   "may lose the last writes"),
     ),
 }
 
