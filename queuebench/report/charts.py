@@ -10,7 +10,7 @@ backlog over time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib
@@ -143,15 +143,23 @@ def _latency(document: dict):
     return figure
 
 
+def _first_runs(rows: Iterable[dict]) -> tuple[list[dict], str | None]:
+    """Of `rows`, the first repeats with a per-second series in the first format, and that
+    format: one panel each."""
+    runs = [r for r in rows if r["measurements"].get("series") and not r["config"].get("repeat")]
+    if not runs:
+        return [], None
+    first_format = sorted({r["config"]["format"] for r in runs})[0]
+    return [r for r in runs if r["config"]["format"] == first_format], first_format
+
+
 def _received(document: dict):
     """Messages received per second in each reliability trial of the first format and repeat,
     one small panel per pair and stop, the stop marked."""
-    trials = [r for r in document["results"] if r["config"]["scenario"] == "reliability"
-              and r["measurements"].get("series") and not r["config"].get("repeat")]
+    trials, first_format = _first_runs(r for r in document["results"]
+                                       if r["config"]["scenario"] == "reliability")
     if not trials:
         return None
-    first_format = sorted({r["config"]["format"] for r in trials})[0]
-    trials = [r for r in trials if r["config"]["format"] == first_format]
     names = list(dict.fromkeys(pair_name(r) for r in trials))
     stops = sorted({r["config"]["stop"] for r in trials})
     figure, grid = plt.subplots(len(names), len(stops), squeeze=False, sharex=True,
@@ -188,12 +196,9 @@ def _stop_seconds(timeline: list[dict]) -> list[float]:
 def _faults(document: dict):
     """Messages received per second through each fault (first format and repeat), one small
     panel per pair (and durability mode) and fault, the fault's time in force shaded."""
-    runs = [r for r in fault_rows(document["results"])
-            if r["measurements"].get("series") and not r["config"].get("repeat")]
+    runs, first_format = _first_runs(fault_rows(document["results"]))
     if not runs:
         return None
-    first_format = sorted({r["config"]["format"] for r in runs})[0]
-    runs = [r for r in runs if r["config"]["format"] == first_format]
     names = list(dict.fromkeys(fault_row_name(r) for r in runs))
     labels = list(dict.fromkeys(r["config"]["fault"] for r in runs))
     figure, grid = plt.subplots(len(names), len(labels), squeeze=False, sharex=True,
