@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from statistics import median
 
+from queuebench.ceilings import Ceiling, nearest
 from queuebench.engine.metrics import merged_latency_ms
+from queuebench.worker.envelope import HEADER
 
 NA = "n/a"
 DASH = "\u2013"  # between the lowest and the highest repeat
@@ -129,6 +131,13 @@ class Case:
 
     def figure(self, key: str) -> Figure:
         return figure_of(self.values(key))
+
+    def broker_ceiling(self, ceilings: Sequence[Ceiling]) -> Ceiling | None:
+        """Of `ceilings`, its broker's own at about this case's message size (the envelope
+        counted, as the broker's tools send it); None when none was measured that near."""
+        size = self.figure("payload_bytes").value
+        broker = self.config["pair"].partition("+")[2]
+        return nearest(list(ceilings), broker, int(size + HEADER.size)) if size else None
 
     @cached_property
     def merged_latency(self) -> dict | None:
@@ -254,3 +263,7 @@ def span(values: list, digits: int = 2) -> object:
         return shown(values[0], digits) if values else None
     return f"{shown(values[0], digits)}{DASH}{shown(values[-1], digits)}"
 
+
+def recorded_ceilings(rows: Iterable[dict]) -> list[Ceiling]:
+    """The broker ceilings a run recorded beside its results (their raw lines left out)."""
+    return [Ceiling(**row, settings={}, raw={}) for row in rows]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from queuebench.ceilings import Ceiling, nearest
+from queuebench.ceilings import Ceiling
 from queuebench.report.cases import (
     NA,
     Case,
@@ -23,11 +23,11 @@ from queuebench.report.cases import (
     figure_of,
     is_clean,
     pair_name,
+    recorded_ceilings,
     shown,
     spoiled_reasons,
     table,
 )
-from queuebench.worker.envelope import HEADER
 
 PASS, FAIL = "\u2713", "\u2717"
 # Seed 000's scalability table, by consumers: (messages, msg/s, startup s, p50 ms, p99 ms).
@@ -198,8 +198,7 @@ def saturation(large: Case, ceilings: Sequence[Ceiling]) -> str:
         if busy >= CPU_BUSY_PCT:
             causes.append("the CPU")
     broker = large.config["pair"].partition("+")[2]
-    size = large.figure("payload_bytes").value
-    ceiling = nearest(ceilings, broker, int(size + HEADER.size)) if size else None
+    ceiling = large.broker_ceiling(ceilings)
     rate = large.figure("consume_throughput").value
     if ceiling is None:
         facts.append(f"no ceiling of {broker} measured near its message size")
@@ -533,7 +532,7 @@ SECTIONS: dict[str, tuple[str, Callable[[list[Case]], list[str]]]] = {
 def scenario_sections(results: list[dict], ceilings: Sequence[dict] = ()) -> list[str]:
     """The markdown of every scenario the run holds, in the seeds' order; `ceilings` are the
     document's, for what saturated a scalability sweep."""
-    measured = [Ceiling(**row, settings={}, raw={}) for row in ceilings]
+    measured = recorded_ceilings(ceilings)
     sections = {**SECTIONS, "scalability": (SECTIONS["scalability"][0],
                                             partial(scalability_section, ceilings=measured))}
     out = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from statistics import median
 
-from queuebench.ceilings import Ceiling, nearest
 from queuebench.report.cases import (
     NA,
     Case,
@@ -17,6 +16,7 @@ from queuebench.report.cases import (
     measured_rows,
     num_or_na,
     pair_name,
+    recorded_ceilings,
     repeat_of,
     repeat_tag,
     repeated_cases,
@@ -25,7 +25,6 @@ from queuebench.report.cases import (
     span,
     table,
 )
-from queuebench.worker.envelope import HEADER
 
 # Seed 003's hand-made figures (AWS-hosted brokers, 2023): (pair, format, scenario, messages) ->
 # (time to produce s, time to consume s incl. consumer start-up). Shown beside ours, never mixed.
@@ -149,18 +148,17 @@ def throughput_table(results: list[dict]) -> str:
 def ceiling_table(document: dict) -> str | None:
     """Each complete throughput case beside its broker's own ceiling at about its message size
     (the envelope counted, as the tools send it): what share of the broker the pair reaches."""
-    measured = [Ceiling(**row, settings={}, raw={}) for row in document.get("ceilings", [])]
+    measured = recorded_ceilings(document.get("ceilings", []))
     rows = []
     for case in cases_of(document["results"], "throughput"):
         if not case.complete or case.config.get("rate"):
             continue
-        size = case.figure("payload_bytes").value
-        broker = case.config["pair"].partition("+")[2]
-        ceiling = nearest(measured, broker, int(size + HEADER.size)) if size else None
+        ceiling = case.broker_ceiling(measured)
         if ceiling is None:
             continue
         produce, drain = case.figure("produce_throughput"), case.figure("drain_throughput")
-        rows.append([row_name(case.first), case.config["format"], shown(size), ceiling.tool,
+        rows.append([row_name(case.first), case.config["format"],
+                     shown(case.figure("payload_bytes").value), ceiling.tool,
                      shown(ceiling.size_bytes), shown(produce.value, 1),
                      shown(ceiling.produce_msg_s, 1), _share(produce.value, ceiling.produce_msg_s),
                      shown(drain.value, 1), shown(ceiling.consume_msg_s, 1),
