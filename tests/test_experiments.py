@@ -44,6 +44,7 @@ LOSES_ON_KILL = {
     ("celery+redis", "acks-late"): False,
     ("celery+rabbitmq", "default"): True,
     ("celery+rabbitmq", "acks-late"): False,
+    ("celery+rabbitmq", "confirms"): True,  # confirms change the publish, not when it acks
     ("celery+sqs", "default"): True,
     ("celery+sqs", "acks-late"): False,
     ("boto3+sqs", "default"): False,
@@ -64,6 +65,7 @@ LOSES_ON_KILL = {
     ("dramatiq+rabbitmq", "default"): False,
     ("dramatiq+redis", "short-retry"): False,  # retries change what a failure does, not acks
     ("dramatiq+rabbitmq", "short-retry"): False,
+    ("dramatiq+rabbitmq", "confirms"): False,
     # RQ's forking worker sends the job in hand to the failed registry (AbandonedJobError);
     # Retry re-runs it; SimpleWorker's job waits out its timeout, then fails the same way.
     ("rq+redis", "default"): True,
@@ -76,6 +78,7 @@ LOSES_ON_KILL = {
     ("kombu+redis", "connection-per-50"): False,
     ("kombu+rabbitmq", "default"): False,
     ("kombu+rabbitmq", "connection-per-50"): False,
+    ("kombu+rabbitmq", "confirms"): False,
     ("sqlalchemy+sqlite", "default"): False,
     ("sqlalchemy+postgres", "default"): False,
 }

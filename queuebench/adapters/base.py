@@ -19,7 +19,7 @@ import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import ClassVar, Protocol
 
 from queuebench.redact import redact
@@ -136,6 +136,20 @@ class Variant:
     # What this variant does with a message whose handler raised, where it differs from the
     # adapter's `on_failure` (e.g. a variant that sets fewer retries).
     on_failure: str = ""
+
+
+CONFIRMS_NOTE = ("publisher confirms: a send returns once RabbitMQ has taken the message, a "
+                 "persistent one written to disk (RabbitMQ's own guarantee for a confirm)")
+
+
+def with_confirms(variants: tuple[Variant, ...], **confirm_settings: object
+                  ) -> tuple[Variant, ...]:
+    """`variants` and a `confirms` one: the first (the library's defaults) with publisher
+    confirms turned on by `confirm_settings`. Without them a RabbitMQ crash or a black-holed
+    link loses sends the library already returned from."""
+    default = variants[0]
+    return (*variants, replace(default, name="confirms", note=f"{default.note}; {CONFIRMS_NOTE}",
+                               settings={**default.settings, **confirm_settings}))
 
 
 class Adapter(ABC):

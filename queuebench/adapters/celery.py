@@ -36,7 +36,8 @@ dummy credentials, queue created by kombu with the variant's visibility timeout)
 Options: the variants (`default`, `acks-late`) set and record every Celery setting that decides
 delivery; `broker_transport_options.*` are kombu transport options. kombu's sqla transport hands
 every transport option to `create_engine()`, so its polling interval (1 s between empty polls)
-cannot be set.
+cannot be set. On RabbitMQ a third variant, `confirms`, is the default with kombu's
+`confirm_publish`: `send_task` returns once RabbitMQ confirmed the publish.
 """
 from __future__ import annotations
 
@@ -49,7 +50,15 @@ from celery import Celery
 from kombu import Queue
 from kombu.exceptions import OperationalError
 
-from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant, base64_size
+from queuebench.adapters.base import (
+    Adapter,
+    Backlog,
+    Capabilities,
+    SizeLimit,
+    Variant,
+    base64_size,
+    with_confirms,
+)
 from queuebench.adapters.sqlite_probe import check_sqlite_file
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.redact import redact
@@ -354,7 +363,8 @@ class CeleryRabbitMQAdapter(CeleryAdapter):
                       "bytes go as an escaped JSON string); AMQP carries that body as it is",
         serializer=CELERY_SERIALIZER,
         durability="durable queue and exchange (kombu's defaults), task_default_delivery_mode 2 "
-                   "(persistent); no publisher confirms (confirm_publish False, kombu's default)",
+                   "(persistent); no publisher confirms (confirm_publish False, kombu's "
+                   "default) but in the confirms variant",
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size, RabbitMQ 3.10 (16 MiB on 4.x)
@@ -362,7 +372,8 @@ class CeleryRabbitMQAdapter(CeleryAdapter):
               "134217728",
         overhead=task_body_bytes,  # the limit is on the body; headers travel in their own frame
     )
-    variants = celery_variants(confirm_publish=False)
+    variants = with_confirms(celery_variants(confirm_publish=False),
+                             **{TRANSPORT_OPTION + "confirm_publish": True})
 
     @classmethod
     def map_url(cls, url: str) -> str:

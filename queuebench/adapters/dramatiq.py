@@ -41,7 +41,9 @@ Publishing: `RabbitmqBroker(confirm_delivery=False)` (the default) does not wait
 when RabbitMQ refuses a message (over `max_message_size`) it closes the channel; dramatiq then
 retries the *next* message on a new channel, and the refused one would vanish unreported. The
 producer here notices that replaced channel (and `flush` makes a round trip) and raises
-`PublishRefused` with RabbitMQ's reason. Redis enqueues run a Lua script and raise at once.
+`PublishRefused` with RabbitMQ's reason. The `confirms` variant sets `confirm_delivery=True`:
+each publish waits for RabbitMQ's confirm, and a refusal raises in that send. Redis enqueues run a
+Lua script and raise at once.
 
 Connection URL: `dramatiq+redis://127.0.0.1:6379/0` (a `redis://` URL after the `+`);
 `dramatiq+rabbitmq://guest:guest@127.0.0.1:5672//` (an `amqp://` URL; `//` is the vhost `/`).
@@ -84,6 +86,7 @@ from queuebench.adapters.base import (
     SizeLimit,
     Variant,
     base64_size,
+    with_confirms,
 )
 from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
 from queuebench.redact import redact
@@ -408,7 +411,8 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
                       "plus the queue name)",
         serializer=DRAMATIQ_SERIALIZER,
         durability="durable queues (the queue, .DQ, .XQ) and delivery_mode 2, both fixed by "
-                   "RabbitmqBroker; no publisher confirms (confirm_delivery False, its default)",
+                   "RabbitmqBroker; no publisher confirms (confirm_delivery False, its "
+                   "default) but in the confirms variant",
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size of RabbitMQ 3.10, for the message body
@@ -417,12 +421,12 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
               "flush or the next send, as dramatiq's publish does not wait for it)",
         overhead=json_message_bytes,
     )
-    variants = dramatiq_variants(
+    variants = with_confirms(dramatiq_variants(
         "library defaults",
         rabbitmq_prefetch_count=LIBRARY_DEFAULTS["queue_prefetch"],  # basic_qos
         rabbitmq_confirm_delivery=False,
         rabbitmq_delivery_mode="2 (persistent), durable queues",
-        rabbitmq_heartbeat="negotiated: RabbitMQ's 60 s")
+        rabbitmq_heartbeat="negotiated: RabbitMQ's 60 s"), rabbitmq_confirm_delivery=True)
     producer_class = RabbitMQProducer
 
     def build_broker(self) -> Broker:

@@ -15,7 +15,8 @@ Connection URL: `kombu+redis://127.0.0.1:6379/0`, `kombu+rabbitmq://guest:guest@
 
 Options: `threads_per_connection` (the variants: `default`, one Connection for every thread, as
 the seed ran it; `connection-per-50`, the seed's own advice), `prefetch_count`, and on Redis
-`visibility_timeout`.
+`visibility_timeout`. On RabbitMQ, `confirms` is the default with py-amqp's `confirm_publish`: each
+publish waits for RabbitMQ's confirm.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from queuebench.adapters.base import (
     SizeLimit,
     Variant,
     base64_size,
+    with_confirms,
 )
 from queuebench.adapters.redis_probe import redis_version
 from queuebench.errors import BrokerUnreachable
@@ -173,7 +175,7 @@ class KombuProducer:
 class RabbitMQProducer(KombuProducer):
     def flush(self) -> None:
         """A round trip on the channel: RabbitMQ's refusal of an earlier publish (it closes the
-        channel; publishes are not confirmed) is raised here rather than lost."""
+        channel; without confirms a publish does not wait) is raised here rather than lost."""
         self.queue.qsize()
 
 
@@ -211,6 +213,8 @@ class KombuAdapter(Adapter):
         """A Connection with the variant's transport options (and `options`), not yet open."""
         transport_options = {key: self.settings[key] for key in ("visibility_timeout",)
                              if key in self.settings}
+        if self.settings.get("publisher_confirms"):  # py-amqp waits for each publish's confirm
+            transport_options["confirm_publish"] = True
         return Connection(self.broker_url, transport_options={**transport_options, **options})
 
     def simple_queue(self, connection: Connection) -> SimpleQueue:
@@ -338,7 +342,8 @@ class KombuRabbitMQAdapter(KombuAdapter):
         serializer="none: the consumer reads message.body as bytes and accepts only "
                    "application/data, so a pickled message is refused, never unpickled",
         durability="SimpleQueue: durable queue and direct exchange, delivery_mode 2 (kombu's "
-                   "defaults); no publisher confirms (py-amqp confirm_publish False)",
+                   "defaults); no publisher confirms (py-amqp confirm_publish False) but in the "
+                   "confirms variant",
     )
     size_limit = SizeLimit(
         max_bytes=128 * 1024 * 1024,  # max_message_size, RabbitMQ 3.10 (16 MiB on 4.x)
@@ -346,7 +351,9 @@ class KombuRabbitMQAdapter(KombuAdapter):
               "134217728",
     )
     # 1 (SimpleQueue sets none): else a thread holds messages the idle threads could take.
-    variants = variants(prefetch_count=1, heartbeat="none (kombu's Connection default)")
+    variants = with_confirms(variants(prefetch_count=1,
+                                      heartbeat="none (kombu's Connection default)"),
+                             publisher_confirms=True)
     producer_class = RabbitMQProducer
 
     def backlog(self) -> Backlog:

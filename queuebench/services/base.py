@@ -55,6 +55,8 @@ class Service:
     command_marker: str  # a string in the server's command line: tells our server from a reused pid
     stop_signal: int = signal.SIGTERM  # the signal that makes the server shut down cleanly
     start_timeout: float = 120
+    # How long a launched server may take to write its pid file before it counts as exited.
+    pid_file_within: float = 15
     stop_timeout: float = 60
 
     def __init__(self, spec: ServiceSpec, state_root: Path) -> None:
@@ -172,7 +174,7 @@ class Service:
 
     def _wait_until_healthy(self) -> ServiceStatus:
         deadline = time.monotonic() + self.start_timeout
-        pid_grace = time.monotonic() + 15  # RabbitMQ writes its pid file a few seconds in
+        pid_grace = time.monotonic() + self.pid_file_within
         seen_running = False
         detail = "no pid file yet"
         while True:

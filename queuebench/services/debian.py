@@ -46,6 +46,9 @@ class Redis(Service):
 class RabbitMQ(Service):
     command_marker = "beam.smp"
     start_timeout = 180
+    # The node writes its pid file once its boot gets there: 2-3 s on a quiet machine, over
+    # 15 s while 900 consumer threads of another run share the 2 cores (a heal then failed).
+    pid_file_within = 90
     rabbitmq_bin = Path("/usr/lib/rabbitmq/bin")  # the real scripts, not Debian's su wrappers
 
     def install(self) -> None:
