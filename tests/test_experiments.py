@@ -13,10 +13,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import pika
 import pytest
+from kafka import KafkaAdminClient
 
 from queuebench import adapters
 from queuebench.adapters.base import SizeLimit
+from queuebench.adapters.boto3_sqs import endpoint_for, sqs_client
 from queuebench.adapters.sqlqueue import SqlQueueAdapter
 from queuebench.engine.common import Experiment
 from queuebench.engine.consumer import ConsumerProcess
@@ -132,8 +135,10 @@ class Observed:
     stop_ns: list[int]  # when the runner asked a consumer to stop gracefully (time.time_ns)
 
 
-def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0) -> Observed:
-    adapter = adapters.create(pair, queue=f"qb-test-{uuid.uuid4().hex[:8]}", variant=variant)
+def run(scenario, pair, variant, payloads, tmp_path, *, stop=None, work_ms=0.0,
+        queue: str | None = None) -> Observed:
+    queue = queue or f"qb-test-{uuid.uuid4().hex[:8]}"
+    adapter = adapters.create(pair, queue=queue, variant=variant)
     deadline = 60.0 + adapter.variant.redelivery_sec
     config = ExperimentConfig(scenario, pair, variant, "json", len(payloads), 20, work_ms,
                               deadline, wait_sec=0.0 if stop else None, stop=stop)
@@ -284,3 +289,41 @@ def test_payload_over_the_limit_is_a_no_go_with_sizes(payloads, tmp_path):
     assert result.status == "no-go"
     assert "over its limit of 1,000 bytes (too big for the test)" in result.error
     assert not (tmp_path / "ledger").exists()
+
+
+def queue_on_broker(pair: str, queue: str) -> bool:
+    """Whether the broker still holds `queue`, asked with the broker's own client."""
+    broker = pair.partition("+")[2]
+    if broker == "rabbitmq":
+        connection = pika.BlockingConnection(
+            pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F"))
+        try:
+            connection.channel().queue_declare(queue, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker:  # 404 NOT_FOUND
+            return False
+        finally:
+            if connection.is_open:
+                connection.close()
+    if broker == "kafka":
+        admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
+        try:
+            return queue in admin.list_topics()
+        finally:
+            admin.close()
+    client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=5,
+                        read_timeout=5, total_max_attempts=1)
+    return queue in {url.rsplit("/", 1)[1] for url in
+                     client.list_queues(QueueNamePrefix=queue).get("QueueUrls", [])}
+
+
+@pytest.mark.parametrize("pair", pair_params(
+    ["dramatiq+rabbitmq", "celery+rabbitmq", "kombu+rabbitmq", "kafka-python+kafka",
+     "confluent-kafka+kafka", "faust+kafka", "boto3+sqs", "celery+sqs"]))
+def test_a_measured_case_leaves_no_queue_on_the_broker(pair, payloads, tmp_path):
+    """Where a broker keeps an empty queue (RabbitMQ's durable queues, Kafka's topics, SQS
+    queues), the queue a measured case used is gone after it: runs leave no litter."""
+    queue = f"qb-test-{uuid.uuid4().hex[:8]}"
+    observed = run("throughput", pair, "default", payloads[:3], tmp_path, queue=queue)
+    assert observed.result.measurements["outcome"] == "complete"
+    assert not queue_on_broker(pair, queue)

@@ -17,6 +17,7 @@ from queuebench.adapters.stub import LOCK, StubAdapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.results import ExperimentConfig
+from queuebench.engine.runner import run_one
 from queuebench.engine.workload import Workload, cells
 from queuebench.errors import UsageError
 from queuebench.payloads.builder import record_batches
@@ -221,3 +222,18 @@ def test_a_consumer_process_creates_the_stub_from_its_url(tmp_path):
     entry, url = adapters.resolve_url(stub_url(tmp_path))
     assert entry.scheme == "stub+dir" and url == stub_url(tmp_path)
     assert isinstance(adapters.create(url, queue="q"), StubAdapter)
+
+
+@pytest.mark.parametrize("work_ms, deadline_sec, outcome", [(0, 30.0, "complete"),
+                                                           (3000, 2.0, "deadline")])
+def test_a_measured_case_deletes_its_queue_and_one_cut_short_keeps_it(tmp_path, work_ms,
+                                                                       deadline_sec, outcome):
+    """A run leaves no litter on the broker: the queue goes once its case was measured to the
+    end; a case its deadline cut short keeps the queue, to look into."""
+    adapter = adapters.create(stub_url(tmp_path), queue="q")
+    cell = cells("stub", Workload(messages=4, payload={"records": 5}, work_ms=work_ms))[0]
+    config = ExperimentConfig(cell.kind, "stub+dir", "default", cell.format, cell.messages,
+                              cell.records, work_ms, deadline_sec)
+    result = run_one(config, cell, adapter, record_batches("sqlite://", 5, 4), tmp_path / "run")
+    assert result.measurements["outcome"] == outcome
+    assert adapter.queue_dir.exists() == (outcome == "deadline")

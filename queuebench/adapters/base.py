@@ -265,5 +265,11 @@ class Adapter(ABC):
         them (the ledger's failed receipts then say how often each was tried)."""
         return None
 
+    def delete_queue(self) -> None:  # noqa: B027 - most brokers keep nothing of an empty queue
+        """Remove from the broker what `prepare` made, once a case was measured to the end, so
+        runs leave no litter (RabbitMQ recovers every durable queue at boot: 745 left by earlier
+        runs made a restart take 35 s instead of 13; Kafka kept 4,484 topic partitions). A case
+        cut short keeps its queue for inspection. Redis drops a list once it is empty."""
+
     def cleanup(self) -> None:  # noqa: B027 - most adapters hold nothing to release
-        """Release connections; the queue itself is left for inspection."""
+        """Release connections."""

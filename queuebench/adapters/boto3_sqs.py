@@ -371,6 +371,9 @@ class Boto3SQSAdapter(Adapter):
                    f"the {self.settings['visibility_timeout_sec']} s visibility timeout), "
                    f"{delayed} delayed")
 
+    def delete_queue(self) -> None:
+        self.client.delete_queue(QueueUrl=self.queue_url)
+
     def cleanup(self) -> None:
         if self._client is not None:
             self._client.close()

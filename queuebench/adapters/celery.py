@@ -379,6 +379,10 @@ class CeleryRabbitMQAdapter(CeleryAdapter):
     def map_url(cls, url: str) -> str:
         return "amqp://" + url.partition("://")[2]
 
+    def delete_queue(self) -> None:
+        with self.app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(self.queue)
+
     def backlog(self) -> Backlog:
         with self.app.connection_for_write() as conn:
             _, ready, consumers = conn.default_channel.queue_declare(self.queue, passive=True)
@@ -438,6 +442,11 @@ class CelerySQSAdapter(CeleryAdapter):
         host = self.broker_url.partition("@")[2].rstrip("/")
         return boto3.client("sqs", endpoint_url=f"http://{host}", region_name="elasticmq",
                             aws_access_key_id="queuebench", aws_secret_access_key="queuebench")
+
+    def delete_queue(self) -> None:
+        # kombu's SQS channel deletes only queues it bound in this connection: none here.
+        client = self._client()
+        client.delete_queue(QueueUrl=client.get_queue_url(QueueName=self.queue)["QueueUrl"])
 
     def backlog(self) -> Backlog:
         from botocore.exceptions import ClientError

@@ -93,6 +93,7 @@ from queuebench.redact import redact
 from queuebench.worker.handler import handle
 
 ACTOR_NAME = "queuebench_message"
+QUEUE_SUFFIXES = ("", ".DQ", ".XQ")  # the queue, its delay queue and its dead letters
 REDIS_NAMESPACE = "dramatiq"  # RedisBroker's default key prefix
 # The JSON message around the base64 text: 174 bytes plus the queue name, measured with
 # dramatiq 2.2 (ids and a 13-digit millisecond timestamp have fixed widths); Redis adds
@@ -468,12 +469,17 @@ class DramatiqRabbitMQAdapter(DramatiqAdapter):
         broker.declare_queue(self.queue, ensure=True)  # the queue, its .DQ and its .XQ
         broker.flush(self.queue)
 
+    def delete_queue(self) -> None:
+        channel = self.dramatiq_broker.channel
+        for suffix in QUEUE_SUFFIXES:
+            channel.queue_delete(self.queue + suffix)
+
     def ready_counts(self) -> dict[str, int]:
         """Messages ready in the queue, its .DQ and its .XQ (those a consumer holds unacked
         are not counted by RabbitMQ)."""
         channel = self.dramatiq_broker.channel
         return {suffix: channel.queue_declare(self.queue + suffix, passive=True)
-                .method.message_count for suffix in ("", ".DQ", ".XQ")}
+                .method.message_count for suffix in QUEUE_SUFFIXES}
 
     def failure_outcome(self) -> dict[str, int]:
         """Dead-lettered messages, and retries waiting out their backoff (.DQ) or due and moved

@@ -64,7 +64,7 @@ from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
 from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
-from queuebench.adapters.kafka_common import recreate_topic
+from queuebench.adapters.kafka_common import drop_topic, recreate_topic
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.redact import redact
 from queuebench.worker.handler import ConsumerConfig, handle
@@ -287,6 +287,9 @@ class FaustAdapter(Adapter):
         return Backlog(waiting=end - position,
                        detail=f"topic end offset {end}, group {self.group}: {whence}; messages "
                               "handled since the last commit count as waiting")
+
+    def delete_queue(self) -> None:
+        drop_topic(self._admin(), self.queue, self.group, ADMIN_TIMEOUT_SEC)
 
     def cleanup(self) -> None:
         if self._admin_client is not None:

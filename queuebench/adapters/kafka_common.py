@@ -74,7 +74,22 @@ def kafka_variants(consumer_settings: Callable[..., dict[str, object]],
 def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: float,
                    partitions: int = 1) -> None:
     """Drop the group's committed offsets and the topic, then create the topic with `partitions`
-    partitions (a group member beyond them receives nothing).
+    partitions (a group member beyond them receives nothing)."""
+    deadline = time.monotonic() + timeout
+    drop_topic(admin, topic, group, timeout)
+    while True:
+        try:
+            admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
+                                wait_for_metadata=True)
+            return
+        except TopicAlreadyExistsError:  # the deletion is still being applied
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def drop_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: float) -> None:
+    """Delete the group's committed offsets, then the topic (absent is fine).
 
     Committed offsets outlive a deleted topic, hence the group first. A broker that has just
     started answers with retriable errors while its group coordinator loads: those are retried.
@@ -93,15 +108,6 @@ def recreate_topic(admin: KafkaAdminClient, topic: str, group: str, timeout: flo
                              "(is a consumer still a member?)")
         time.sleep(0.2)
     admin.delete_topics([topic], raise_errors=False)  # absent is fine
-    while True:
-        try:
-            admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
-                                wait_for_metadata=True)
-            return
-        except TopicAlreadyExistsError:  # the deletion is still being applied
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def bootstrap_servers(pair_url: str) -> str:
@@ -176,6 +182,9 @@ class KafkaPairBase(Adapter):
         return Backlog(waiting=sum(end[tp].offset - start[tp].offset for tp in tps),
                        detail=f"end offset {_offsets(end, tps)}, from {_offsets(start, tps)}; "
                               f"group {self.group_id!r} has not committed every partition")
+
+    def delete_queue(self) -> None:
+        drop_topic(self.admin, self.queue, self.group_id, PREPARE_TIMEOUT_SEC)
 
     def cleanup(self) -> None:
         if self._admin is not None:

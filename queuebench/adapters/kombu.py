@@ -239,6 +239,10 @@ class KombuAdapter(Adapter):
             queue.clear()
             queue.close()
 
+    def delete_queue(self) -> None:
+        with self.connection() as connection:
+            self.simple_queue(connection).queue.delete()
+
     def producer(self) -> KombuProducer:
         connection = self.connection()
         return self.producer_class(connection, self.simple_queue(connection))

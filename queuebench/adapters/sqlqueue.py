@@ -182,6 +182,9 @@ class SqlQueueAdapter(Adapter):
 
     def prepare(self) -> None:
         metadata.create_all(self.engine)
+        self.delete_queue()
+
+    def delete_queue(self) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(messages).where(messages.c.queue == self.queue))
 

@@ -128,6 +128,9 @@ class StubAdapter(Adapter):
         for name in ("tmp", "ready", "taken", "dead"):
             self._dir(name).mkdir(parents=True, exist_ok=True)
 
+    def delete_queue(self) -> None:
+        shutil.rmtree(self.queue_dir)
+
     def producer(self) -> DirProducer:
         return DirProducer(self.queue_dir)
 

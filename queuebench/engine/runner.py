@@ -464,6 +464,8 @@ def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
                             data_adapter=data_adapter, cluster=cluster)
     try:
         measurements = phases.run(experiment)
+        if measurements["outcome"] != "deadline":  # one cut short keeps it for inspection
+            _delete_queue(adapter, config.label)
     except QueuebenchError as exc:
         say(f"error {config.label}: {exc}")
         return Result(config, "error", info, error=redact(str(exc)))
@@ -482,6 +484,15 @@ def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
     # Cut short by its deadline: what did not arrive yet is not lost, and the row is no verdict.
     status = "incomplete" if measurements["outcome"] == "deadline" else "ok"
     return Result(config, status, info, measurements)
+
+
+def _delete_queue(adapter: Adapter, label: str) -> None:
+    """A measured case leaves nothing on the broker; a failed deletion is said, and is never
+    the row's error (its figures stand)."""
+    try:
+        adapter.delete_queue()
+    except Exception as exc:  # any library's error: the queue merely stays
+        say(redact(f"{label}: its queue {adapter.queue!r} stays on the broker: {error_text(exc)}"))
 
 
 def summary(m: dict[str, object]) -> str:
