@@ -137,7 +137,7 @@ def measure_pair(adapter: Adapter, records: Cycle, fmt: str, messages: int, repe
             figures[run]["consume"].append(consumed)
             progress(f"  {adapter.scheme} repeat {repeat + 1}/{repeats} {run}: "
                      f"produce {produced:,.0f}/s, consume {consumed:,.0f}/s")
-    adapter.prepare()  # leaves nothing queued behind
+    adapter.delete_queue()  # leaves nothing behind on the broker
     return figures
 
 
