@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
 import queuebench.report as report_package
 from queuebench.adapters.base import Backlog
@@ -383,6 +384,21 @@ def test_a_histogram_is_kept_encoded_and_merged_histograms_are_the_union():
     assert merged_latency_ms([]) is None
     with pytest.raises(ValueError, match="not an encoded latency histogram"):
         merged_latency_ms(["not a histogram"])
+
+
+@pytest.mark.parametrize("count", [1, 7, 3000])
+def test_the_latency_summary_is_the_figures_hdrh_computes(count):
+    """The summary is computed over the counts array at once; each figure is still exactly the
+    one hdrh's own (bucket by bucket) methods give."""
+    rng = random.Random(count)
+    latencies_ns = [int(rng.lognormvariate(rng.uniform(12, 20), 1.5)) for _ in range(count)]
+    histogram = HdrHistogram(1, 3_600_000_000, 3)
+    for ns in latencies_ns:
+        histogram.record_value(min(max(ns // 1000, 1), 3_600_000_000))
+    hdrh_own = {"min": histogram.get_min_value(), "max": histogram.get_max_value(),
+                "mean": histogram.get_mean_value(), "stddev": histogram.get_stddev(),
+                **{f"p{p}": histogram.get_value_at_percentile(p) for p in (50, 95, 99)}}
+    assert latency_ms(latencies_ns) == {key: round(us / 1000, 3) for key, us in hdrh_own.items()}
 
 
 def test_results_are_written_as_schema_2_and_schema_1_files_still_load(tmp_path):
