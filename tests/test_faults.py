@@ -192,3 +192,47 @@ def test_no_proxy_port_is_a_port_some_service_binds():
     kafka_listener = SERVICES["kafka"].other_ports[1] + PROXY_PORT_OFFSET
     assert not (proxied | {kafka_listener}) & bound
     assert max(proxied | {kafka_listener}) < 32768  # Linux's ephemeral ports start there
+
+
+def test_recovery_is_timed_from_receipts_stamped_after_the_heal(tmp_path):
+    """A receipt written while the fault was in force but read only after the heal (the injector
+    does not read the ledger meanwhile) is no recovery: the first one stamped after it is."""
+    from queuebench.engine.injector import Injector
+    from queuebench.engine.workload import FaultCase
+
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+
+    def receipt(seq: int) -> None:
+        with open(ledger / "receipts-1.log", "a") as receipts:
+            receipts.write(f"r {seq} {time.time_ns()} {time.time_ns()} ok\n")
+
+    class WritesDuringTheFault:
+        kind = "broker-kill"
+
+        def inject(self):
+            receipt(1)
+
+        def heal(self):
+            pass
+
+        def heal_order(self):
+            return HealOrder()
+
+    notes = []
+    healer = Healer(tmp_path / "heal.json", tmp_path / "healer.log")
+    injector = Injector(FaultCase("broker-kill", at_received=0.1, for_sec=0.1),
+                        WritesDuringTheFault, ledger_dir=ledger, run_id="r", messages=10,
+                        healer=healer, in_force=threading.Event(), note=notes.append)
+    receipt(0)
+    injector.start()
+    deadline = time.monotonic() + 10
+    while "broker-kill healed" not in notes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    receipt(2)
+    while "first_receipt_after_heal_sec" not in injector.figures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    figures = injector.finish()
+    healer.close()
+    assert 0.25 <= figures["first_receipt_after_heal_sec"] < 5, figures

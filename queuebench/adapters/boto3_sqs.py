@@ -84,6 +84,15 @@ def queue_gone(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in QUEUE_GONE_CODES
 
 
+def delete_queue_named(client, name: str) -> None:
+    """Delete the queue; one already gone (an in-memory ElasticMQ restarted) is as asked."""
+    try:
+        client.delete_queue(QueueUrl=client.get_queue_url(QueueName=name)["QueueUrl"])
+    except ClientError as exc:
+        if not queue_gone(exc):
+            raise
+
+
 @dataclass(frozen=True)
 class Endpoint:
     url: str
@@ -372,7 +381,7 @@ class Boto3SQSAdapter(Adapter):
                    f"{delayed} delayed")
 
     def delete_queue(self) -> None:
-        self.client.delete_queue(QueueUrl=self.queue_url)
+        delete_queue_named(self.client, self.queue)
 
     def cleanup(self) -> None:
         if self._client is not None:

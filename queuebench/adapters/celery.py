@@ -444,9 +444,10 @@ class CelerySQSAdapter(CeleryAdapter):
                             aws_access_key_id="queuebench", aws_secret_access_key="queuebench")
 
     def delete_queue(self) -> None:
+        from queuebench.adapters.boto3_sqs import delete_queue_named
+
         # kombu's SQS channel deletes only queues it bound in this connection: none here.
-        client = self._client()
-        client.delete_queue(QueueUrl=client.get_queue_url(QueueName=self.queue)["QueueUrl"])
+        delete_queue_named(self._client(), self.queue)
 
     def backlog(self) -> Backlog:
         from botocore.exceptions import ClientError
