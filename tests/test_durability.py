@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from queuebench import adapters
-from queuebench.engine.phases import NEVER, fault_backlog
+from queuebench.engine.phases import NEVER, fault_backlog, first_receipt_after
 from queuebench.engine.runner import durability_cells
 from queuebench.engine.workload import cells, load
 from queuebench.faults.base import HealOrder
@@ -61,6 +61,15 @@ def test_messages_the_fault_lost_were_waiting_at_it_but_are_not_waited_for():
     figures = fault_backlog([0, s, 2 * s], [s // 2, NEVER, 2 * s + 1], injected_ns=s + 1,
                             healed_ns=2 * s)
     assert figures == {"backlog_at_injection": 1, "backlog_recovered_after_sec": 0.0}
+
+
+def test_recovery_is_timed_from_the_first_receipt_stamped_after_the_heal():
+    """Receipts stamped while the fault was in force (written then, read after the heal in a
+    live run) are no recovery: the heal at 3 s, the first receipt after it at 4.5 s."""
+    s = 10**9
+    assert first_receipt_after([s, 2 * s, 4 * s + s // 2, 5 * s], healed_ns=3 * s) == {
+        "first_receipt_after_heal_sec": 1.5}
+    assert first_receipt_after([s, 2 * s], healed_ns=3 * s) == {}
 
 
 @pytest.mark.broker("redis")

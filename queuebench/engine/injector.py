@@ -121,24 +121,10 @@ class Injector(threading.Thread):
             fault.heal()
             self.healer.healed()
             self.in_force.clear()
-        healed, healed_ns = time.monotonic(), time.time_ns()
-        self.span = (injected_ns, healed_ns)
+        healed = time.monotonic()
+        self.span = (injected_ns, time.time_ns())
         self.note(f"{fault.kind} healed")
         self.figures["in_force_sec"] = round(healed - injected, 3)
-        self._time_to_recover(healed_ns)
-
-    def _time_to_recover(self, healed_ns: int) -> None:
-        """From the heal to the first receipt stamped after it. By its stamp, not by when it was
-        read: receipts written during the fault are read only now, and are not a recovery."""
-        receipts, read = self.reader.receipts, 0
-        while self.reader.distinct < self.messages and not self.cancelled.wait(POLL_SEC):
-            self.reader.poll()
-            after = [ns for ns in receipts.received_ns[read:] if ns >= healed_ns]
-            read = len(receipts)
-            if after:
-                self.figures["first_receipt_after_heal_sec"] = round(
-                    (min(after) - healed_ns) / 1e9, 3)
-                return
 
     def finish(self) -> dict[str, object]:
         """Stop waiting (healing first if the fault is still in force); its figures; what went

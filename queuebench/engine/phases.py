@@ -377,6 +377,14 @@ def fault_backlog(send_ns: Sequence[int], first_received: Sequence[int], injecte
             else round((back - healed_ns) / 1e9, 3)}
 
 
+def first_receipt_after(received_ns: Sequence[int], healed_ns: int) -> dict[str, float]:
+    """Time to recover: from the heal to the first receipt stamped after it (by its stamp:
+    receipts written while the fault was in force may be read only after the heal)."""
+    after = [ns for ns in received_ns if ns >= healed_ns]
+    return {"first_receipt_after_heal_sec": round((min(after) - healed_ns) / 1e9, 3)} if after \
+        else {}
+
+
 def backlog_at(steps: list[tuple[int, int]], t_ns: int) -> int:
     """The backlog at `t_ns`, of backlog_steps' result."""
     index = bisect.bisect_right(steps, (t_ns, math.inf)) - 1
@@ -475,7 +483,9 @@ def shape_figures(experiment: Experiment, receipts: Receipts,
         if isinstance(cell.rate, tuple):
             m.update(stage_figures(cell.rate, send_ns, first_received, sent_at))
         if experiment.fault_span:
-            m["fault_backlog"] = fault_backlog(send_ns, first_received, *experiment.fault_span)
+            m["fault_backlog"] = {
+                **fault_backlog(send_ns, first_received, *experiment.fault_span),
+                **first_receipt_after(receipts.received_ns, healed_ns=experiment.fault_span[1])}
     if cell.mix:
         m["kinds"] = mix_figures(cell.mix, experiment.sizes, first_received, sent_at)
     if cell.targets:
