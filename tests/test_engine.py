@@ -325,3 +325,20 @@ def test_a_worker_that_exited_on_its_own_is_passed_over_by_the_fleets_stop_and_k
     finally:
         fleet.ensure_stopped()
         run.close()
+
+
+def test_a_worker_error_pushed_out_of_the_log_tail_by_its_message_still_leads_it():
+    """SQLAlchemy follows its error line with the SQL and its parameters: the tail an error row
+    quotes names the error all the same, and a tail that holds it is left as it is."""
+    from queuebench.engine.consumer import log_tail
+
+    log = ("starting\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\n"
+           "[SQL: UPDATE queuebench_messages SET visible_at=?\nFROM queuebench_messages\n"
+           "WHERE queue = ?\nLIMIT ? OFFSET ?) RETURNING id, body]\n[parameters: (1, 2)]\n"
+           "(Background on this error at: https://sqlalche.me/e/21/e3q8)\n")
+    assert log_tail(log, 3) == ("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) "
+                                "database is locked | ... | LIMIT ? OFFSET ?) "
+                                "RETURNING id, body] | [parameters: (1, 2)] | (Background on this "
+                                "error at: https://sqlalche.me/e/21/e3q8)")
+    assert log_tail("a\nValueError: bad\n", 5) == "a | ValueError: bad"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from queuebench.worker.receipts import receipts_file
 # A slow warm shutdown is a result, not a failure: a Celery prefork child waits up to 30 s for
 # its parent to read its last result (billiard's _ensure_messages_consumed), and on celery+sqs
 # about one stop in seven took 31.8 s that way.
+# The line that ends a traceback: "sqlalchemy.exc.OperationalError: (sqlite3...) database is locked"
+ERROR_LINE = re.compile(r"[\w.]+(Error|Exception|Exit|Interrupt)\b[^ ]*: ")
 DEFAULT_STOP_TIMEOUT_SEC = 60.0
 MEMORY_SAMPLE_SEC = 1.0
 # A worker that exited during a fault is started again this long after, as a supervisor would.
@@ -180,8 +183,7 @@ class ConsumerProcess:
     def log_tail(self, lines: int = 5) -> str:
         if not self.log_path.exists():
             return "(no log)"
-        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
-        return " | ".join(tail) or "(empty log)"
+        return log_tail(self.log_path.read_text(errors="replace"), lines) or "(empty log)"
 
     def _forget(self) -> None:
         """The worker is gone and reaped: end its watchdog (before the pipe closes, so that it
@@ -197,6 +199,17 @@ class ConsumerProcess:
         if self._process is None:
             raise RuntimeError("consumer not started")
         return self._process
+
+
+def log_tail(log: str, lines: int) -> str:
+    """The last `lines` lines of a worker's log, joined on one line, led by the error that ended
+    its last traceback when a long message (SQLAlchemy prints the SQL) pushed it out of them."""
+    every = log.strip().splitlines()
+    tail = every[-lines:]
+    starts = [i for i, line in enumerate(every) if line.startswith("Traceback (most recent")]
+    error = next((line for line in every[starts[-1]:] if ERROR_LINE.match(line)), None) \
+        if starts else None
+    return " | ".join(tail if error is None or error in tail else [error, "...", *tail])
 
 
 class ConsumerFleet:
