@@ -84,7 +84,6 @@ class Injector(threading.Thread):
         super().__init__(name=f"inject-{fault.kind}", daemon=True)
         self.make, self.healer, self.note = make, healer, note
         self.reader = LedgerReader(ledger_dir, run_id)
-        self.messages = messages
         self.trigger = max(1, math.ceil(fault.at_received * messages))
         self.for_sec = fault.for_sec
         self.cancelled = threading.Event()

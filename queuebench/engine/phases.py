@@ -207,7 +207,7 @@ def run(experiment: Experiment) -> dict[str, object]:
     m = figures(experiment, outcome=outcome, started=started, produce_sec=produce_sec,
                 consumers_from_ns=consumers_from_ns, startup_sec=startup_sec, stop=stop)
     if injector:
-        m["fault"] = {**fault_figures, **m.pop("fault_backlog", {}),
+        m["fault"] = {**fault_figures, **m.pop("fault_recovery", {}),
                       "consumer_exits": experiment.consumer_exits}
     if broker_durability:
         m["broker_durability"] = broker_durability
@@ -483,7 +483,7 @@ def shape_figures(experiment: Experiment, receipts: Receipts,
         if isinstance(cell.rate, tuple):
             m.update(stage_figures(cell.rate, send_ns, first_received, sent_at))
         if experiment.fault_span:
-            m["fault_backlog"] = {
+            m["fault_recovery"] = {
                 **fault_backlog(send_ns, first_received, *experiment.fault_span),
                 **first_receipt_after(receipts.received_ns, healed_ns=experiment.fault_span[1])}
     if cell.mix:
