@@ -107,6 +107,15 @@ def postgres_round_trip(broker: Service) -> None:
 
 
 @pytest.mark.broker("postgres")
+def test_postgres_takes_a_connection_for_each_of_seed_000s_900_consumers() -> None:
+    import psycopg
+
+    with psycopg.connect(service("postgres").url, connect_timeout=5) as connection:
+        (limit,) = connection.execute("SHOW max_connections").fetchone()
+    assert int(limit) > 900
+
+
+@pytest.mark.broker("postgres")
 def test_postgres_answers_before_and_after_restart_and_stops() -> None:
     """PostgreSQL accepts the queuebench user's password over TCP, stores and returns a
     row, again after a restart, and reports 'stopped' once stopped."""

@@ -108,6 +108,11 @@ class RabbitMQ(Service):
             subprocess.run([epmd, "-kill"], env=self.environment(), capture_output=True)
 
 
+# Seed 000's 900 consumers of the SQL queue claim rows each on a connection of its own, beside
+# the harness's; PostgreSQL's default of 100 refuses the 100th ("too many clients already").
+MAX_CONNECTIONS = 1000
+
+
 class Postgres(Service):
     """An own cluster under self.dir, run as the postgres user (postgres refuses root)."""
 
@@ -156,7 +161,7 @@ class Postgres(Service):
             str(self.bin_dir() / "pg_ctl"), "start", "--wait", "--timeout=60",
             f"--pgdata={self.data_dir}", f"--log={self.log_file}",
             "-o", f"-c listen_addresses={HOST} -c port={self.port} "
-                  f"-c unix_socket_directories={self.dir}",
+                  f"-c unix_socket_directories={self.dir} -c max_connections={MAX_CONNECTIONS}",
         )
         self.create_database()
 
