@@ -42,9 +42,11 @@ def scalability(rate_by_consumers: dict[int, float], **extra) -> list[dict]:
 def test_scalability_table_has_the_seeds_columns_and_its_efficiency_generalised():
     """(T_most / T_fewest) / (N_most / N_fewest): 2,000 -> 3,000 msg/s from 100 to 900
     consumers is 1.5 / 9."""
-    text = render(document(scalability({100: 2000.0, 500: 2500.0, 900: 3000.0})))
-    part = section(text, "Scalability (seed 000)")
+    results = scalability({100: 2000.0, 500: 2500.0, 900: 3000.0})
+    results[2]["measurements"]["duplicates"] = 7  # a visibility timeout ran out under load
+    part = section(render(document(results)), "Scalability (seed 000)")
     rows = table_rows(part.split("Scaling efficiency")[0])
+    assert [r["duplicated"] for r in rows] == ["0", "0", "7"]
     assert [(r["consumers"], r["messages"], r["msg/s"], r["RSS MB per consumer"])
             for r in rows] == [("100", "1,000", "2,000.0", "2.50"), ("500", "5,000", "2,500.0",
                                                                      "2.50"),

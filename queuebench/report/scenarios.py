@@ -122,15 +122,16 @@ def scalability_table(cases: list[Case]) -> str:
         capped = _capped(case)
         asked = capped and capped["asked_concurrency"] * case.config["consumers"]
         consumers = f"{units(case):,} (asked {asked:,})" if capped else shown(units(case))
-        lost = case.values("lost")
+        lost, duplicated = case.values("lost"), case.values("duplicates")
         rows.append((case, [pair_name(case.first), task(case), consumers,
                             shown(case.config["producers"]), shown(case.config["messages"]),
                             cell(case, "consume_throughput"),
                             cell(case, "consumer_startup_sec", 2), latency(case, "p50"),
                             latency(case, "p99"), max(lost) if lost else None,
+                            max(duplicated) if duplicated else None,
                             cell(case, "consumer_rss_mb_per_unit", 2), ended(case)]))
     return table(["pair", "task", "consumers", "producers", "messages", "msg/s", "startup s",
-                  "p50 ms", "p99 ms", "lost", "RSS MB per consumer", "ended by"],
+                  "p50 ms", "p99 ms", "lost", "duplicated", "RSS MB per consumer", "ended by"],
                  collapse_not_applicable(rows))
 
 
