@@ -21,11 +21,11 @@ from queuebench.redact import redact
 from queuebench.worker.handler import ConsumerConfig
 from queuebench.worker.receipts import receipts_file
 
+# The line that ends a traceback: "sqlalchemy.exc.OperationalError: (sqlite3...) database is locked"
+ERROR_LINE = re.compile(r"[\w.]+(Error|Exception|Exit|Interrupt)\b[^ ]*: ")
 # A slow warm shutdown is a result, not a failure: a Celery prefork child waits up to 30 s for
 # its parent to read its last result (billiard's _ensure_messages_consumed), and on celery+sqs
 # about one stop in seven took 31.8 s that way.
-# The line that ends a traceback: "sqlalchemy.exc.OperationalError: (sqlite3...) database is locked"
-ERROR_LINE = re.compile(r"[\w.]+(Error|Exception|Exit|Interrupt)\b[^ ]*: ")
 DEFAULT_STOP_TIMEOUT_SEC = 60.0
 MEMORY_SAMPLE_SEC = 1.0
 # A worker that exited during a fault is started again this long after, as a supervisor would.
