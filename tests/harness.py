@@ -23,12 +23,14 @@ WAIT_SEC = 30.0  # default bound on every wait
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_SEC,
-             poll: float = 0.01) -> None:
-    """Return once `condition()` is true; fail the test if it is not within `timeout` seconds."""
+             poll: float = 0.01, detail: Callable[[], object] | None = None) -> None:
+    """Return once `condition()` is true; fail the test if it is not within `timeout` seconds,
+    saying what `detail()` tells of the state it was left in."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}"
+                        + (f"; {detail()}" if detail else ""))
         time.sleep(poll)
 
 

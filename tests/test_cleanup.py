@@ -14,6 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from queuebench.engine.consumer import ConsumerProcess
-from queuebench.engine.watchdog import session_members
+from queuebench.engine.watchdog import MARK_VARIABLE, session_members
 from queuebench.errors import ConsumerFailed
 from tests.conftest import BLOCKED_CONNECTIONS, BrokerConnectionBlocked
 from tests.harness import wait_for
@@ -44,6 +46,16 @@ def processes_mentioning(text: str) -> list[int]:
         except OSError:
             continue  # it exited while we looked
     return found
+
+
+def command_lines(pids: list[int]) -> list[str]:
+    """What each of `pids` runs, as `ps` shows it (those gone meanwhile left out)."""
+    lines = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                         .decode(errors="replace").strip())
+    return lines
 
 
 @contextlib.contextmanager
@@ -150,6 +162,37 @@ def test_the_watchdog_exits_with_its_session():
         watchdog.wait()
         watchdog.stdin.close()
         watchdog.stdout.close()
+
+
+def test_the_cluster_watchdog_kills_children_that_lost_the_mark(tmp_path):
+    """A marked process whose child's environment no longer shows the mark (Ray's agents
+    rename themselves over it), and which dies first: the child was noted as family while its
+    parent lived, so EOF kills it all the same. Before, only processes showing the mark died."""
+    mark = uuid.uuid4().hex
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(  # the raylet: marked, starts an agent without the mark
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "child = subprocess.Popen(['sleep', '60'], env={}); "
+         f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"],
+        env={**os.environ, MARK_VARIABLE: mark}, start_new_session=True)
+    watchdog = subprocess.Popen([sys.executable, "-m", "queuebench.engine.watchdog", "--marked",
+                                 mark], stdin=subprocess.PIPE)
+    try:
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the child's pid")
+        child = int(pid_file.read_text())
+        time.sleep(1.5)  # the watchdog looks every 0.5 s while the run lives
+        parent.kill()
+        parent.wait()  # the child is init's now, and shows no mark
+        watchdog.stdin.close()
+        assert watchdog.wait(timeout=30) == 0
+        assert not Path(f"/proc/{child}").exists() or \
+            Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    finally:
+        for pid in session_members(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.wait()
+        watchdog.kill()
+        watchdog.wait()
 
 
 class SleepAdapter:

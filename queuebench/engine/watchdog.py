@@ -14,7 +14,11 @@ touches a session the run is handling; it also exits on its own once the session
 `python -m queuebench.engine.watchdog --marked MARK` does the same for a local test cluster
 (cluster/__init__.py), whose processes are not one session: Ray's servers, its workers and the
 consumers they start all carry `QUEUEBENCH_MARK=MARK` in their environment, inherited from the
-run, and at EOF every process carrying it is killed. The run closes the pipe itself once the
+run, and at EOF the family is killed: every process carrying the mark and every descendant of
+one. The mark alone is not enough: Ray's dashboard and runtime-env agents rename themselves
+(setproctitle writes the new title over their environment), so their mark is readable only
+sometimes; they are found as children of the marked raylet, which the watchdog notes while the
+run lives (once the raylet is gone, they are init's). The run closes the pipe itself once the
 cluster is shut down, so that what Ray leaves behind even then goes too.
 """
 
@@ -55,16 +59,31 @@ def session_members(session_id: int) -> list[int]:
     return members
 
 
-def marked_processes(mark: str, spare: set[int]) -> list[int]:
-    """Every process but those in `spare` whose environment holds QUEUEBENCH_MARK=`mark`."""
+def marked_family(mark: str, known: dict[int, str], spare: set[int]) -> dict[int, str]:
+    """Every process but those in `spare` that carries QUEUEBENCH_MARK=`mark`, is one of
+    `known` still, or descends from one of these: pid -> start time (a pid may be reused)."""
     needle = f"{MARK_VARIABLE}={mark}".encode()
-    marked = []
+    started, children = {}, {}
+    family = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) not in spare:
-            with contextlib.suppress(OSError):  # it exited while we looked
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    marked.append(int(entry.name))
-    return marked
+        if not entry.name.isdigit() or int(entry.name) in spare:
+            continue
+        pid = int(entry.name)
+        with contextlib.suppress(OSError, IndexError):  # it exited while we looked
+            # After the command: state, ppid, ...; the start time is the 22nd field.
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            started[pid] = fields[19]
+            children.setdefault(int(fields[1]), []).append(pid)
+            if known.get(pid) == started[pid] or \
+                    needle in (entry / "environ").read_bytes().split(b"\0"):
+                family[pid] = started[pid]
+    parents = list(family)
+    while parents:
+        for child in children.get(parents.pop(), []):
+            if child not in family:
+                family[child] = started[child]
+                parents.append(child)
+    return family
 
 
 def kill_session(session_id: int) -> None:
@@ -94,15 +113,23 @@ def watch(session_id: int, run_gone: int = 0) -> None:
 
 
 def watch_marked(mark: str, run_gone: int = 0) -> None:
-    """At EOF from `run_gone`, kill every process carrying `mark` but this one and the run."""
+    """At EOF from `run_gone`, kill the family of `mark` (see marked_family), spared this
+    process and the run; until then, note its members every POLL_SEC."""
     spare = {os.getpid(), os.getppid()}
-    while os.read(run_gone, 1):
-        pass
-    # A process forked as its parent dies shows the mark only once its exec is through: Ray's
-    # dashboard and runtime-env agents escaped one sweep 1 time in 3. Sweep for a while longer.
+    known: dict[int, str] = {}
+    while not select.select([run_gone], [], [], POLL_SEC)[0] or os.read(run_gone, 1):
+        known = marked_family(mark, known, spare)
+
+    def family() -> list[int]:
+        nonlocal known
+        known = marked_family(mark, known, spare)
+        return list(known)
+
+    # A process forked as its parent died was init's before a sweep saw it: sweep a while
+    # longer (Ray's agents escaped a single sweep 1 time in 3).
     late = time.monotonic() + LATE_SWEEP_SEC
     while time.monotonic() < late:
-        kill_all(lambda: marked_processes(mark, spare))
+        kill_all(family)
         time.sleep(0.2)
 
 
