@@ -7,6 +7,12 @@ With concurrency N it runs N receive loops in threads, each on an adapter instan
 so each has its own clients (a Kafka consumer-group member, an SQS client, a database engine);
 the handler is shared, its receipts one O_APPEND write each. A loop that raises stops the others
 after their message in hand, and the process then fails with its error, as one loop would.
+
+Even one loop runs in a thread: the signal handler sets the loops' `stopping` event, and a handler
+runs in the main thread between two of its bytecodes. Had the main thread been inside
+`stopping.wait()` holding the event's lock, `set()` would wait for that lock forever (1 graceful
+stop in 100 hung so, until it was killed). The main thread only joins the loops, so it never
+holds that lock.
 """
 
 from __future__ import annotations
@@ -35,22 +41,8 @@ def handle(message: bytes) -> None:
 
 
 def run_consumer() -> None:
-    config = consumer_config()
-    if config.concurrency > 1:
-        run_threads(config.concurrency)
-        return
-    adapter = adapters.create(config.pair_url, queue=config.queue, variant=config.variant)
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    try:
-        adapter.consume(handle, stopping)
-    finally:
-        adapter.cleanup()
-
-
-def run_threads(count: int) -> None:
-    """`count` receive loops in threads until SIGTERM or SIGINT; re-raises the first failure."""
+    """`concurrency` receive loops in threads until SIGTERM or SIGINT; re-raises the first
+    failure."""
     config = consumer_config()
     stopping = threading.Event()
     failures: list[BaseException] = []
@@ -65,13 +57,14 @@ def run_threads(count: int) -> None:
             adapter.cleanup()
 
     loops = [adapters.create(config.pair_url, queue=config.queue, variant=config.variant)
-             for _ in range(count)]
+             for _ in range(config.concurrency)]
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     threads = [threading.Thread(target=receive, args=(adapter,), name=f"receive-{index}")
                for index, adapter in enumerate(loops)]
-    print(f"consume: {count} receive loops in threads ({loops[0].concurrency_unit})",
-          file=sys.stderr, flush=True)  # the command line does not show them
+    if len(loops) > 1:
+        print(f"consume: {len(loops)} receive loops in threads ({loops[0].concurrency_unit})",
+              file=sys.stderr, flush=True)  # the command line does not show them
     for thread in threads:
         thread.start()
     for thread in threads:
