@@ -143,6 +143,7 @@ def legacy_settings(args: argparse.Namespace) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from queuebench.engine import runner, workload
+    from queuebench.engine.client_logs import client_logs_in
 
     workloads = tuple(part for name in args.experiments for part in workload.load(
         name, [*legacy_settings(args), *args.set], stops=args.stop))
@@ -178,6 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         folder = RunFolder(Path(args.reports_dir), args.name or default_name,
                            command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
                            manifest=manifest)
+        cleanup.enter_context(client_logs_in(folder.path))
         try:
             results = runner.run_plan(plan, pairs, folder, cluster)
         except BaseException:

@@ -18,6 +18,7 @@ import kafka
 import pytest
 from kafka.errors import MessageSizeTooLargeError
 
+from queuebench.adapters import confluent
 from queuebench.adapters.confluent import MESSAGE_FRAMING_BYTES, ConfluentKafkaAdapter
 from queuebench.adapters.kafka_common import (
     BROKER_MESSAGE_MAX_BYTES,
@@ -26,6 +27,7 @@ from queuebench.adapters.kafka_common import (
     bootstrap_servers,
 )
 from queuebench.adapters.kafka_python import RECORD_BATCH_FRAMING_BYTES, KafkaPythonAdapter
+from queuebench.engine.client_logs import client_logs_in
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.ledger import tally
 from tests.harness import PairRun, wait_for
@@ -118,6 +120,15 @@ def test_kafka_python_refuses_a_record_over_max_request_size_before_sending() ->
     assert adapter.backlog().waiting == 1  # only the one that fits
     assert adapter.size_limit.wire_bytes(largest + 1) > adapter.size_limit.max_bytes
     adapter.cleanup()
+
+
+def test_librdkafka_logs_to_the_runs_clients_log_not_to_stderr(monkeypatch, tmp_path, capfd):
+    """The run's producer gets no broker: librdkafka's "Connect ... failed" goes through
+    Python's logging into clients.log. Before, librdkafka wrote it to the run's stderr itself."""
+    monkeypatch.setattr(confluent, "CONNECT_TIMEOUT_SEC", 1.0)
+    with client_logs_in(tmp_path), pytest.raises(confluent_kafka.KafkaException):
+        confluent.ConfluentProducer("127.0.0.1:1", "never")
+    assert "rdkafka" not in capfd.readouterr().err
 
 
 @pytest.mark.broker("kafka")

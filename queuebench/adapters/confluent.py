@@ -32,6 +32,7 @@ the queue name; `group.protocol` classic (see kafka_common).
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Callable
@@ -57,6 +58,8 @@ FLUSH_TIMEOUT_SEC = 300.0  # librdkafka's message.timeout.ms: no delivery outliv
 QUEUE_FULL_WAIT_SEC = 0.1
 POLLER_TIMEOUT_SEC = 0.05  # how soon the poller thread sees close()
 CONNECT_TIMEOUT_SEC = 30.0
+# librdkafka writes its log to stderr unless handed a logger: the run keeps it in clients.log.
+LIBRDKAFKA = logging.getLogger("librdkafka")
 CONSUMER_KEYS = ("enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store",
                  "auto.offset.reset", "session.timeout.ms", "heartbeat.interval.ms",
                  "max.poll.interval.ms", "group.protocol")
@@ -83,7 +86,7 @@ def consumer_settings(*, auto_commit: bool) -> dict[str, object]:
 class ConfluentProducer:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self._producer = Producer({"bootstrap.servers": bootstrap})
+        self._producer = Producer({"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA})
         # Connected means the topic's leader is known: the first send would wait for it.
         self._producer.list_topics(topic, timeout=CONNECT_TIMEOUT_SEC)
         self._failures: list[KafkaError] = []
