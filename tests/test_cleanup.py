@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from queuebench.engine.consumer import ConsumerProcess
-from queuebench.engine.watchdog import MARK_VARIABLE, session_members
+from queuebench.engine.watchdog import MARK_VARIABLE, marked_family, session_members
 from queuebench.errors import ConsumerFailed
 from tests.conftest import BLOCKED_CONNECTIONS, BrokerConnectionBlocked
 from tests.harness import wait_for
@@ -164,35 +163,56 @@ def test_the_watchdog_exits_with_its_session():
         watchdog.stdout.close()
 
 
-def test_the_cluster_watchdog_kills_children_that_lost_the_mark(tmp_path):
-    """A marked process whose child's environment no longer shows the mark (Ray's agents
-    rename themselves over it), and which dies first: the child was noted as family while its
-    parent lived, so EOF kills it all the same. Before, only processes showing the mark died."""
-    mark = uuid.uuid4().hex
+@contextlib.contextmanager
+def marked_parent_of_unmarked_child(tmp_path: Path, mark: str) -> Iterator[tuple[int, int]]:
+    """A process carrying `mark` (a raylet) whose child's environment does not show it (an
+    agent that renamed itself over it): (parent, child); both killed at the end."""
     pid_file = tmp_path / "child.pid"
-    parent = subprocess.Popen(  # the raylet: marked, starts an agent without the mark
+    parent = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys, time; "
          "child = subprocess.Popen(['sleep', '60'], env={}); "
          f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"],
         env={**os.environ, MARK_VARIABLE: mark}, start_new_session=True)
-    watchdog = subprocess.Popen([sys.executable, "-m", "queuebench.engine.watchdog", "--marked",
-                                 mark], stdin=subprocess.PIPE)
     try:
         wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the child's pid")
-        child = int(pid_file.read_text())
-        time.sleep(1.5)  # the watchdog looks every 0.5 s while the run lives
-        parent.kill()
-        parent.wait()  # the child is init's now, and shows no mark
-        watchdog.stdin.close()
-        assert watchdog.wait(timeout=30) == 0
-        assert not Path(f"/proc/{child}").exists() or \
-            Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+        yield parent.pid, int(pid_file.read_text())
     finally:
-        for pid in session_members(parent.pid):
+        for pid in session_members(parent.pid):  # the child too: it is in the parent's session
             os.kill(pid, signal.SIGKILL)
+        parent.kill()
         parent.wait()
-        watchdog.kill()
-        watchdog.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_cluster_watchdog_kills_the_unmarked_children_of_the_marked(tmp_path):
+    """At EOF the marked process and its child that shows no mark both die. Before, only
+    processes showing the mark did: Ray's agents outlived a SIGKILLed run 1 time in 2."""
+    mark = uuid.uuid4().hex
+    with marked_parent_of_unmarked_child(tmp_path, mark) as (parent, child):
+        watchdog = subprocess.Popen([sys.executable, "-m", "queuebench.engine.watchdog",
+                                     "--marked", mark], stdin=subprocess.PIPE)
+        watchdog.stdin.close()  # the run is gone
+        assert watchdog.wait(timeout=30) == 0
+        assert not alive(parent) and not alive(child)
+
+
+def test_a_child_stays_family_once_its_marked_parent_is_gone(tmp_path):
+    """Ray's shutdown kills a raylet before its agents: an agent then is init's and shows no
+    mark, but was noted as family while its parent lived, so the watchdog still kills it."""
+    mark = uuid.uuid4().hex
+    with marked_parent_of_unmarked_child(tmp_path, mark) as (parent, child):
+        known = marked_family(mark, {}, spare={os.getpid()})
+        assert {parent, child} <= set(known)
+        os.kill(parent, signal.SIGKILL)
+        wait_for(lambda: not alive(parent), "the parent's end")
+        assert set(marked_family(mark, {}, spare={os.getpid()})).isdisjoint({parent, child})
+        assert child in marked_family(mark, known, spare={os.getpid()})
 
 
 class SleepAdapter:

@@ -60,7 +60,7 @@ def session_members(session_id: int) -> list[int]:
 
 
 def marked_family(mark: str, known: dict[int, str], spare: set[int]) -> dict[int, str]:
-    """Every process but those in `spare` that carries QUEUEBENCH_MARK=`mark`, is one of
+    """Every live process but those in `spare` that carries QUEUEBENCH_MARK=`mark`, is one of
     `known` still, or descends from one of these: pid -> start time (a pid may be reused)."""
     needle = f"{MARK_VARIABLE}={mark}".encode()
     started, children = {}, {}
@@ -72,6 +72,8 @@ def marked_family(mark: str, known: dict[int, str], spare: set[int]) -> dict[int
         with contextlib.suppress(OSError, IndexError):  # it exited while we looked
             # After the command: state, ppid, ...; the start time is the 22nd field.
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            if fields[0] == "Z":
+                continue  # dead already, and nobody's parent any more
             started[pid] = fields[19]
             children.setdefault(int(fields[1]), []).append(pid)
             if known.get(pid) == started[pid] or \
