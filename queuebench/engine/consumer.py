@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter
-from queuebench.engine.watchdog import session_members
+from queuebench.engine.watchdog import live_processes, session_members
 from queuebench.errors import ConsumerFailed
 from queuebench.faults.pause import PauseFault
 from queuebench.redact import redact
@@ -39,20 +39,16 @@ def sessions_memory_bytes(session_ids: set[int], *, proportional: bool = False) 
     it: shared pages count in each process), or with `proportional` each shared page split
     between its sharers (PSS: what one more forked child really costs)."""
     total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for entry, fields in live_processes():
+        if int(fields[3]) not in session_ids:
             continue
         try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            # After the command: state, ppid, pgrp, session, ...; rss (pages) is the 22nd.
-            if fields[0] == "Z" or int(fields[3]) not in session_ids:
-                continue
             if proportional:
                 pss = next(line for line in (entry / "smaps_rollup").read_text().splitlines()
                            if line.startswith("Pss:"))
                 total += int(pss.split()[1]) * 1024
             else:
-                total += int(fields[21]) * PAGE_BYTES
+                total += int(fields[21]) * PAGE_BYTES  # rss, in pages
         except OSError:
             continue  # it exited while we looked
     return total

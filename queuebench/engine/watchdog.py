@@ -30,7 +30,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 MARK_VARIABLE = "QUEUEBENCH_MARK"
@@ -39,24 +39,27 @@ KILL_ROUNDS = 50  # a session that forks while being killed is listed and killed
 LATE_SWEEP_SEC = 5.0  # how long a cluster's watchdog keeps killing marked processes
 
 
-def session_members(session_id: int) -> list[int]:
-    """Every live process whose session is `session_id` (the consumer started its own).
+def live_processes() -> Iterator[tuple[Path, list[str]]]:
+    """Each live process's /proc folder and the fields of its stat after the parenthesised
+    command: state, ppid, pgrp, session, ... (the start time is the 20th of them).
 
-    A zombie is left out: it runs nothing and only waits for its parent to reap it.
+    A zombie is left out: it runs nothing, is nobody's parent, and only waits to be reaped.
     """
-    members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue  # it exited while we looked
-        # Fields after the parenthesised command: state, ppid, pgrp, session, ...
-        state, _, _, session = stat.rpartition(")")[2].split()[:4]
-        if state != "Z" and int(session) == session_id:
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            yield entry, fields
+
+
+def session_members(session_id: int) -> list[int]:
+    """Every live process whose session is `session_id` (the consumer started its own)."""
+    return [int(entry.name) for entry, fields in live_processes()
+            if int(fields[3]) == session_id]
 
 
 def marked_family(mark: str, known: dict[int, str], spare: set[int]) -> dict[int, str]:
@@ -65,17 +68,13 @@ def marked_family(mark: str, known: dict[int, str], spare: set[int]) -> dict[int
     needle = f"{MARK_VARIABLE}={mark}".encode()
     started, children = {}, {}
     family = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in spare:
-            continue
+    for entry, fields in live_processes():
         pid = int(entry.name)
-        with contextlib.suppress(OSError, IndexError):  # it exited while we looked
-            # After the command: state, ppid, ...; the start time is the 22nd field.
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            if fields[0] == "Z":
-                continue  # dead already, and nobody's parent any more
-            started[pid] = fields[19]
-            children.setdefault(int(fields[1]), []).append(pid)
+        if pid in spare:
+            continue
+        started[pid] = fields[19]
+        children.setdefault(int(fields[1]), []).append(pid)
+        with contextlib.suppress(OSError):  # it exited while we looked
             if known.get(pid) == started[pid] or \
                     needle in (entry / "environ").read_bytes().split(b"\0"):
                 family[pid] = started[pid]
