@@ -301,6 +301,32 @@ def test_kafka_members_in_threads_share_one_partition(scheme, tmp_path):
     assert (starts[-1] - starts[0]) / 1e9 >= 9 * 0.1 * 0.9  # one at a time
 
 
+@pytest.mark.broker("kafka")
+@pytest.mark.parametrize("scheme", ["kafka-python+kafka", "confluent-kafka+kafka"])
+def test_a_kafka_group_is_settled_only_with_every_member_in_and_every_partition_held(
+        scheme, tmp_path):
+    """3 members in threads on a topic of 3 partitions: not settled before they join, settled
+    once each holds one, and never settled for a count of members that is not there."""
+    adapter = adapters.create(scheme, queue=queue_name())
+    adapter.partitions = 3
+    adapter.prepare()
+    run = ConcurrentRun(adapter, tmp_path / "run", work_ms=0, concurrency=3)
+    try:
+        assert not adapter.group_settled(3)  # no member yet
+        run.consumer.start()
+        wait_for(lambda: adapter.group_settled(3),
+                 f"3 members holding 3 partitions; log: {run.consumer.log_tail()}", timeout=90,
+                 poll=0.5)
+        assert not adapter.group_settled(4)
+        members = adapter.admin.describe_groups([adapter.group_id])[adapter.group_id]["members"]
+        assert sorted(len(m["member_assignment"]["assigned_partitions"][0]["partitions"])
+                      for m in members) == [1, 1, 1]
+        run.consumer.stop(timeout=30)
+    finally:
+        run.close()
+        adapter.cleanup()
+
+
 @pytest.mark.broker("redis")
 def test_rq_workers_stop_warm_together(tmp_path):
     """SIGTERM to the consumer reaches its 4 `rq worker` processes: each finishes the job in

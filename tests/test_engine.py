@@ -206,6 +206,31 @@ def test_each_consumer_proves_ready_and_the_repeat_keeps_its_timeline_and_host_l
     assert m["series"]["backlog"][-1] == 0
 
 
+def test_the_first_message_waits_until_the_consumer_group_settled(tmp_path, monkeypatch):
+    """Where the broker hands each member a share of the queue (a Kafka group), a member that
+    proved ready may still lose its share while others join: producing waits until the group
+    settled, with every unit of every process a member, and startup counts until then."""
+    from queuebench.adapters.stub import StubAdapter
+    from tests.test_stub import engine_run
+
+    asked = []
+
+    def settles_on_the_fourth_look(self, members: int) -> bool:
+        asked.append(members)
+        return len(asked) >= 4
+
+    monkeypatch.setattr(StubAdapter, "group_settled", settles_on_the_fourth_look)
+    _, m = engine_run(tmp_path, Workload(messages=10, consumers={"processes": 2,
+                                                                 "concurrency": 2}))
+    assert set(asked) == {4}
+    events = {e["event"]: e["t"] for e in m["timeline"]}
+    assert list(events)[:4] == ["first consumer ready", "2 of 2 consumers ready",
+                                "consumer group settled: 4 members", "producing"]
+    waited = events["consumer group settled: 4 members"] - events["2 of 2 consumers ready"]
+    assert waited >= 2 * phases.GROUP_POLL_SEC * 0.9  # two looks apart after the first
+    assert m["consumer_startup_sec"] >= waited and m["successful"] == 10
+
+
 def test_per_second_series_counts_each_message_once_from_its_intended_send():
     """Two messages meant at 0.2 s, received at 0.5 s and 1.5 s (one twice): one waits a second."""
     from queuebench.engine.ledger import Receipt, Receipts

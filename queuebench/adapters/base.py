@@ -255,6 +255,13 @@ class Adapter(ABC):
         """
         raise NotImplementedError(f"{self.scheme} consumes through its own worker program")
 
+    def group_settled(self, members: int) -> bool:
+        """Whether the broker has handed a share of the queue to each of `members` consumers:
+        a Kafka group is stable with every partition assigned. Where the broker hands out work
+        message by message there is no share to wait for, and a consumer that processed one is
+        ready."""
+        return True
+
     @abstractmethod
     def backlog(self) -> Backlog | None:
         """What the broker still holds for `self.queue`, or None where it cannot tell."""

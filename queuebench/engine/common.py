@@ -124,14 +124,15 @@ class Experiment:
         self.ledger.poll()
         return self.ledger.distinct
 
-    def wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], deadline: float,
+                 every_sec: float = POLL_SEC) -> bool:
         """Poll until `predicate` holds; False if the deadline passed first."""
         while not predicate():
             self.watch_consumers()
             self.progress(self.distinct_received())
             if time.monotonic() > deadline:
                 return False
-            time.sleep(POLL_SEC)
+            time.sleep(every_sec)
         return True
 
     def wait_settled(self, deadline: float) -> str:

@@ -48,6 +48,8 @@ from queuebench.worker.envelope import wrap
 
 READY_GRACE_SEC = 5.0  # after the first consumer proved ready, how long the others may take
 READY_ROUND_SEC = 0.2  # how often more warm-up messages go out while some wait for theirs
+# A group's description lists every member: asked twice a second, not twenty times.
+GROUP_POLL_SEC = 0.5
 MID_TASK_POLL_SEC = 0.001
 # A consumer that starts no task for this long is idle, not between two tasks: stop it as it is.
 MID_TASK_GIVE_UP_SEC = 2.0
@@ -75,7 +77,8 @@ def sleep_until_mid_task(ledger: LedgerReader, work_ms: float) -> bool:
 
 def warm_up(experiment: Experiment, deadline: float) -> float:
     """Start the consumers and wait until each proved ready by processing a warm-up message of
-    another run id; return the seconds until the first did.
+    another run id, and until the broker handed each its share of the queue (a Kafka group
+    settled); return the seconds until then: seed 000's barrier.
 
     One warm-up message per consumer process, and more while some wait for theirs (one may take
     several): a process whose receipts file holds one is ready. Where some never get one (one
@@ -114,6 +117,15 @@ def warm_up(experiment: Experiment, deadline: float) -> float:
         producer.close()
     experiment.consumers_ready = len(ready())
     experiment.note(f"{experiment.consumers_ready} of {len(sessions)} consumers ready")
+    members = experiment.cell.processes * experiment.cell.concurrency
+    if not experiment.adapter.group_settled(members):
+        if not experiment.wait_for(lambda: experiment.adapter.group_settled(members), deadline,
+                                   every_sec=GROUP_POLL_SEC):
+            raise ConsumerFailed(
+                f"the consumer group of {members} members did not settle (every member in, "
+                f"every partition assigned) within {experiment.config.deadline_sec:.0f} s")
+        startup_sec = time.monotonic() - started
+        experiment.note(f"consumer group settled: {members} members")
     return startup_sec
 
 
@@ -165,6 +177,7 @@ def run(experiment: Experiment) -> dict[str, object]:
         experiment.adapter.prepare()
         if cell.start == "before":
             startup_sec = warm_up(experiment, deadline)
+            deadline += startup_sec  # as the seed's barrier: the pair's clock starts after it
         if cell.fault:
             injector = start_injector(experiment, healer)
         experiment.note("producing")
