@@ -181,6 +181,22 @@ def test_seed_figures_stand_beside_ours_where_the_seed_has_them():
     assert "other" not in seed
 
 
+def test_a_case_measured_again_stands_as_the_newest_part_measured_it():
+    """Two parts measured the same case (the later one after a fix): the merge keeps only the
+    later part's repeats, in whatever order the parts come, and every other case of both."""
+    def part(started_at: str, **rates: float) -> dict:
+        return {**document([result(config("throughput", pair), m=measurements(consume=rate))
+                            for pair, rate in rates.items()]),
+                "run": {"name": started_at, "command": "c", "started_at": started_at,
+                        "finished_at": started_at, "complete": True}}
+
+    old, new = part("2026-12-01T10:00", p=5.0, q=7.0), part("2026-12-02T10:00", p=9.0, r=3.0)
+    for parts in ([old, new], [new, old]):
+        merged = merge_runs(parts, "both")["results"]
+        assert sorted((r["config"]["pair"], r["measurements"]["consume_throughput"])
+                      for r in merged) == [("p", 9.0), ("q", 7.0), ("r", 3.0)]
+
+
 def test_merge_keeps_every_result_and_is_complete_only_if_every_run_was(tmp_path):
     """Merged runs hold all results, union the size table, and stay INCOMPLETE if one part is."""
     first = RunFolder(tmp_path, "a", command="qa", manifest={"host": "h", "commit": "c1"})

@@ -153,11 +153,19 @@ class RunFolder:
         os.replace(tmp, latest)
 
 
-def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
-    """One results document holding every result of `documents`, for a comparison report.
+def case_key(result: dict) -> str:
+    """A case is a config without its repeat."""
+    return json.dumps({k: v for k, v in result["config"].items() if k != "repeat"},
+                      sort_keys=True)
 
-    The environment is the first run's, with every part's commit; the merged run is complete
-    only if every part was.
+
+def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
+    """One results document holding the results of `documents`, for a comparison report.
+
+    A case that more than one part measured stands as the newest part measured it (a case is
+    run again because the engine measured it wrong, or the machine was busy): mixing its
+    repeats would pass the old figures off as the new. The environment is the first run's,
+    with every part's commit; the merged run is complete only if every part was.
     """
     sizes: dict[tuple[int, str], dict] = {}
     for document in documents:
@@ -165,6 +173,11 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
             merged = sizes.setdefault((row["records"], row["format"]), {**row, "pairs": {}})
             merged["pairs"].update(row["pairs"])
     runs = [document["run"] for document in documents]
+    measured_by: dict[str, str] = {}  # case -> when the newest part measuring it started
+    for document in documents:
+        for result in document["results"]:
+            key = case_key(result)
+            measured_by[key] = max(measured_by.get(key, ""), document["run"]["started_at"])
     environment = dict(documents[0]["environment"])
     part_commits = [document["environment"].get("commit") for document in documents]
     if commits := [commit for commit in dict.fromkeys(part_commits) if commit]:
@@ -179,7 +192,8 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
         "environment": environment,
         "ceilings": documents[0].get("ceilings", []),
         "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
-        "results": [result for document in documents for result in document["results"]],
+        "results": [result for document in documents for result in document["results"]
+                    if measured_by[case_key(result)] == document["run"]["started_at"]],
     }
 
 

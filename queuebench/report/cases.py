@@ -8,7 +8,6 @@ verdict on losses counts every repeat. A figure that was not measured is "n/a", 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from statistics import median
 
 from queuebench.ceilings import Ceiling, nearest
 from queuebench.engine.metrics import merged_latency_ms
+from queuebench.engine.results import case_key
 from queuebench.worker.envelope import HEADER
 
 NA = "n/a"
@@ -57,12 +57,6 @@ def complete_rows(results: list[dict], scenario: str) -> list[dict]:
 
 def repeat_of(result: dict) -> int:
     return result["config"].get("repeat") or 0  # files of schema 1 lack it: run once
-
-
-def case_key(result: dict) -> str:
-    """A case is a config without its repeat."""
-    return json.dumps({k: v for k, v in result["config"].items() if k != "repeat"},
-                      sort_keys=True)
 
 
 def repeated_cases(results: list[dict]) -> set[str]:
