@@ -67,6 +67,7 @@ class Experiment:
         self.started = time.monotonic()
         self.timeline: list[dict[str, object]] = []  # what happened when, for the results
         self.consumers_ready: int | None = None  # consumer processes that proved ready
+        self.consumer_pss_bytes = 0  # the consumers' proportional memory once the work was done
         self.produced: Produced | None = None  # what produce() sent and had acknowledged
         self.producer_nodes: list[int] | None = None  # each producer process's node; None: here
         self.consumer_exits = 0  # workers that exited during a fault and were started again

@@ -129,9 +129,11 @@ def scalability_table(cases: list[Case]) -> str:
                             cell(case, "consumer_startup_sec", 2), latency(case, "p50"),
                             latency(case, "p99"), max(lost) if lost else None,
                             max(duplicated) if duplicated else None,
-                            cell(case, "consumer_rss_mb_per_unit", 2), ended(case)]))
+                            cell(case, "consumer_rss_mb_per_unit", 2),
+                            cell(case, "consumer_pss_mb_per_unit", 2), ended(case)]))
     return table(["pair", "task", "consumers", "producers", "messages", "msg/s", "startup s",
-                  "p50 ms", "p99 ms", "lost", "duplicated", "RSS MB per consumer", "ended by"],
+                  "p50 ms", "p99 ms", "lost", "duplicated", "RSS MB per consumer",
+                  "PSS MB per consumer", "ended by"],
                  collapse_not_applicable(rows))
 
 
@@ -256,9 +258,12 @@ def seed_scalability_table(cases: list[Case]) -> str:
 def scalability_section(cases: list[Case], ceilings: Sequence[Ceiling] = ()) -> list[str]:
     capped = [f"- {pair_name(c.first)}: {_capped(c)['reason']}" for c in cases if _capped(c)]
     saturated = saturation_lines(cases, ceilings)
-    return ["Consumers ready before the first message; a consumer is the pair's own unit "
-            "(threads, pool children, group members: see the settings table). RSS is the peak "
-            "of the consumers' process trees over the consumers.", "",
+    return ["Consumers ready before the first message (a Kafka group: stable, every member "
+            "holding its partitions); a consumer is the pair's own unit (threads, pool "
+            "children, group members: see the settings table). RSS is the peak of the "
+            "consumers' process trees over the consumers, as `ps` counts it: a page forked "
+            "children share counts in each. PSS, taken once the work was done, splits each "
+            "shared page between its sharers: what one more consumer really costs.", "",
             scalability_table(cases), "", *([*capped, ""] if capped else []),
             "Scaling efficiency, seed 000's (T_900 / T_100) / 9 between a pair's fewest and "
             "most consumers, (T_most / T_fewest) / (N_most / N_fewest), 100% linear:", "",
