@@ -312,12 +312,14 @@ def test_a_kafka_group_is_settled_only_with_every_member_in_and_every_partition_
     adapter.prepare()
     run = ConcurrentRun(adapter, tmp_path / "run", work_ms=0, concurrency=3)
     try:
-        assert not adapter.group_settled(3)  # no member yet
+        assert adapter.unsettled_group(3) == ("group Dead, 0 of 3 members in, "
+                                              "0 of 3 partitions held")  # none yet
         run.consumer.start()
-        wait_for(lambda: adapter.group_settled(3),
+        wait_for(lambda: adapter.unsettled_group(3) is None,
                  f"3 members holding 3 partitions; log: {run.consumer.log_tail()}", timeout=90,
                  poll=0.5)
-        assert not adapter.group_settled(4)
+        assert adapter.unsettled_group(4) == ("group Stable, 3 of 4 members in, "
+                                              "3 of 3 partitions held")
         members = adapter.admin.describe_groups([adapter.group_id])[adapter.group_id]["members"]
         assert sorted(len(m["member_assignment"]["assigned_partitions"][0]["partitions"])
                       for m in members) == [1, 1, 1]

@@ -215,11 +215,11 @@ def test_the_first_message_waits_until_the_consumer_group_settled(tmp_path, monk
 
     asked = []
 
-    def settles_on_the_fourth_look(self, members: int) -> bool:
+    def settles_on_the_fourth_look(self, members: int) -> str | None:
         asked.append(members)
-        return len(asked) >= 4
+        return None if len(asked) >= 4 else "rebalancing"
 
-    monkeypatch.setattr(StubAdapter, "group_settled", settles_on_the_fourth_look)
+    monkeypatch.setattr(StubAdapter, "unsettled_group", settles_on_the_fourth_look)
     _, m = engine_run(tmp_path, Workload(messages=10, consumers={"processes": 2,
                                                                  "concurrency": 2}))
     assert set(asked) == {4}

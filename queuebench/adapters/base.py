@@ -255,12 +255,12 @@ class Adapter(ABC):
         """
         raise NotImplementedError(f"{self.scheme} consumes through its own worker program")
 
-    def group_settled(self, members: int) -> bool:
-        """Whether the broker has handed a share of the queue to each of `members` consumers:
-        a Kafka group is stable with every partition assigned. Where the broker hands out work
-        message by message there is no share to wait for, and a consumer that processed one is
-        ready."""
-        return True
+    def unsettled_group(self, members: int) -> str | None:
+        """What keeps the broker from having handed a share of the queue to each of `members`
+        consumers (a Kafka group not yet stable with every partition assigned), in words; None
+        once it has. Where the broker hands out work message by message there is no share to
+        wait for, and a consumer that processed one is ready."""
+        return None
 
     @abstractmethod
     def backlog(self) -> Backlog | None:

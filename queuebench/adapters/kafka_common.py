@@ -167,18 +167,20 @@ class KafkaPairBase(Adapter):
         recreate_topic(self.admin, self.queue, self.group_id, PREPARE_TIMEOUT_SEC,
                        self.partitions)
 
-    def group_settled(self, members: int) -> bool:
-        """The group is stable with `members` members and every partition assigned. Until then
-        a member that took a warm-up message may still lose its partition to one joining: a
-        group of 500 rebalances for a minute or more after its first member is ready."""
+    def unsettled_group(self, members: int) -> str | None:
+        """None once the group is stable with `members` members and every partition assigned.
+        Until then a member that took a warm-up message may still lose its partition to one
+        joining: a large group rebalances for minutes after its first member is ready."""
         group = self.admin.describe_groups([self.group_id])[self.group_id]
-        assignments = [m["member_assignment"] for m in group["members"]]
-        if group["group_state"] != "Stable" or len(assignments) != members \
-                or not all(isinstance(a, dict) for a in assignments):  # b"": none yet
-            return False
-        assigned = {p for a in assignments for topic in a["assigned_partitions"]
-                    for p in topic["partitions"]}
-        return assigned == set(range(self.partitions))
+        # A member's assignment is b"" until the group synced; an empty one holds nothing.
+        held = {p for m in group["members"] if isinstance(m["member_assignment"], dict)
+                for topic in m["member_assignment"]["assigned_partitions"]
+                for p in topic["partitions"]}
+        if group["group_state"] == "Stable" and len(group["members"]) == members \
+                and held == set(range(self.partitions)):
+            return None
+        return (f"group {group['group_state']}, {len(group['members'])} of {members} members "
+                f"in, {len(held)} of {self.partitions} partitions held")
 
     def backlog(self) -> Backlog:
         """Messages past the group's committed offsets (or, where it committed nothing, past

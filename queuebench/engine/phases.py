@@ -119,12 +119,15 @@ def warm_up(experiment: Experiment, deadline: float) -> float:
     experiment.consumers_ready = len(ready())
     experiment.note(f"{experiment.consumers_ready} of {len(sessions)} consumers ready")
     members = experiment.cell.processes * experiment.cell.concurrency
-    if not experiment.adapter.group_settled(members):
-        if not experiment.wait_for(lambda: experiment.adapter.group_settled(members), deadline,
-                                   every_sec=GROUP_POLL_SEC):
-            raise ConsumerFailed(
-                f"the consumer group of {members} members did not settle (every member in, "
-                f"every partition assigned) within {experiment.config.deadline_sec:.0f} s")
+    if unsettled := experiment.adapter.unsettled_group(members):
+        def settled() -> bool:
+            nonlocal unsettled
+            unsettled = experiment.adapter.unsettled_group(members)
+            return unsettled is None
+
+        if not experiment.wait_for(settled, deadline, every_sec=GROUP_POLL_SEC):
+            raise ConsumerFailed(f"the consumer group of {members} members did not settle "
+                                 f"within {experiment.config.deadline_sec:.0f} s: {unsettled}")
         startup_sec = time.monotonic() - started
         experiment.note(f"consumer group settled: {members} members")
     return startup_sec
