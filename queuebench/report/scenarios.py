@@ -116,6 +116,13 @@ def _capped(case: Case) -> dict | None:
     return case.first["measurements"].get("capped")
 
 
+def pss_cell(case: Case) -> object:
+    """PSS per consumer; "not taken" by a run from before queuebench took it (no key at all)."""
+    if any("consumer_pss_mb_per_unit" in r["measurements"] for r in case.basis):
+        return cell(case, "consumer_pss_mb_per_unit", 2)
+    return "not taken"
+
+
 def scalability_table(cases: list[Case]) -> str:
     rows = []
     for case in cases:
@@ -130,7 +137,7 @@ def scalability_table(cases: list[Case]) -> str:
                             latency(case, "p99"), max(lost) if lost else None,
                             max(duplicated) if duplicated else None,
                             cell(case, "consumer_rss_mb_per_unit", 2),
-                            cell(case, "consumer_pss_mb_per_unit", 2), ended(case)]))
+                            pss_cell(case), ended(case)]))
     return table(["pair", "task", "consumers", "producers", "messages", "msg/s", "startup s",
                   "p50 ms", "p99 ms", "lost", "duplicated", "RSS MB per consumer",
                   "PSS MB per consumer", "ended by"],
