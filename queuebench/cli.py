@@ -144,6 +144,7 @@ def legacy_settings(args: argparse.Namespace) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from queuebench.engine import runner, workload
     from queuebench.engine.client_logs import client_logs_in
+    from queuebench.engine.common import Interrupt
 
     workloads = tuple(part for name in args.experiments for part in workload.load(
         name, [*legacy_settings(args), *args.set], stops=args.stop))
@@ -152,9 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                        reachable_only=args.reachable_only)
     # `kill`, `timeout` and CI runners send SIGTERM, a closed terminal SIGHUP: end the run as
     # Ctrl-C does, through the experiments' cleanup, so that no consumer outlives it.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, Interrupt.handle)
+    signal.signal(signal.SIGTERM, Interrupt.handle)
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # `nohup queuebench run` goes on
-        signal.signal(signal.SIGHUP, signal.default_int_handler)
+        signal.signal(signal.SIGHUP, Interrupt.handle)
     # Everything that can be wrong with the request fails here, before a run folder exists.
     pairs = runner.resolve_pairs(plan)
     runner.check_stock_db(plan)

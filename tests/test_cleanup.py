@@ -301,3 +301,47 @@ def test_the_guard_fails_a_test_even_when_the_refusal_is_swallowed(pytester):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_swallows*not marked broker*6379*"])
+
+
+# `queuebench run` over the stub pair whose prepare() is a library that catches the
+# KeyboardInterrupt raised while the run is inside it (it notes when it is, then sleeps).
+SWALLOWING_RUN = """
+import sys, time
+from pathlib import Path
+from queuebench import cli
+from queuebench.adapters.stub import StubAdapter
+
+marker = Path(sys.argv[1])
+honest = StubAdapter.prepare
+
+def prepare(self):
+    marker.touch()
+    try:
+        time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+    honest(self)
+
+StubAdapter.prepare = prepare
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_a_sigterm_a_library_swallowed_still_ends_the_run(tmp_path):
+    """The SIGTERM lands inside a library call that catches the KeyboardInterrupt; the run
+    ends at its next wait all the same, as interrupted, instead of going on through its six
+    repeats (it went on before)."""
+    marker = tmp_path / "preparing"
+    run = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING_RUN, str(marker), "run", "throughput", "--pair",
+         f"stub+dir:///{tmp_path / 'queues'}", "--reports-dir", str(tmp_path),
+         "--set", "messages=10", "--set", "repeats=6"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(marker.exists, "the run to be inside prepare()", timeout=60, poll=0.01)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=8) == 130, run.stderr.read()
+        assert run.stderr.read().splitlines()[-1] == "queuebench: interrupted"
+    finally:
+        run.kill()
+        run.wait()

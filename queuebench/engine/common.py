@@ -31,6 +31,25 @@ BACKLOG_CHECK_EVERY_SEC = 1.0
 DEFAULT_IDLE_SEC = 5.0
 
 
+class Interrupt:
+    """`queuebench run`'s handler of SIGTERM, SIGHUP and Ctrl-C: it raises KeyboardInterrupt,
+    as Python's own does, and remembers it. A client library running its event loop in our
+    thread can catch what a handler raised (a Kafka run once went on after its SIGTERM and
+    started the next case), so every wait of the engine raises it again."""
+
+    received = False  # a plain flag: a lock taken in a signal handler can deadlock
+
+    @classmethod
+    def handle(cls, signum: int, frame: object) -> None:
+        cls.received = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.received:
+            raise KeyboardInterrupt
+
+
 @dataclass
 class Experiment:
     """One repeat of one case on one adapter: the records it sends, its ledger and consumers."""
@@ -129,6 +148,7 @@ class Experiment:
                  every_sec: float = POLL_SEC) -> bool:
         """Poll until `predicate` holds; False if the deadline passed first."""
         while not predicate():
+            Interrupt.check()
             self.watch_consumers()
             self.progress(self.distinct_received())
             if time.monotonic() > deadline:
@@ -146,6 +166,7 @@ class Experiment:
         expected = self.cell.messages
         last_count, last_change, last_backlog_check = -1, time.monotonic(), 0.0
         while True:
+            Interrupt.check()
             self.watch_consumers()
             count = len(self.ledger.poll())
             now = time.monotonic()

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from queuebench import adapters
 from queuebench.adapters.base import Adapter
 from queuebench.engine import injector, phases
-from queuebench.engine.common import Experiment
+from queuebench.engine.common import Experiment, Interrupt
 from queuebench.engine.environment import available_memory_bytes, library_version
 from queuebench.engine.producers import error_text, has_async_send
 from queuebench.engine.results import ExperimentConfig, Result, RunFolder
@@ -424,6 +424,7 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
                 cls = adapters.adapter_class(entry)
                 for variant in plan.variants or tuple(v.name for v in cls.variants):
                     for each in durability_cells(cell, entry):
+                        Interrupt.check()  # in case a library caught the KeyboardInterrupt
                         state.run(each, entry, url, variant, repeat)
     return state.results
 
