@@ -153,10 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                        reachable_only=args.reachable_only)
     # `kill`, `timeout` and CI runners send SIGTERM, a closed terminal SIGHUP: end the run as
     # Ctrl-C does, through the experiments' cleanup, so that no consumer outlives it.
-    signal.signal(signal.SIGINT, Interrupt.handle)
     signal.signal(signal.SIGTERM, Interrupt.handle)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # `nohup queuebench run` goes on
-        signal.signal(signal.SIGHUP, Interrupt.handle)
+    for ignorable in (signal.SIGINT, signal.SIGHUP):  # `nohup queuebench run &` goes on
+        if signal.getsignal(ignorable) is not signal.SIG_IGN:
+            signal.signal(ignorable, Interrupt.handle)
     # Everything that can be wrong with the request fails here, before a run folder exists.
     pairs = runner.resolve_pairs(plan)
     runner.check_stock_db(plan)

@@ -58,11 +58,13 @@ def test_scalability_table_has_the_seeds_columns_and_its_efficiency_generalised(
 def test_pss_per_consumer_stands_beside_rss_and_a_run_that_never_took_it_says_so():
     """A run taking PSS shows it; one from before queuebench took it says "not taken", never a
     "n/a" that would read as a pair for which memory means nothing."""
-    results = scalability({100: 2000.0}, consumer_pss_mb_per_unit=0.8) + scalability({900: 1.0})
+    results = scalability({100: 2000.0}, consumer_pss_mb_per_unit=0.8) + scalability(
+        {500: 1.0, 900: 1.0})
+    results[2].update(status="error", error="the consumer group did not settle")
     rows = table_rows(section(render(document(results)), "Scalability (seed 000)")
                       .split("Scaling efficiency")[0])
     assert [(r["RSS MB per consumer"], r["PSS MB per consumer"]) for r in rows] == [
-        ("2.50", "0.80"), ("2.50", "not taken")]
+        ("2.50", "0.80"), ("2.50", "not taken"), ("n/a", "n/a")]  # an error row measured none
 
 
 def test_an_efficiency_from_a_row_cut_short_is_no_verdict():

@@ -118,7 +118,8 @@ def _capped(case: Case) -> dict | None:
 
 def pss_cell(case: Case) -> object:
     """PSS per consumer; "not taken" by a run from before queuebench took it (no key at all)."""
-    if any("consumer_pss_mb_per_unit" in r["measurements"] for r in case.basis):
+    measured = [r["measurements"] for r in case.basis]
+    if not measured or any("consumer_pss_mb_per_unit" in m for m in measured):
         return cell(case, "consumer_pss_mb_per_unit", 2)
     return "not taken"
 
