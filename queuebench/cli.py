@@ -144,7 +144,7 @@ def legacy_settings(args: argparse.Namespace) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     from queuebench.engine import runner, workload
     from queuebench.engine.client_logs import client_logs_in
-    from queuebench.engine.common import Interrupt
+    from queuebench.engine.interrupt import Interrupt
 
     workloads = tuple(part for name in args.experiments for part in workload.load(
         name, [*legacy_settings(args), *args.set], stops=args.stop))

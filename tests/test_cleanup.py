@@ -303,6 +303,38 @@ def test_the_guard_fails_a_test_even_when_the_refusal_is_swallowed(pytester):
     result.stdout.fnmatch_lines(["*test_swallows*not marked broker*6379*"])
 
 
+def test_a_sigterm_while_a_consumer_starts_is_raised_once_the_run_knows_the_consumer(
+        tmp_path, monkeypatch):
+    """The SIGTERM lands inside subprocess.Popen, after the fork (as it did when the test
+    below sent it on seeing the consumer): raised there, it left a consumer the run never knew,
+    alive long after the run. Now it is raised once the consumer and its watchdog are known, so
+    the cleanup stops them."""
+    from queuebench.engine import consumer as consumer_module
+    from queuebench.engine.interrupt import Interrupt
+
+    real_popen = subprocess.Popen
+
+    def popen_interrupted_after_the_fork(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before Popen would have returned
+        return process
+
+    monkeypatch.setattr(consumer_module.subprocess, "Popen", popen_interrupted_after_the_fork)
+    previous = signal.signal(signal.SIGTERM, Interrupt.handle)
+    consumer = ConsumerProcess(SleepAdapter(), ledger_dir=tmp_path / "ledger", work_ms=0,
+                               log_path=tmp_path / "consumer.log")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            consumer.start()
+        assert consumer.running  # known to the run, so its cleanup reaches it
+        consumer.ensure_stopped()
+        assert processes_mentioning(str(tmp_path)) == []
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        Interrupt.received = False  # this process goes on to run other tests
+        consumer.ensure_stopped()
+
+
 # `queuebench run` over the stub pair whose prepare() is a library that catches the
 # KeyboardInterrupt raised while the run is inside it (it notes when it is, then sleeps).
 SWALLOWING_RUN = """

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from queuebench.adapters.base import Adapter, Backlog
 from queuebench.engine.consumer import REVIVE_AFTER_SEC, ConsumerFleet
+from queuebench.engine.interrupt import Interrupt
 from queuebench.engine.ledger import LedgerReader, Receipts, Tally, tally
 from queuebench.engine.metrics import latency_summary_and_histogram, rate
 from queuebench.engine.producers import Produced, Sending
@@ -29,25 +30,6 @@ POLL_SEC = 0.05
 BACKLOG_CHECK_EVERY_SEC = 1.0
 # With every message received, or the broker holding nothing more, this much quiet ends the wait.
 DEFAULT_IDLE_SEC = 5.0
-
-
-class Interrupt:
-    """`queuebench run`'s handler of SIGTERM, SIGHUP and Ctrl-C: it raises KeyboardInterrupt,
-    as Python's own does, and remembers it. A client library running its event loop in our
-    thread can catch what a handler raised (a Kafka run once went on after its SIGTERM and
-    started the next case), so every wait of the engine raises it again."""
-
-    received = False  # a plain flag: a lock taken in a signal handler can deadlock
-
-    @classmethod
-    def handle(cls, signum: int, frame: object) -> None:
-        cls.received = True
-        raise KeyboardInterrupt
-
-    @classmethod
-    def check(cls) -> None:
-        if cls.received:
-            raise KeyboardInterrupt
 
 
 @dataclass

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from queuebench.adapters.base import Adapter
+from queuebench.engine.interrupt import Interrupt
 from queuebench.engine.watchdog import live_processes, session_members
 from queuebench.errors import ConsumerFailed
 from queuebench.faults.pause import PauseFault
@@ -78,7 +79,8 @@ class ConsumerProcess:
             raise RuntimeError("consumer already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = self.adapter.consumer_argv(self.config.concurrency)  # in the pair's own unit
-        with self.log_path.open("ab") as log:
+        # Interrupted in here, the run would not know the worker it started, nor stop it.
+        with self.log_path.open("ab") as log, Interrupt.deferred():
             shown = redact(" ".join(argv))  # no password in the log
             log.write(f"--- start {self.starts + 1}: {shown}\n".encode())
             log.flush()

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from queuebench import adapters
 from queuebench.adapters.base import Adapter
 from queuebench.engine import injector, phases
-from queuebench.engine.common import Experiment, Interrupt
+from queuebench.engine.common import Experiment
 from queuebench.engine.environment import available_memory_bytes, library_version
+from queuebench.engine.interrupt import Interrupt
 from queuebench.engine.producers import error_text, has_async_send
 from queuebench.engine.results import ExperimentConfig, Result, RunFolder
 from queuebench.engine.workload import (
