@@ -6,8 +6,11 @@ import pytest
 
 from queuebench.report import write_report
 from tests.test_report import config, document, measurements, repeats, result, timed
+from tests.test_report_scenarios import scenario
 
 pytest.importorskip("matplotlib", reason="the charts extra: pip install 'queuebench[charts]'")
+
+from queuebench.report.charts import _scalability  # after the skip: it imports matplotlib
 
 
 def test_each_chart_is_a_png_in_the_run_folder_linked_from_the_report(tmp_path):
@@ -34,3 +37,19 @@ def test_a_run_without_figures_to_chart_draws_nothing(tmp_path):
         result(config("throughput", "broken"), status="error", error="died")]))
     assert "No figure to chart." in text
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_a_scenario_chart_gives_each_pair_a_colour_and_each_task_a_line_style():
+    """Twenty pairs by two tasks in one colour cycle of ten told no line from another; and
+    p99s from milliseconds to minutes need a log axis to be read at all."""
+    results = [result(scenario("scalability", pair, concurrency=n, work_ms=work),
+                      m=measurements(consume=100.0 * n))
+               for pair in ("a+b", "c+d") for work in (0.0, 100.0) for n in (100, 900)]
+    figure = _scalability(document(results))
+    throughput, p99 = figure.axes
+    lines = {(line.get_color(), line.get_linestyle()) for line in throughput.get_lines()}
+    assert len(lines) == 4  # two colours by two styles
+    assert len({colour for colour, _ in lines}) == 2
+    assert len({style for _, style in lines}) == 2
+    assert p99.get_yscale() == "log"
+    assert [tick.get_text() for tick in throughput.get_xticklabels()] == ["100", "900"]

@@ -8,6 +8,9 @@ librdkafka's auto-commit can commit the message in hand before its work ends, wh
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +21,7 @@ import kafka
 import pytest
 from kafka.errors import MessageSizeTooLargeError
 
-from queuebench.adapters import confluent
+from queuebench.adapters import confluent, kafka_python
 from queuebench.adapters.confluent import MESSAGE_FRAMING_BYTES, ConfluentKafkaAdapter
 from queuebench.adapters.kafka_common import (
     BROKER_MESSAGE_MAX_BYTES,
@@ -30,6 +33,7 @@ from queuebench.adapters.kafka_python import RECORD_BATCH_FRAMING_BYTES, KafkaPy
 from queuebench.engine.client_logs import client_logs_in
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.ledger import tally
+from queuebench.services import service
 from tests.harness import PairRun, wait_for
 
 BOOTSTRAP = "127.0.0.1:9092"
@@ -39,6 +43,7 @@ WORK_MS = 400.0
 INTO_TASK_SEC = 0.1  # after a receipt, the next message is being handled
 PAIRS = {"kafka-python": KafkaPythonAdapter, "confluent-kafka": ConfluentKafkaAdapter}
 KEY = "0"  # one byte: the limits below are for a one-byte key
+FROZEN_SEC = 20.0  # the broker frozen this long: well past a bounded close of 1 s
 
 
 def make_adapter(cls: type[KafkaPairBase], variant: str = "default") -> KafkaPairBase:
@@ -129,6 +134,35 @@ def test_librdkafka_logs_to_the_runs_clients_log_not_to_stderr(monkeypatch, tmp_
     with client_logs_in(tmp_path), pytest.raises(confluent_kafka.KafkaException):
         confluent.ConfluentProducer("127.0.0.1:1", "never")
     assert "rdkafka" not in capfd.readouterr().err
+
+
+@pytest.mark.broker("kafka")
+def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypatch) -> None:
+    """kafka-python 3's close() with no timeout waited for over ten minutes on a broker 500
+    consumers had overloaded, and with one it raises before its own force close, leaving its
+    I/O thread retrying. Against a frozen broker, close() ends before the broker is back."""
+    monkeypatch.setattr(kafka_python, "FLUSH_TIMEOUT_SEC", 1.0)
+    producer = make_adapter(KafkaPythonAdapter).producer()
+    broker = service("kafka").pid()
+    continued = threading.Event()
+
+    def carry_on() -> None:
+        os.kill(broker, signal.SIGCONT)
+        continued.set()
+
+    os.kill(broker, signal.SIGSTOP)
+    thaw = threading.Timer(FROZEN_SEC, carry_on)
+    thaw.start()
+    try:
+        for _ in range(100):
+            producer.send(b"x" * 1000, key=KEY)
+        producer.close()
+        closed_while_frozen = not continued.is_set()
+    finally:
+        thaw.cancel()
+        carry_on()
+    assert closed_while_frozen
+    assert not producer._producer._sender.is_alive()
 
 
 @pytest.mark.broker("kafka")

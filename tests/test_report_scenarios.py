@@ -93,6 +93,16 @@ def test_a_capped_fleet_shows_what_ran_what_was_asked_and_why():
     assert f"- a+b: {capped['reason']}" in part
 
 
+def test_consumers_spread_over_processes_say_so_beside_the_same_count_in_one():
+    rows = [result(scenario("scalability", concurrency=900, messages=3000),
+                   m=measurements(consume=10.0)),
+            result(scenario("scalability", consumers=9, concurrency=100, messages=3000),
+                   m=measurements(consume=900.0))]
+    part = section(render(document(rows)), "Scalability (seed 000)")
+    assert [r["consumers"] for r in table_rows(part.split("Scaling efficiency")[0])] == [
+        "900", "900 (9 processes of 100)"]
+
+
 def test_an_na_row_shows_its_one_line_reason():
     reason = "a+b has no asynchronous send: each send returns once the broker took the message"
     rows = [result(scenario("producer-modes"), m=measurements(

@@ -49,6 +49,7 @@ from queuebench.adapters.kafka_common import (
     POLL_TIMEOUT_SEC,
     SESSION_TIMEOUT_MS,
     KafkaPairBase,
+    group_members,
     kafka_variants,
 )
 
@@ -186,9 +187,7 @@ class ConfluentKafkaAdapter(KafkaPairBase):
         consumer_settings,
         "librdkafka's defaults: offsets stored on poll(), auto-committed every 5 s")
     on_failure = f"{DROPPED_BY_THE_LOOP}; its offset, stored at poll(), is committed"
-    concurrency_unit = ("consumer-group members, one thread and one Consumer each, in one "
-                        "`queuebench consume` process; a topic of one partition feeds only one "
-                        "of them, the others stand by")
+    concurrency_unit = group_members("Consumer")
 
     def producer(self) -> ConfluentProducer:
         return ConfluentProducer(self.bootstrap, self.queue)

@@ -54,6 +54,13 @@ COMMON_CONSUMER_NOTE = (
     "not a delivery-guarantee change. Session timeout 10 s so a killed member is evicted fast.")
 
 
+def group_members(consumer_class: str) -> str:
+    """The plain clients' unit of concurrency, as a run's settings describe it."""
+    return (f"consumer-group members, one thread and one {consumer_class} each, in each "
+            "`queuebench consume` process; a member holds one partition or more, and members "
+            "beyond the topic's partitions stand by")
+
+
 def kafka_variants(consumer_settings: Callable[..., dict[str, object]],
                    default_note: str) -> tuple[Variant, Variant]:
     """The library's auto-commit defaults and the at-least-once commit-after variant.

@@ -39,6 +39,7 @@ import threading
 from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from queuebench.adapters.base import DROPPED_BY_THE_LOOP, Capabilities, Done, SizeLimit, Variant
@@ -51,12 +52,14 @@ from queuebench.adapters.kafka_common import (
     POLL_TIMEOUT_SEC,
     SESSION_TIMEOUT_MS,
     KafkaPairBase,
+    group_members,
     kafka_variants,
 )
 
 MAX_REQUEST_SIZE = 1_048_576  # kafka-python's default producer limit
 RECORD_BATCH_FRAMING_BYTES = 87  # measured: the largest value that fits is 1048576 - 87 - key
 FLUSH_TIMEOUT_SEC = 120.0  # kafka-python's delivery_timeout_ms
+ABORT_TIMEOUT_SEC = 10.0  # for a forced close to fail the unsent records
 CONSUMER_KEYS = ("enable_auto_commit", "auto_commit_interval_ms", "auto_offset_reset",
                  "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms",
                  "max_poll_records")
@@ -112,7 +115,16 @@ class KafkaPythonProducer:
         self._raise_failure()
 
     def close(self) -> None:
-        self._producer.close()
+        """Bounded: with no timeout, close() flushed for over ten minutes against a broker that
+        500 consumers had overloaded, though every record's delivery timeout had passed."""
+        try:
+            self._producer.close(timeout=FLUSH_TIMEOUT_SEC)
+        except KafkaTimeoutError:
+            # kafka-python 3's close() raises when its flush times out, before its own force
+            # close, leaving the I/O thread retrying; close(0) flushes and raises the same, so
+            # the sender is forced by hand: it fails what is unsent, and close() then ends.
+            self._producer._sender.force_close()
+            self._producer.close(timeout=ABORT_TIMEOUT_SEC)
 
     def _raise_failure(self) -> None:
         if self._failures:
@@ -155,9 +167,7 @@ class KafkaPythonAdapter(KafkaPairBase):
                         note="the defaults, with the producer batching as librdkafka does: "
                              "batch_size 1,000,000 bytes, linger_ms 5"))
     on_failure = f"{DROPPED_BY_THE_LOOP}; its offset is committed with the next"
-    concurrency_unit = ("consumer-group members, one thread and one KafkaConsumer each, in one "
-                        "`queuebench consume` process; a topic of one partition feeds only one "
-                        "of them, the others stand by")
+    concurrency_unit = group_members("KafkaConsumer")
 
     def producer(self) -> KafkaPythonProducer:
         options = {key.removeprefix("producer_"): value for key, value in self.settings.items()

@@ -19,7 +19,8 @@ matplotlib.use("Agg")  # files only: never a window, and no display needed
 
 import matplotlib.pyplot as plt
 from hdrh.histogram import HdrHistogram
-from matplotlib.ticker import FixedLocator, FuncFormatter
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from queuebench.engine.metrics import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from queuebench.report.cases import Case, cases_of, is_clean, pair_name, row_name
@@ -228,62 +229,75 @@ def _faults(document: dict):
     return figure
 
 
-def _two_panels(title: str, document: dict, xlabel: str, left: str, right: str):
-    figure, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for axes, label in ((a, left), (b, right)):
+LINE_STYLES = ("-", "--", ":", "-.")
+NAMED_TICKS = 6  # an x axis with this many values or fewer names each of them
+
+
+def _pair_lines(title: str, document: dict, xlabel: str, x: Callable[[Case], float],
+                panels: tuple[tuple[str, Callable[[Case], float | None]], ...],
+                lines: dict[tuple[str, str], list[Case]]):
+    """Panels of lines on log-log axes, a colour per pair and a line style per kind of line
+    (task, payload format), with one legend of each beside them: twenty pairs by three kinds
+    in one colour cycle of ten told no line from another, and one pair's p99 of minutes hid
+    every other pair's milliseconds on a linear axis."""
+    pairs = list(dict.fromkeys(pair for pair, _ in lines))
+    kinds = list(dict.fromkeys(kind for _, kind in lines))
+    colours = plt.get_cmap("tab20")
+    figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2.5, 4.5),
+                                layout="constrained")
+    xs = sorted({x(c) for cases in lines.values() for c in cases})
+    for axes, (label, y) in zip(grid, panels, strict=True):
         axes.set_xscale("log")
+        if len(xs) <= NAMED_TICKS:  # 100, 500, 900 consumers, rather than 10^2 and 10^3
+            axes.set_xticks(xs, [f"{value:,.0f}" for value in xs])
+            axes.xaxis.set_minor_locator(NullLocator())
+        axes.set_yscale("log")
         axes.set_xlabel(xlabel)
         axes.set_ylabel(label)
         axes.grid(which="both", alpha=0.3)
+        for (pair, kind), cases in lines.items():
+            points = sorted((x(c), value) for c in cases if (value := y(c)))
+            if points:
+                axes.plot(*zip(*points, strict=True), marker="o", markersize=3,
+                          color=colours(pairs.index(pair) % colours.N),
+                          linestyle=LINE_STYLES[kinds.index(kind) % len(LINE_STYLES)])
+    handles = [Line2D([], [], color=colours(n % colours.N), marker="o", label=pair)
+               for n, pair in enumerate(pairs)]
+    handles += [Line2D([], [], color="black", label=kind,
+                       linestyle=LINE_STYLES[n % len(LINE_STYLES)]) for n, kind in enumerate(kinds)]
+    figure.legend(handles=handles, loc="outside right upper", fontsize=7)
     figure.suptitle(f"{title}\n{_source(document)}", fontsize=10)
-    return figure, a, b
-
-
-def _line(axes, points: list[tuple[float, float | None]], label: str) -> None:
-    points = sorted((x, y) for x, y in points if y is not None)
-    if points:
-        axes.plot(*zip(*points, strict=True), marker="o", label=label)
+    return figure
 
 
 def _scalability(document: dict):
     """Consume rate and p99 against consumers, a line per pair and task (one producer)."""
-    lines: dict[str, list[Case]] = {}
+    lines: dict[tuple[str, str], list[Case]] = {}
     for case in scenario_cases(document["results"], "scalability"):
         if case.measured and case.config["producers"] == 1:
-            lines.setdefault(f"{pair_name(case.first)}, {task(case)}", []).append(case)
+            lines.setdefault((pair_name(case.first), task(case)), []).append(case)
     if not lines:
         return None
-    figure, rate, p99 = _two_panels("Scalability: throughput and p99 against consumers",
-                                    document, "consumers (log scale)", "messages consumed per s",
-                                    "p99 latency, ms")
-    for label, cases in lines.items():
-        _line(rate, [(units(c), c.figure("consume_throughput").value) for c in cases], label)
-        _line(p99, [(units(c), c.latency("p99").value) for c in cases], label)
-    rate.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return _pair_lines("Scalability: throughput and p99 against consumers", document,
+                       "consumers", units,
+                       (("messages consumed per s",
+                         lambda c: c.figure("consume_throughput").value),
+                        ("p99 latency, ms", lambda c: c.latency("p99").value)), lines)
 
 
 def _payload_sizes(document: dict):
     """MB/s and p99 against bytes a message, a line per pair and payload kind."""
-    lines: dict[str, list[Case]] = {}
+    lines: dict[tuple[str, str], list[Case]] = {}
     for case in scenario_cases(document["results"], "payload-sizes"):
         if case.measured:
             kind = payload_label(case).split(" ", 2)[-1]  # "raw", "json", "protobuf"
-            lines.setdefault(f"{pair_name(case.first)}, {kind}", []).append(case)
+            lines.setdefault((pair_name(case.first), kind), []).append(case)
     if not lines:
         return None
-    figure, mbs, p99 = _two_panels("Payload size: MB/s and p99 against bytes a message",
-                                   document, "bytes a message (log scale)", "MB consumed per s",
-                                   "p99 latency, ms")
-    for label, cases in lines.items():
-        _line(mbs, [(c.figure("payload_bytes").value, c.figure("consume_mb_s").value)
-                    for c in cases], label)
-        _line(p99, [(c.figure("payload_bytes").value, c.latency("p99").value) for c in cases],
-              label)
-    mbs.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return _pair_lines("Payload size: MB/s and p99 against bytes a message", document,
+                       "bytes a message", lambda c: c.figure("payload_bytes").value,
+                       (("MB consumed per s", lambda c: c.figure("consume_mb_s").value),
+                        ("p99 latency, ms", lambda c: c.latency("p99").value)), lines)
 
 
 def _burst(document: dict):

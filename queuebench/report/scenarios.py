@@ -124,12 +124,22 @@ def pss_cell(case: Case) -> object:
     return "not taken"
 
 
+def consumers_cell(case: Case) -> str:
+    """What ran, spread over processes when it was, and what was asked when memory capped it:
+    900 group members in one process and in nine are not the same case."""
+    processes = case.config["consumers"]
+    text = f"{units(case):,}"
+    if processes > 1:
+        text += f" ({processes} processes of {case.config['concurrency']:,})"
+    if capped := _capped(case):
+        text += f" (asked {capped['asked_concurrency'] * processes:,})"
+    return text
+
+
 def scalability_table(cases: list[Case]) -> str:
     rows = []
     for case in cases:
-        capped = _capped(case)
-        asked = capped and capped["asked_concurrency"] * case.config["consumers"]
-        consumers = f"{units(case):,} (asked {asked:,})" if capped else shown(units(case))
+        consumers = consumers_cell(case)
         lost, duplicated = case.values("lost"), case.values("duplicates")
         rows.append((case, [pair_name(case.first), task(case), consumers,
                             shown(case.config["producers"]), shown(case.config["messages"]),
