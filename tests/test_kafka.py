@@ -8,18 +8,19 @@ librdkafka's auto-commit can commit the message in hand before its work ends, wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import confluent_kafka
 import kafka
 import pytest
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 from queuebench.adapters import confluent, kafka_python
 from queuebench.adapters.confluent import MESSAGE_FRAMING_BYTES, ConfluentKafkaAdapter
@@ -136,13 +137,10 @@ def test_librdkafka_logs_to_the_runs_clients_log_not_to_stderr(monkeypatch, tmp_
     assert "rdkafka" not in capfd.readouterr().err
 
 
-@pytest.mark.broker("kafka")
-def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypatch) -> None:
-    """kafka-python 3's close() with no timeout waited for over ten minutes on a broker 500
-    consumers had overloaded, and with one it raises before its own force close, leaving its
-    I/O thread retrying. Against a frozen broker, close() ends before the broker is back."""
-    monkeypatch.setattr(kafka_python, "FLUSH_TIMEOUT_SEC", 1.0)
-    producer = make_adapter(KafkaPythonAdapter).producer()
+@contextlib.contextmanager
+def frozen_broker() -> Iterator[threading.Event]:
+    """The Kafka broker stopped (SIGSTOP) for FROZEN_SEC, or until the block ends; the event is
+    set once it is continued."""
     broker = service("kafka").pid()
     continued = threading.Event()
 
@@ -154,15 +152,40 @@ def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypa
     thaw = threading.Timer(FROZEN_SEC, carry_on)
     thaw.start()
     try:
+        yield continued
+    finally:
+        thaw.cancel()
+        carry_on()
+
+
+@pytest.mark.broker("kafka")
+def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypatch) -> None:
+    """kafka-python 3's close() with no timeout waited for over ten minutes on a broker 500
+    consumers had overloaded, and with one it raises before its own force close, leaving its
+    I/O thread retrying. Against a frozen broker, close() ends before the broker is back."""
+    monkeypatch.setattr(kafka_python, "FLUSH_TIMEOUT_SEC", 1.0)
+    producer = make_adapter(KafkaPythonAdapter).producer()
+    with frozen_broker() as continued:
         for _ in range(100):
             producer.send(b"x" * 1000, key=KEY)
         producer.close()
         closed_while_frozen = not continued.is_set()
-    finally:
-        thaw.cancel()
-        carry_on()
     assert closed_while_frozen
     assert not producer._producer._sender.is_alive()
+
+
+@pytest.mark.broker("kafka")
+def test_kafka_python_flush_that_times_out_says_what_was_not_acknowledged(monkeypatch) -> None:
+    """An error row read "KafkaTimeoutError: Timeout waiting for future"."""
+    monkeypatch.setattr(kafka_python, "FLUSH_TIMEOUT_SEC", 1.0)
+    producer = make_adapter(KafkaPythonAdapter).producer()
+    try:
+        with frozen_broker(), pytest.raises(
+                KafkaTimeoutError, match="not acknowledged by the broker within 1 s"):
+            producer.send(b"x", key=KEY)
+            producer.flush()
+    finally:
+        producer.close()
 
 
 @pytest.mark.broker("kafka")

@@ -111,7 +111,11 @@ class KafkaPythonProducer:
         sent.add_errback(on_done)
 
     def flush(self) -> None:
-        self._producer.flush(timeout=FLUSH_TIMEOUT_SEC)
+        try:
+            self._producer.flush(timeout=FLUSH_TIMEOUT_SEC)
+        except KafkaTimeoutError as exc:  # its own text: "Timeout waiting for future"
+            raise KafkaTimeoutError(f"records sent but not acknowledged by the broker within "
+                                    f"{FLUSH_TIMEOUT_SEC:.0f} s") from exc
         self._raise_failure()
 
     def close(self) -> None:

@@ -180,7 +180,7 @@ def efficiency_lines(cases: list[Case]) -> list[str]:
     from clean cases only."""
     lines = []
     for name, work, small, large in sweep_ends(cases):
-        span = f"{units(small):,} to {units(large):,} consumers"
+        span = f"{consumers_cell(small)} to {consumers_cell(large)} consumers"
         spoiled = [c for c in (small, large) if not is_clean(c)]
         verdict = (f"no verdict ({'; '.join(spoiled_reasons(c) for c in spoiled)})" if spoiled
                    else f"{scaling_efficiency(small, large):.1%}")
@@ -252,7 +252,7 @@ def saturation(large: Case, ceilings: Sequence[Ceiling]) -> str:
 def saturation_lines(cases: list[Case], ceilings: Sequence[Ceiling]) -> list[str]:
     """A line for each sleeping-task sweep measured clean at both ends that scaled by less
     than SCALES_AT_LEAST of linear."""
-    return [f"- {name}, {work}, {units(large):,} consumers: {saturation(large, ceilings)}"
+    return [f"- {name}, {work}, {consumers_cell(large)} consumers: {saturation(large, ceilings)}"
             for name, work, small, large in sweep_ends(cases)
             if large.config["work_ms"] and is_clean(small) and is_clean(large)
             and scaling_efficiency(small, large) < SCALES_AT_LEAST]
