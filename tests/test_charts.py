@@ -45,11 +45,14 @@ def test_a_scenario_chart_gives_each_pair_a_colour_and_each_task_a_line_style():
     results = [result(scenario("scalability", pair, concurrency=n, work_ms=work),
                       m=measurements(consume=100.0 * n))
                for pair in ("a+b", "c+d") for work in (0.0, 100.0) for n in (100, 900)]
-    figure = _scalability(document(results))
+    spread = [result(scenario("scalability", "a+b", consumers=processes, concurrency=100),
+                     m=measurements(consume=500.0)) for processes in (5, 9)]
+    figure = _scalability(document(results + spread))
     throughput, p99 = figure.axes
     lines = {(line.get_color(), line.get_linestyle()) for line in throughput.get_lines()}
-    assert len(lines) == 4  # two colours by two styles
+    assert len(lines) == 5  # two colours by two tasks, and a+b's group over processes
     assert len({colour for colour, _ in lines}) == 2
-    assert len({style for _, style in lines}) == 2
+    assert len({style for _, style in lines}) == 3
     assert p99.get_yscale() == "log"
+    # the counts both pairs ran are named; a+b's 500 alone is not
     assert [tick.get_text() for tick in throughput.get_xticklabels()] == ["100", "900"]

@@ -80,7 +80,7 @@ def ceiling(consume_msg_s: float) -> dict:
 
 def saturated(results: list[dict], ceilings: list[dict] = ()) -> list[str]:
     text = "\n".join(scenario_sections(results, ceilings))
-    assert "- a+b, sleeps 100 ms, 100 to 500 consumers:" in text  # the sweep has its efficiency
+    assert "- a+b, sleeps 100 ms, 100 to 500" in text  # the sweep has its efficiency
     return [line for line in text.splitlines() if line.startswith("- a+b, sleeps 100 ms, 500")]
 
 
@@ -108,6 +108,7 @@ def test_a_fleet_capped_by_memory_says_so():
     capped = {"asked_concurrency": 900, "ran_concurrency": 500, "memory_per_unit_mb": 3.0,
               "reason": "900 units at 3.0 MB each would not fit in 1,800 MB; ran 500"}
     [line] = saturated(sleeping_sweep({100: 1000.0, 500: 900.0}, capped=capped))
+    assert line.startswith("- a+b, sleeps 100 ms, 500 (asked 900) consumers: ")
     assert line.endswith("fleet capped by memory (asked 900): memory")
 
 

@@ -230,7 +230,7 @@ def _faults(document: dict):
 
 
 LINE_STYLES = ("-", "--", ":", "-.")
-NAMED_TICKS = 6  # an x axis with this many values or fewer names each of them
+NAMED_TICKS = 6  # an x axis with this many shared values or fewer names each of them
 
 
 def _pair_lines(title: str, document: dict, xlabel: str, x: Callable[[Case], float],
@@ -245,11 +245,17 @@ def _pair_lines(title: str, document: dict, xlabel: str, x: Callable[[Case], flo
     colours = plt.get_cmap("tab20")
     figure, grid = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2.5, 4.5),
                                 layout="constrained")
-    xs = sorted({x(c) for cases in lines.values() for c in cases})
+    pairs_at: dict[float, set[str]] = {}
+    for (pair, _), cases in lines.items():
+        for case in cases:
+            pairs_at.setdefault(x(case), set()).add(pair)
+    # The values the pairs share (100, 500, 900 consumers, not one pair's 802 that memory
+    # allowed) are named, rather than 10^2 and 10^3, when they are few.
+    named = sorted(value for value, at in pairs_at.items() if len(at) > 1 or len(pairs) == 1)
     for axes, (label, y) in zip(grid, panels, strict=True):
         axes.set_xscale("log")
-        if len(xs) <= NAMED_TICKS:  # 100, 500, 900 consumers, rather than 10^2 and 10^3
-            axes.set_xticks(xs, [f"{value:,.0f}" for value in xs])
+        if len(named) <= NAMED_TICKS:
+            axes.set_xticks(named, [f"{value:,.0f}" for value in named])
             axes.xaxis.set_minor_locator(NullLocator())
         axes.set_yscale("log")
         axes.set_xlabel(xlabel)
@@ -275,7 +281,8 @@ def _scalability(document: dict):
     lines: dict[tuple[str, str], list[Case]] = {}
     for case in scenario_cases(document["results"], "scalability"):
         if case.measured and case.config["producers"] == 1:
-            lines.setdefault((pair_name(case.first), task(case)), []).append(case)
+            spread = ", spread over processes" if case.config["consumers"] > 1 else ""
+            lines.setdefault((pair_name(case.first), task(case) + spread), []).append(case)
     if not lines:
         return None
     return _pair_lines("Scalability: throughput and p99 against consumers", document,

@@ -264,7 +264,7 @@ def seed_scalability_table(cases: list[Case]) -> str:
     for count, (messages, rate, startup, p50, p99) in SEED_SCALABILITY.items():
         rows.append(["seed 000", shown(count), shown(messages), shown(rate), shown(startup),
                      shown(p50), shown(p99)])
-        rows += [[pair_name(c.first), shown(count), shown(c.config["messages"]),
+        rows += [[pair_name(c.first), consumers_cell(c), shown(c.config["messages"]),
                   cell(c, "consume_throughput"), cell(c, "consumer_startup_sec", 2),
                   latency(c, "p50"), latency(c, "p99")]
                  for c in cases if c.measured and units(c) == count
