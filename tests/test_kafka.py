@@ -9,8 +9,6 @@ librdkafka's auto-commit can commit the message in hand before its work ends, wh
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import threading
 import time
 import uuid
@@ -34,6 +32,7 @@ from queuebench.adapters.kafka_python import RECORD_BATCH_FRAMING_BYTES, KafkaPy
 from queuebench.engine.client_logs import client_logs_in
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.ledger import tally
+from queuebench.faults.pause import PauseFault
 from queuebench.services import service
 from tests.harness import PairRun, wait_for
 
@@ -139,16 +138,17 @@ def test_librdkafka_logs_to_the_runs_clients_log_not_to_stderr(monkeypatch, tmp_
 
 @contextlib.contextmanager
 def frozen_broker() -> Iterator[threading.Event]:
-    """The Kafka broker stopped (SIGSTOP) for FROZEN_SEC, or until the block ends; the event is
-    set once it is continued."""
-    broker = service("kafka").pid()
+    """The Kafka broker frozen, as the frozen-worker fault freezes a consumer (its session is
+    the broker's), for FROZEN_SEC or until the block ends; the event is set once it is
+    continued."""
+    frozen = PauseFault([service("kafka").pid()])
     continued = threading.Event()
 
     def carry_on() -> None:
-        os.kill(broker, signal.SIGCONT)
+        frozen.heal()
         continued.set()
 
-    os.kill(broker, signal.SIGSTOP)
+    frozen.inject()
     thaw = threading.Timer(FROZEN_SEC, carry_on)
     thaw.start()
     try:
