@@ -17,6 +17,7 @@ import functools
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -94,6 +95,22 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         pytest.fail(f"{item.nodeid} is not marked broker but connected to {addresses}; mark it "
                     "@pytest.mark.broker(...) or keep it off the brokers", pytrace=False)
     return result
+
+
+def _kafka_python_io_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("kafka-io-")}
+
+
+@pytest.fixture(autouse=True)
+def _no_kafka_python_client_left_open():
+    """A kafka-python 3 client not closed keeps its I/O thread refreshing metadata, and a later
+    test unmarked `broker` failed for that thread's connection (CI, stop 20); so the test that
+    leaves one open fails, after its own fixtures' teardown."""
+    before = _kafka_python_io_threads()
+    yield
+    if left := _kafka_python_io_threads() - before:
+        pytest.fail(f"{len(left)} kafka-python client(s) left open (threads "
+                    f"{', '.join(sorted(t.name for t in left))}); close them", pytrace=False)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -53,6 +53,27 @@ def make_adapter(cls: type[KafkaPairBase], variant: str = "default") -> KafkaPai
     return adapter
 
 
+def drop(adapter: KafkaPairBase) -> None:
+    """The test's topic deleted (they piled up on the broker) and the admin client closed (its
+    I/O thread would go on refreshing metadata into later tests)."""
+    adapter.delete_queue()
+    adapter.cleanup()
+
+
+@pytest.fixture
+def adapters() -> Iterator[Callable[..., KafkaPairBase]]:
+    """Makes prepared adapters; drops each at teardown, whether the test passed or not."""
+    made: list[KafkaPairBase] = []
+
+    def make(cls: type[KafkaPairBase]) -> KafkaPairBase:
+        made.append(make_adapter(cls))
+        return made[-1]
+
+    yield make
+    for adapter in made:
+        drop(adapter)
+
+
 class KafkaRun(PairRun):
     """A run whose consumer is a new process, with a log of its own, at each restart."""
 
@@ -74,7 +95,7 @@ class KafkaRun(PairRun):
     def close(self) -> None:
         for process in self.consumers:
             process.ensure_stopped()
-        self.adapter.cleanup()
+        drop(self.adapter)
 
 
 @pytest.fixture
@@ -106,9 +127,9 @@ def test_kafka_python_default_variant_is_the_library_default() -> None:
 
 
 @pytest.mark.broker("kafka")
-def test_kafka_python_refuses_a_record_over_max_request_size_before_sending() -> None:
+def test_kafka_python_refuses_a_record_over_max_request_size_before_sending(adapters) -> None:
     """kafka-python raises MessageSizeTooLargeError in send(); the broker never sees it."""
-    adapter = make_adapter(KafkaPythonAdapter)
+    adapter = adapters(KafkaPythonAdapter)
     largest = 1_048_576 - RECORD_BATCH_FRAMING_BYTES - len(KEY)
     producer = adapter.producer()
     try:
@@ -124,7 +145,6 @@ def test_kafka_python_refuses_a_record_over_max_request_size_before_sending() ->
         "configuration")
     assert adapter.backlog().waiting == 1  # only the one that fits
     assert adapter.size_limit.wire_bytes(largest + 1) > adapter.size_limit.max_bytes
-    adapter.cleanup()
 
 
 def test_librdkafka_logs_to_the_runs_clients_log_not_to_stderr(monkeypatch, tmp_path, capfd):
@@ -159,12 +179,13 @@ def frozen_broker() -> Iterator[threading.Event]:
 
 
 @pytest.mark.broker("kafka")
-def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypatch) -> None:
+def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypatch,
+                                                                        adapters) -> None:
     """kafka-python 3's close() with no timeout waited for over ten minutes on a broker 500
     consumers had overloaded, and with one it raises before its own force close, leaving its
     I/O thread retrying. Against a frozen broker, close() ends before the broker is back."""
     monkeypatch.setattr(kafka_python, "FLUSH_TIMEOUT_SEC", 1.0)
-    producer = make_adapter(KafkaPythonAdapter).producer()
+    producer = adapters(KafkaPythonAdapter).producer()
     with frozen_broker() as continued:
         for _ in range(100):
             producer.send(b"x" * 1000, key=KEY)
@@ -175,10 +196,11 @@ def test_kafka_python_close_ends_on_its_timeout_against_a_frozen_broker(monkeypa
 
 
 @pytest.mark.broker("kafka")
-def test_kafka_python_flush_that_times_out_says_what_was_not_acknowledged(monkeypatch) -> None:
+def test_kafka_python_flush_that_times_out_says_what_was_not_acknowledged(monkeypatch,
+                                                                          adapters) -> None:
     """An error row read "KafkaTimeoutError: Timeout waiting for future"."""
     monkeypatch.setattr(kafka_python, "FLUSH_TIMEOUT_SEC", 1.0)
-    producer = make_adapter(KafkaPythonAdapter).producer()
+    producer = adapters(KafkaPythonAdapter).producer()
     try:
         with frozen_broker(), pytest.raises(
                 KafkaTimeoutError, match="not acknowledged by the broker within 1 s"):
@@ -189,9 +211,9 @@ def test_kafka_python_flush_that_times_out_says_what_was_not_acknowledged(monkey
 
 
 @pytest.mark.broker("kafka")
-def test_confluent_refuses_a_message_over_message_max_bytes_before_sending() -> None:
+def test_confluent_refuses_a_message_over_message_max_bytes_before_sending(adapters) -> None:
     """librdkafka's limit is 1,000,000 bytes; produce() raises MSG_SIZE_TOO_LARGE at once."""
-    adapter = make_adapter(ConfluentKafkaAdapter)
+    adapter = adapters(ConfluentKafkaAdapter)
     largest = 1_000_000 - MESSAGE_FRAMING_BYTES - len(KEY)
     producer = adapter.producer()
     try:
@@ -206,13 +228,12 @@ def test_confluent_refuses_a_message_over_message_max_bytes_before_sending() -> 
     assert kafka_error.str() == "Unable to produce message: Broker: Message size too large"
     assert adapter.backlog().waiting == 1
     assert adapter.size_limit.wire_bytes(largest + 1) > adapter.size_limit.max_bytes
-    adapter.cleanup()
 
 
 @pytest.mark.broker("kafka")
-def test_raising_only_the_client_limit_meets_the_broker_limit() -> None:
+def test_raising_only_the_client_limit_meets_the_broker_limit(adapters) -> None:
     """Over the broker's message.max.bytes (1,048,588) the broker refuses with error 10."""
-    adapter = make_adapter(KafkaPythonAdapter)
+    adapter = adapters(KafkaPythonAdapter)
     value = b"x" * BROKER_MESSAGE_MAX_BYTES
     producer = kafka.KafkaProducer(bootstrap_servers=BOOTSTRAP, max_request_size=2_000_000)
     try:
@@ -228,7 +249,6 @@ def test_raising_only_the_client_limit_meets_the_broker_limit() -> None:
     assert [str(e) for e in failures] == [
         'KafkaError{code=MSG_SIZE_TOO_LARGE,val=10,str="Broker: Message size too large"}']
     assert adapter.backlog().waiting == 0
-    adapter.cleanup()
 
 
 @pytest.mark.broker("kafka")
