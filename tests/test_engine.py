@@ -198,7 +198,7 @@ def test_each_consumer_proves_ready_and_the_repeat_keeps_its_timeline_and_host_l
     _, m = engine_run(tmp_path, Workload(messages=30, consumers={"processes": 3}))
     assert m["consumers_ready"] == 3 and m["successful"] == 30
     events = [event["event"] for event in m["timeline"]]
-    assert events == ["first consumer ready", "3 of 3 consumers ready", "producing", "produced",
+    assert events == ["first consumer ready", "3 of 3 consumer processes had a warm-up message", "producing", "produced",
                       "settled: complete"]
     assert [e["t"] for e in m["timeline"]] == sorted(e["t"] for e in m["timeline"])
     assert 0 <= m["host"]["cpu_busy_pct"] <= 100 and m["host"]["cores"] >= 1
@@ -224,9 +224,9 @@ def test_the_first_message_waits_until_the_consumer_group_settled(tmp_path, monk
                                                                  "concurrency": 2}))
     assert set(asked) == {4}
     events = {e["event"]: e["t"] for e in m["timeline"]}
-    assert list(events)[:4] == ["first consumer ready", "2 of 2 consumers ready",
+    assert list(events)[:4] == ["first consumer ready", "2 of 2 consumer processes had a warm-up message",
                                 "consumer group settled: 4 members", "producing"]
-    waited = events["consumer group settled: 4 members"] - events["2 of 2 consumers ready"]
+    waited = events["consumer group settled: 4 members"] - events["2 of 2 consumer processes had a warm-up message"]
     assert waited >= 2 * phases.GROUP_POLL_SEC * 0.9  # two looks apart after the first
     assert m["consumer_startup_sec"] >= waited and m["successful"] == 10
 

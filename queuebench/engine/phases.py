@@ -117,7 +117,10 @@ def warm_up(experiment: Experiment, deadline: float) -> float:
     finally:
         producer.close()
     experiment.consumers_ready = len(ready())
-    experiment.note(f"{experiment.consumers_ready} of {len(sessions)} consumers ready")
+    # Processes, not consumers: a Kafka group of 900 members in 9 processes may see warm-up
+    # messages reach only some processes' partitions; the group's settling below is its barrier.
+    experiment.note(f"{experiment.consumers_ready} of {len(sessions)} consumer processes had a "
+                    "warm-up message")
     members = experiment.cell.processes * experiment.cell.concurrency
     if unsettled := experiment.adapter.unsettled_group(members):
         def settled() -> bool:
