@@ -34,6 +34,16 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_S
         time.sleep(poll)
 
 
+def discard(adapter: Adapter) -> None:
+    """The test's queue deleted from the broker and the adapter's connections closed: queues of
+    random names pile up otherwise (Kafka topics, RabbitMQ's durable queues), and a kafka-python
+    client left open goes on refreshing metadata into later tests."""
+    try:
+        adapter.delete_queue()
+    finally:
+        adapter.cleanup()
+
+
 def send_all(adapter: Adapter, payloads: Iterable[bytes]) -> None:
     """Send `payloads` as they are, through one producer that is flushed and closed."""
     producer = adapter.producer()

@@ -23,7 +23,7 @@ from queuebench.adapters.base import Adapter
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.watchdog import kill_session, session_members
 from queuebench.worker.handler import ConsumerConfig
-from tests.harness import PairRun, wait_for
+from tests.harness import PairRun, discard, wait_for
 
 CONCURRENCY = 4
 MESSAGES = 20
@@ -185,7 +185,7 @@ def timed_run(adapter: Adapter, folder: Path, *, messages: int = MESSAGES,
         receipts = run.ledger.poll()
     finally:
         run.close()
-        adapter.cleanup()
+        discard(adapter)
     starts = [r.received_ns for r in receipts]
     return sorted(r.seq for r in receipts), (max(starts) - min(starts)) / 1e9
 
@@ -295,7 +295,7 @@ def test_kafka_members_in_threads_share_one_partition(scheme, tmp_path):
         receipts = run.ledger.poll()
     finally:
         run.close()
-        adapter.cleanup()
+        discard(adapter)
     assert sorted(r.seq for r in receipts) == list(range(10))
     starts = sorted(r.received_ns for r in receipts)
     assert (starts[-1] - starts[0]) / 1e9 >= 9 * 0.1 * 0.9  # one at a time
@@ -326,7 +326,7 @@ def test_a_kafka_group_is_settled_only_with_every_member_in_and_every_partition_
         run.consumer.stop(timeout=30)
     finally:
         run.close()
-        adapter.cleanup()
+        discard(adapter)
 
 
 @pytest.mark.broker("redis")
@@ -351,4 +351,4 @@ def test_rq_workers_stop_warm_together(tmp_path):
         assert run.seqs() == list(range(CONCURRENCY))
     finally:
         run.close()
-        adapter.cleanup()
+        discard(adapter)

@@ -198,8 +198,8 @@ def test_each_consumer_proves_ready_and_the_repeat_keeps_its_timeline_and_host_l
     _, m = engine_run(tmp_path, Workload(messages=30, consumers={"processes": 3}))
     assert m["consumers_ready"] == 3 and m["successful"] == 30
     events = [event["event"] for event in m["timeline"]]
-    assert events == ["first consumer ready", "3 of 3 consumer processes had a warm-up message", "producing", "produced",
-                      "settled: complete"]
+    assert events == ["first consumer ready", "3 of 3 consumer processes had a warm-up message",
+                      "producing", "produced", "settled: complete"]
     assert [e["t"] for e in m["timeline"]] == sorted(e["t"] for e in m["timeline"])
     assert 0 <= m["host"]["cpu_busy_pct"] <= 100 and m["host"]["cores"] >= 1
     assert sum(m["series"]["sent"]) == sum(m["series"]["received"]) == 30
@@ -224,9 +224,10 @@ def test_the_first_message_waits_until_the_consumer_group_settled(tmp_path, monk
                                                                  "concurrency": 2}))
     assert set(asked) == {4}
     events = {e["event"]: e["t"] for e in m["timeline"]}
-    assert list(events)[:4] == ["first consumer ready", "2 of 2 consumer processes had a warm-up message",
+    warmed_up = "2 of 2 consumer processes had a warm-up message"
+    assert list(events)[:4] == ["first consumer ready", warmed_up,
                                 "consumer group settled: 4 members", "producing"]
-    waited = events["consumer group settled: 4 members"] - events["2 of 2 consumer processes had a warm-up message"]
+    waited = events["consumer group settled: 4 members"] - events[warmed_up]
     assert waited >= 2 * phases.GROUP_POLL_SEC * 0.9  # two looks apart after the first
     assert m["consumer_startup_sec"] >= waited and m["successful"] == 10
 

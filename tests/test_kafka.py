@@ -34,7 +34,7 @@ from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.ledger import tally
 from queuebench.faults.pause import PauseFault
 from queuebench.services import service
-from tests.harness import PairRun, wait_for
+from tests.harness import PairRun, discard, wait_for
 
 BOOTSTRAP = "127.0.0.1:9092"
 # Bound on every wait: a restarted consumer waits for the killed member's session to end.
@@ -53,13 +53,6 @@ def make_adapter(cls: type[KafkaPairBase], variant: str = "default") -> KafkaPai
     return adapter
 
 
-def drop(adapter: KafkaPairBase) -> None:
-    """The test's topic deleted (they piled up on the broker) and the admin client closed (its
-    I/O thread would go on refreshing metadata into later tests)."""
-    adapter.delete_queue()
-    adapter.cleanup()
-
-
 @pytest.fixture
 def adapters() -> Iterator[Callable[..., KafkaPairBase]]:
     """Makes prepared adapters; drops each at teardown, whether the test passed or not."""
@@ -71,7 +64,7 @@ def adapters() -> Iterator[Callable[..., KafkaPairBase]]:
 
     yield make
     for adapter in made:
-        drop(adapter)
+        discard(adapter)
 
 
 class KafkaRun(PairRun):
@@ -95,7 +88,7 @@ class KafkaRun(PairRun):
     def close(self) -> None:
         for process in self.consumers:
             process.ensure_stopped()
-        drop(self.adapter)
+        discard(self.adapter)
 
 
 @pytest.fixture
