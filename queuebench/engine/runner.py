@@ -477,7 +477,8 @@ def run_one(config: ExperimentConfig, cell: Cell, adapter: Adapter,
     finally:
         bar.close()
         experiment.close()  # its consumers stopped first: Kafka keeps a group with members
-        _delete_queue(adapter, config.label)
+        if not Interrupt.received:  # an interrupted run ends at once; its last queue stays
+            _delete_queue(adapter, config.label)
         adapter.cleanup()
     if "broker_durability" in measurements:  # the broker's settings, beside the library's
         info["broker_durability"] = measurements.pop("broker_durability")
