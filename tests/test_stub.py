@@ -18,6 +18,7 @@ from queuebench import adapters, cli
 from queuebench.adapters.stub import LOCK, StubAdapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
+from queuebench.engine.interrupt import Interrupt
 from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.runner import run_one
 from queuebench.engine.workload import Workload, cells
@@ -276,3 +277,21 @@ def test_every_case_deletes_its_queue_however_it_ended(tmp_path, monkeypatch, wo
     result = run_one(config, cell, adapter, record_batches("sqlite://", 5, 4), tmp_path / "run")
     assert result.status == status
     assert not adapter.queue_dir.exists()
+
+
+def test_an_interrupted_case_ends_at_once_and_keeps_its_queue(tmp_path, monkeypatch):
+    """Ctrl-C ends the run without a round trip to the broker, which may be what hangs."""
+    adapter = adapters.create(stub_url(tmp_path), queue="q")
+    cell = cells("stub", Workload(messages=4, payload={"records": 5}))[0]
+    config = ExperimentConfig(cell.kind, "stub+dir", "default", cell.format, cell.messages,
+                              cell.records, 0, 30.0)
+
+    def interrupted(_) -> None:
+        Interrupt.received = True
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Experiment, "produce", interrupted)
+    monkeypatch.setattr(Interrupt, "received", False)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(config, cell, adapter, record_batches("sqlite://", 5, 4), tmp_path / "run")
+    assert adapter.queue_dir.exists()
