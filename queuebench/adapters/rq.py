@@ -188,7 +188,10 @@ class RQAdapter(Adapter):
     concurrency_unit = ("rq worker processes, one job at a time each (N `rq worker` commands "
                         "side by side, started and stopped together by "
                         "queuebench.adapters.rq_worker)")
-    graceful_stop_signal = signal.SIGTERM  # RQ's warm shutdown (SIGINT too)
+    # RQ's warm shutdown (SIGINT too). An idle RQ 3.0 worker raises StopRequested from its
+    # handler; should the signal land inside a finalizer (a redis Pipeline's __del__), Python
+    # swallows it and the worker carries on, so that stop ends in a kill (once in a full test run).
+    graceful_stop_signal = signal.SIGTERM
     on_failure = ("not retried: the job is moved to the FailedJobRegistry with its traceback, "
                   "kept for failure_ttl (a year)")
 
