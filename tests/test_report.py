@@ -197,6 +197,21 @@ def test_a_case_measured_again_stands_as_the_newest_part_measured_it():
                       for r in merged) == [("p", 9.0), ("q", 7.0), ("r", 3.0)]
 
 
+def test_a_capped_case_measured_again_at_another_cap_is_the_same_case():
+    """900 rq workers asked, 605 fitted in one run and 647 in the next: the merge kept both rows."""
+    def part(started_at: str, ran: int, rate: float) -> dict:
+        capped = {"asked_concurrency": 900, "ran_concurrency": ran}
+        cfg = replace(config("throughput", "p"), concurrency=ran)
+        return {**document([result(cfg, m=measurements(consume=rate, capped=capped))]),
+                "run": {"name": started_at, "command": "c", "started_at": started_at,
+                        "finished_at": started_at, "complete": True}}
+
+    merged = merge_runs([part("2026-12-01T10:00", 605, 18.2), part("2026-12-02T10:00", 647, 14.3)],
+                        "both")["results"]
+    assert [(r["config"]["concurrency"], r["measurements"]["consume_throughput"])
+            for r in merged] == [(647, 14.3)]
+
+
 def test_merge_keeps_every_result_and_is_complete_only_if_every_run_was(tmp_path):
     """Merged runs hold all results, union the size table, and stay INCOMPLETE if one part is."""
     first = RunFolder(tmp_path, "a", command="qa", manifest={"host": "h", "commit": "c1"})

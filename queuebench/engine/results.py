@@ -154,9 +154,12 @@ class RunFolder:
 
 
 def case_key(result: dict) -> str:
-    """A case is a config without its repeat."""
-    return json.dumps({k: v for k, v in result["config"].items() if k != "repeat"},
-                      sort_keys=True)
+    """A case is a config without its repeat, at the concurrency asked for: a fleet capped to
+    fit in memory runs as many as fit that time (605 in one run, 647 in the next)."""
+    config = {k: v for k, v in result["config"].items() if k != "repeat"}
+    if capped := (result.get("measurements") or {}).get("capped"):
+        config["concurrency"] = capped["asked_concurrency"]
+    return json.dumps(config, sort_keys=True)
 
 
 def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
