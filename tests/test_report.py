@@ -181,14 +181,20 @@ def test_seed_figures_stand_beside_ours_where_the_seed_has_them():
     assert "other" not in seed
 
 
+def run_part(started_at: str, results: list[dict]) -> dict:
+    """A complete run document started at `started_at`, as merge_runs takes its parts."""
+    return {**document(results), "run": {"name": started_at, "command": "c",
+                                          "started_at": started_at, "finished_at": started_at,
+                                          "complete": True}}
+
+
 def test_a_case_measured_again_stands_as_the_newest_part_measured_it():
     """Two parts measured the same case (the later one after a fix): the merge keeps only the
     later part's repeats, in whatever order the parts come, and every other case of both."""
     def part(started_at: str, **rates: float) -> dict:
-        return {**document([result(config("throughput", pair), m=measurements(consume=rate))
-                            for pair, rate in rates.items()]),
-                "run": {"name": started_at, "command": "c", "started_at": started_at,
-                        "finished_at": started_at, "complete": True}}
+        return run_part(started_at, [result(config("throughput", pair),
+                                            m=measurements(consume=rate))
+                                     for pair, rate in rates.items()])
 
     old, new = part("2026-12-01T10:00", p=5.0, q=7.0), part("2026-12-02T10:00", p=9.0, r=3.0)
     for parts in ([old, new], [new, old]):
@@ -202,9 +208,7 @@ def test_a_capped_case_measured_again_at_another_cap_is_the_same_case():
     def part(started_at: str, ran: int, rate: float) -> dict:
         capped = {"asked_concurrency": 900, "ran_concurrency": ran}
         cfg = replace(config("throughput", "p"), concurrency=ran)
-        return {**document([result(cfg, m=measurements(consume=rate, capped=capped))]),
-                "run": {"name": started_at, "command": "c", "started_at": started_at,
-                        "finished_at": started_at, "complete": True}}
+        return run_part(started_at, [result(cfg, m=measurements(consume=rate, capped=capped))])
 
     merged = merge_runs([part("2026-12-01T10:00", 605, 18.2), part("2026-12-02T10:00", 647, 14.3)],
                         "both")["results"]

@@ -19,7 +19,7 @@ from queuebench.adapters.stub import LOCK, StubAdapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.interrupt import Interrupt
-from queuebench.engine.results import ExperimentConfig
+from queuebench.engine.results import ExperimentConfig, Result
 from queuebench.engine.runner import run_one
 from queuebench.engine.workload import Workload, cells
 from queuebench.errors import UsageError
@@ -261,6 +261,15 @@ def test_a_consumer_process_creates_the_stub_from_its_url(tmp_path):
     assert isinstance(adapters.create(url, queue="q"), StubAdapter)
 
 
+def run_stub_case(adapter: StubAdapter, folder: Path, work_ms: float = 0,
+                  deadline_sec: float = 30.0) -> Result:
+    """One case of 4 messages on the stub pair, through the runner's run_one."""
+    cell = cells("stub", Workload(messages=4, payload={"records": 5}, work_ms=work_ms))[0]
+    config = ExperimentConfig(cell.kind, "stub+dir", "default", cell.format, cell.messages,
+                              cell.records, work_ms, deadline_sec)
+    return run_one(config, cell, adapter, record_batches("sqlite://", 5, 4), folder)
+
+
 @pytest.mark.parametrize("work_ms, deadline_sec, status", [(0, 30.0, "ok"),
                                                           (3000, 2.0, "incomplete"),
                                                           (0, 30.0, "error")])
@@ -269,12 +278,9 @@ def test_every_case_deletes_its_queue_however_it_ended(tmp_path, monkeypatch, wo
     """A run leaves no litter on the broker: the topics that failed and cut-short cases kept
     grew to 15,075 partitions and made Kafka take over two minutes to start."""
     adapter = adapters.create(stub_url(tmp_path), queue="q")
-    cell = cells("stub", Workload(messages=4, payload={"records": 5}, work_ms=work_ms))[0]
-    config = ExperimentConfig(cell.kind, "stub+dir", "default", cell.format, cell.messages,
-                              cell.records, work_ms, deadline_sec)
     if status == "error":  # a library's own error in the middle of the case
         monkeypatch.setattr(Experiment, "produce", lambda _: 1 / 0)
-    result = run_one(config, cell, adapter, record_batches("sqlite://", 5, 4), tmp_path / "run")
+    result = run_stub_case(adapter, tmp_path / "run", work_ms, deadline_sec)
     assert result.status == status
     assert not adapter.queue_dir.exists()
 
@@ -282,9 +288,6 @@ def test_every_case_deletes_its_queue_however_it_ended(tmp_path, monkeypatch, wo
 def test_an_interrupted_case_ends_at_once_and_keeps_its_queue(tmp_path, monkeypatch):
     """Ctrl-C ends the run without a round trip to the broker, which may be what hangs."""
     adapter = adapters.create(stub_url(tmp_path), queue="q")
-    cell = cells("stub", Workload(messages=4, payload={"records": 5}))[0]
-    config = ExperimentConfig(cell.kind, "stub+dir", "default", cell.format, cell.messages,
-                              cell.records, 0, 30.0)
 
     def interrupted(_) -> None:
         Interrupt.received = True
@@ -293,5 +296,5 @@ def test_an_interrupted_case_ends_at_once_and_keeps_its_queue(tmp_path, monkeypa
     monkeypatch.setattr(Experiment, "produce", interrupted)
     monkeypatch.setattr(Interrupt, "received", False)
     with pytest.raises(KeyboardInterrupt):
-        run_one(config, cell, adapter, record_batches("sqlite://", 5, 4), tmp_path / "run")
+        run_stub_case(adapter, tmp_path / "run")
     assert adapter.queue_dir.exists()
