@@ -27,6 +27,7 @@ from queuebench.adapters.boto3_sqs import (
     sqs_client,
 )
 from queuebench.adapters.confluent import ConfluentKafkaAdapter
+from queuebench.adapters.faust import FaustAdapter
 from queuebench.adapters.kafka_python import KafkaPythonAdapter
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
@@ -348,8 +349,8 @@ def over_the_limit(count: int, big: int) -> list:
 
 
 @pytest.mark.broker("kafka")
-@pytest.mark.parametrize("cls", [ConfluentKafkaAdapter, KafkaPythonAdapter],
-                         ids=["confluent-kafka", "kafka-python"])
+@pytest.mark.parametrize("cls", [ConfluentKafkaAdapter, KafkaPythonAdapter, FaustAdapter],
+                         ids=["confluent-kafka", "kafka-python", "faust"])
 def test_async_on_kafka_acks_every_message_the_broker_took(cls):
     """On the real broker, async (in_flight 20) acknowledges each of 300 messages but the one
     over the client's size limit, whose error is its own; the topic then holds 299. One more

@@ -104,7 +104,8 @@ def test_consumers_spread_over_processes_say_so_beside_the_same_count_in_one():
 
 
 def test_an_na_row_shows_its_one_line_reason():
-    reason = "a+b has no asynchronous send: each send returns once the broker took the message"
+    reason = ("a+b has no asynchronous send: its library tells nothing of a message after its "
+              "send returned")
     rows = [result(scenario("producer-modes"), m=measurements(
                 consume=100.0, producer_mode="sync", partitions=None)),
             result(scenario("producer-modes", producer_mode="async"), status="n/a",

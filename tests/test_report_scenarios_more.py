@@ -9,7 +9,8 @@ from queuebench.worker.envelope import HEADER
 from tests.test_report import document, measurements, result
 from tests.test_report_scenarios import scenario, section, table_rows
 
-NO_ASYNC = "a+b has no asynchronous send: each send returns once the broker took the message"
+NO_ASYNC = ("a+b has no asynchronous send: its library tells nothing of a message after its send "
+            "returned")
 NO_PARTITIONS = "a+b has no partitions for queuebench to set"
 
 

@@ -35,7 +35,9 @@ Sending: faust's own `Producer` (`faust/transport/drivers/aiokafka.py`, aiokafka
 AIOKafkaProducer underneath) built from the same app settings and driven from a private event
 loop thread, because faust sends only from a coroutine. So a payload meets what faust's sending
 path enforces: `producer_max_request_size` 1,000,000 bytes (below Kafka's 1,048,588), checked
-by aiokafka on its size estimate of the record.
+by aiokafka on its size estimate of the record. A send returns once aiokafka has queued the
+record; the broker's acknowledgement resolves the future aiokafka gave back, which
+`send_async` passes on, so faust keeps sends in flight as the plain Kafka clients do.
 
 Connection URL: `faust+kafka://HOST:PORT` (faust's broker `kafka://HOST:PORT`). The app id, and so
 the consumer group, is `queuebench-<queue>`; faust also creates `<app id>-__assignor-__leader`.
@@ -63,7 +65,14 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
-from queuebench.adapters.base import Adapter, Backlog, Capabilities, SizeLimit, Variant
+from queuebench.adapters.base import (
+    Adapter,
+    Backlog,
+    Capabilities,
+    Done,
+    SizeLimit,
+    Variant,
+)
 from queuebench.adapters.kafka_common import drop_topic, recreate_topic
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.redact import redact
@@ -163,12 +172,24 @@ class FaustProducer:
     def _run(self, coro, timeout: float = SEND_TIMEOUT_SEC):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    async def _enqueue(self, key: bytes | None, payload: bytes) -> asyncio.Future:
+        """Hand the record to aiokafka's batch; the future it returns resolves on the broker's
+        acknowledgement. Raises ProducerSendError at once for a record over max_request_size."""
+        return await self._producer.send(self.topic, key, payload, None, None, None)
+
     async def _send(self, key: bytes | None, payload: bytes) -> None:
-        # Raises ProducerSendError at once for a record over max_request_size.
-        self._pending.append(await self._producer.send(self.topic, key, payload, None, None,
-                                                       None))
+        self._pending.append(await self._enqueue(key, payload))
         while self._pending and self._pending[0].done():
             self._pending.popleft().result()  # an earlier send's broker error surfaces here
+
+    async def _send_told(self, key: bytes | None, payload: bytes, on_done: Done) -> None:
+        try:
+            acknowledged = await self._enqueue(key, payload)
+        except Exception as exc:
+            on_done(exc)
+            return
+        acknowledged.add_done_callback(lambda done: on_done(
+            asyncio.CancelledError("send cancelled") if done.cancelled() else done.exception()))
 
     async def _flush(self) -> None:
         await self._producer.flush()
@@ -177,6 +198,11 @@ class FaustProducer:
 
     def send(self, payload: bytes, *, key: str | None = None) -> None:
         self._run(self._send(None if key is None else key.encode(), payload))
+
+    def send_async(self, payload: bytes, *, key: str | None = None, on_done: Done) -> None:
+        """Returns once aiokafka queued the record; `on_done` is told, from the loop's thread,
+        when the broker acknowledged it (producer acks=-1) or what failed."""
+        self._run(self._send_told(None if key is None else key.encode(), payload, on_done))
 
     def flush(self) -> None:
         self._run(self._flush())

@@ -9,8 +9,9 @@ Modes (`producers: {count, mode, in_flight}`):
   always ran.
 - `async`: one producer, up to `in_flight` sends awaiting the broker's acknowledgement at once;
   the next send waits for a slot. What runs in parallel is the library's own: Kafka clients
-  acknowledge from their I/O threads. A library whose send returns once the broker took it
-  (every task library) gains nothing: its outcome is known when `send_async` returns.
+  acknowledge from their I/O threads, faust from its event loop. A library that tells nothing
+  of a message after its send returned (every task library) gains nothing: its outcome is
+  known when `send_async` returns.
 - `processes`: `count` producer processes, forked so that they inherit the records and the
   adapter, each opening its own producer and sending, as `sync` does, the sequence numbers
   i, i + count, i + 2 count, ... each at its own intended send time: the rate shape is the

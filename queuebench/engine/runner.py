@@ -384,8 +384,8 @@ def not_applicable(cell: Cell, adapter: Adapter) -> str | None:
         return (f"{adapter.scheme} has no partitions for queuebench to set: only the plain Kafka "
                 "clients' topics are created with `partitions`")
     if cell.producer_mode == "async" and not has_async_send(adapter):
-        return (f"{adapter.scheme} has no asynchronous send: each send returns once the broker "
-                "took the message, so async runs exactly as sync")
+        return (f"{adapter.scheme} has no asynchronous send: its library tells nothing of a "
+                "message after its send returned, so async runs exactly as sync")
     return injector.not_applicable(cell.fault, adapter) if cell.fault else None
 
 
