@@ -65,14 +65,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
-from queuebench.adapters.base import (
-    Adapter,
-    Backlog,
-    Capabilities,
-    Done,
-    SizeLimit,
-    Variant,
-)
+from queuebench.adapters.base import Adapter, Backlog, Capabilities, Done, SizeLimit, Variant
 from queuebench.adapters.kafka_common import drop_topic, recreate_topic
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.redact import redact
