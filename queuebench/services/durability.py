@@ -43,9 +43,13 @@ MODES: dict[str, tuple[Durability, ...]] = {
                       "changed, 300 s if 100, 60 s if 10,000): a crash loses what changed since "
                       "the last snapshot; a graceful shutdown saves one first",
                save="3600 1 300 100 60 10000"),
+        # Redis's flushAppendOnlyFile postpones the write (not the reply) while the last
+        # second's fsync still runs, so a crash on a busy disk can lose acknowledged writes.
         _redis("aof-everysec", "Redis with the append-only file, fsync every second: each "
-                               "write reaches the file (the page cache) before the reply; a "
-                               "power loss may lose the last second",
+                               "write reaches the file (the page cache) before the reply, "
+                               "unless the last fsync is still running on a busy disk: then "
+                               "Redis replies and holds the write back up to 2 s, which a "
+                               "crash loses; a power loss may lose the last second",
                appendonly="yes"),
         _redis("aof-always", "Redis with the append-only file, fsync before each reply: "
                              "nothing acknowledged is lost, a crash or a power loss",
