@@ -203,6 +203,26 @@ def test_a_case_measured_again_stands_as_the_newest_part_measured_it():
                       for r in merged) == [("p", 9.0), ("q", 7.0), ("r", 3.0)]
 
 
+def test_a_rate_search_run_again_replaces_the_old_searchs_probes_and_answer():
+    """A search found 469 msg/s on a busy machine and 2,084 on an idle one, trying other rates:
+    the merge keeps the new search's probes and its one answer, beside the fixed-rate rows."""
+    def part(started_at: str, found: float, probe_rates: list[float]) -> dict:
+        probes = [result(replace(config("throughput", "p"), rate=rate, messages=int(rate * 10)),
+                         m=measurements(sustained_probe={"sustained": True, "why": None}))
+                  for rate in probe_rates]
+        answer = result(replace(config("sustained", "p"), rate=found),
+                        m=measurements(sustained_rate=found))
+        fixed = result(replace(config("throughput", "p"), rate=50.0), m=measurements(consume=found))
+        return run_part(started_at, [*probes, answer, fixed])
+
+    merged = merge_runs([part("2026-12-01T10:00", 469.0, [844.1, 469.0]),
+                         part("2026-12-03T06:00", 2084.1, [1140.0, 2084.1])], "both")["results"]
+    assert [(r["config"]["scenario"], r["config"]["rate"]) for r in merged] == [
+        ("throughput", 1140.0), ("throughput", 2084.1), ("sustained", 2084.1),
+        ("throughput", 50.0)]
+    assert merged[-1]["measurements"]["consume_throughput"] == 2084.1
+
+
 def test_a_capped_case_measured_again_at_another_cap_is_the_same_case():
     """900 rq workers asked, 605 fitted in one run and 647 in the next: the merge kept both rows."""
     def part(started_at: str, ran: int, rate: float) -> dict:

@@ -162,6 +162,19 @@ def case_key(result: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
+def merge_key(result: dict) -> str:
+    """The case a merge replaces by: a rate search's probes and its answer are one case each
+    whatever rates they ran at (a search run again tries other rates, and its answer must
+    replace the old one, not stand beside it); any other result is its case."""
+    config = result["config"]
+    if config["scenario"] != "sustained" and "sustained_probe" not in (
+            result.get("measurements") or {}):
+        return case_key(result)
+    # A probe's message count and deadline follow from its rate.
+    return json.dumps({k: v for k, v in config.items()
+                       if k not in ("repeat", "rate", "messages", "deadline_sec")}, sort_keys=True)
+
+
 def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
     """One results document holding the results of `documents`, for a comparison report.
 
@@ -179,7 +192,7 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
     measured_by: dict[str, str] = {}  # case -> when the newest part measuring it started
     for document in documents:
         for result in document["results"]:
-            key = case_key(result)
+            key = merge_key(result)
             measured_by[key] = max(measured_by.get(key, ""), document["run"]["started_at"])
     environment = dict(documents[0]["environment"])
     part_commits = [document["environment"].get("commit") for document in documents]
@@ -196,7 +209,7 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
         "ceilings": documents[0].get("ceilings", []),
         "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
         "results": [result for document in documents for result in document["results"]
-                    if measured_by[case_key(result)] == document["run"]["started_at"]],
+                    if measured_by[merge_key(result)] == document["run"]["started_at"]],
     }
 
 
