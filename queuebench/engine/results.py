@@ -167,12 +167,12 @@ def merge_key(result: dict) -> str:
     whatever rates they ran at (a search run again tries other rates, and its answer must
     replace the old one, not stand beside it); any other result is its case."""
     config = result["config"]
-    if config["scenario"] != "sustained" and "sustained_probe" not in (
-            result.get("measurements") or {}):
-        return case_key(result)
-    # A probe's message count and deadline follow from its rate.
-    return json.dumps({k: v for k, v in config.items()
-                       if k not in ("repeat", "rate", "messages", "deadline_sec")}, sort_keys=True)
+    if config["scenario"] == "sustained" or "sustained_probe" in (result.get("measurements")
+                                                                  or {}):
+        # A probe's message count and deadline follow from its rate.
+        result = {**result, "config": {k: v for k, v in config.items()
+                                       if k not in ("rate", "messages", "deadline_sec")}}
+    return case_key(result)
 
 
 def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, object]:
