@@ -223,6 +223,26 @@ def test_a_rate_search_run_again_replaces_the_old_searchs_probes_and_answer():
     assert merged[-1]["measurements"]["consume_throughput"] == 2084.1
 
 
+def test_a_merge_of_merges_keeps_each_results_own_run_and_judges_newest_by_it():
+    """Reruns merged into a merged report: each row keeps the run that measured it (its name,
+    start and commit), and a case is replaced only by a run newer than the one that measured
+    it, not than the merged report's start (its oldest part's)."""
+    def part(started_at: str, commit: str, **rates: float) -> dict:
+        run = run_part(started_at, [result(config("throughput", pair), m=measurements(consume=r))
+                                    for pair, r in rates.items()])
+        return {**run, "environment": {**run["environment"], "commit": commit}}
+
+    night = merge_runs([part("2026-12-01T18:00", "c1", p=5.0, q=7.0),
+                        part("2026-12-03T06:00", "c3", p=9.0)], "night")
+    again = merge_runs([night, part("2026-12-02T10:00", "c2", p=1.0, q=8.0)], "again")
+    assert [(r["config"]["pair"], r["measurements"]["consume_throughput"], r["part"])
+            for r in again["results"]] == [
+        ("p", 9.0, {"run": "2026-12-03T06:00", "started_at": "2026-12-03T06:00",
+                    "commit": "c3"}),
+        ("q", 8.0, {"run": "2026-12-02T10:00", "started_at": "2026-12-02T10:00",
+                    "commit": "c2"})]
+
+
 def test_a_capped_case_measured_again_at_another_cap_is_the_same_case():
     """900 rq workers asked, 605 fitted in one run and 647 in the next: the merge kept both rows."""
     def part(started_at: str, ran: int, rate: float) -> dict:

@@ -224,3 +224,28 @@ def test_a_nested_figure_never_overwrites_a_measurement_of_the_same_column_name(
         consume=1.0, payload={"kind": "bytes", "bytes": 50}, payload_bytes=52))
     [flat] = csv.DictReader(io.StringIO(results_csv(document([row]))))
     assert (flat["payload_kind"], flat["payload_bytes"]) == ("bytes", "52")
+
+
+def test_a_merged_reports_sections_say_which_run_measured_their_rows():
+    """A merged report's rows come from runs of different days and machine loads: each
+    section names them (start, run, commit, pairs); rows merged before results kept their run
+    are counted apart; a single run's report says nothing of the kind."""
+    def burst(pair: str, part: dict | None) -> dict:
+        return {**result(scenario("burst", pair), m=measurements(consume=5.0)), "part": part}
+
+    idle = {"run": "scenarios-idle", "started_at": "2026-12-03T05:54:00+00:00", "commit": "2ad65fc"}
+    night = {"run": "scenarios", "started_at": "2026-12-01T18:34:00+00:00", "commit": None}
+    merged = document([burst("a+redis", idle), burst("b+redis", idle), burst("c+kafka", night),
+                       burst("d+sqs", None)])
+    text = section(render(merged), "Bursts (seeds 000 and 001)")
+    assert text.split("Measured by:")[1].strip().splitlines() == [
+        "- 1 case: runs merged before each result kept its run (the command above lists them "
+        "all)",
+        "- 2026-12-01 18:34 UTC, `scenarios` at ?: c+kafka",
+        "- 2026-12-03 05:54 UTC, `scenarios-idle` at 2ad65fc: a+redis, b+redis"]
+    rows = list(csv.DictReader(io.StringIO(results_csv(merged))))
+    assert [(r["pair"], r["part_run"], r["part_commit"]) for r in rows] == [
+        ("a+redis", "scenarios-idle", "2ad65fc"), ("b+redis", "scenarios-idle", "2ad65fc"),
+        ("c+kafka", "scenarios", ""), ("d+sqs", "", "")]
+    single = render(document([result(scenario("burst"), m=measurements(consume=5.0))]))
+    assert "Measured by" not in single

@@ -180,8 +180,9 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
 
     A case that more than one part measured stands as the newest part measured it (a case is
     run again because the engine measured it wrong, or the machine was busy): mixing its
-    repeats would pass the old figures off as the new. The environment is the first run's,
-    with every part's commit; the merged run is complete only if every part was.
+    repeats would pass the old figures off as the new. Each result keeps the run that measured
+    it (`part`), through merges of merges. The environment is the first run's, with every
+    part's commit; the merged run is complete only if every part was.
     """
     sizes: dict[tuple[int, str], dict] = {}
     for document in documents:
@@ -189,11 +190,15 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
             merged = sizes.setdefault((row["records"], row["format"]), {**row, "pairs": {}})
             merged["pairs"].update(row["pairs"])
     runs = [document["run"] for document in documents]
+    # Each result with the run that measured it, or (merged before results kept theirs) with
+    # the merged document's start, as before.
+    stamped = [({**result, "part": result.get("part") or part_of(document)},
+                (result.get("part") or document["run"])["started_at"])
+               for document in documents for result in document["results"]]
     measured_by: dict[str, str] = {}  # case -> when the newest part measuring it started
-    for document in documents:
-        for result in document["results"]:
-            key = merge_key(result)
-            measured_by[key] = max(measured_by.get(key, ""), document["run"]["started_at"])
+    for result, started in stamped:
+        key = merge_key(result)
+        measured_by[key] = max(measured_by.get(key, ""), started)
     environment = dict(documents[0]["environment"])
     part_commits = [document["environment"].get("commit") for document in documents]
     if commits := [commit for commit in dict.fromkeys(part_commits) if commit]:
@@ -208,9 +213,21 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
         "environment": environment,
         "ceilings": documents[0].get("ceilings", []),
         "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
-        "results": [result for document in documents for result in document["results"]
-                    if measured_by[merge_key(result)] == document["run"]["started_at"]],
+        "results": [result for result, started in stamped
+                    if measured_by[merge_key(result)] == started],
     }
+
+
+def part_of(document: dict) -> dict | None:
+    """The run that measured a result, stamped on it in a merge so that the report can say
+    which run (when, at which commit) each row comes from. None for a merged document's
+    results that carry none: it merged them before results were stamped, and its own start
+    and commits are not theirs."""
+    run = document["run"]
+    if "merged_from" in run:
+        return None
+    return {"run": run["name"], "started_at": run["started_at"],
+            "commit": document["environment"].get("commit")}
 
 
 def newest_runs(reports_dir: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """`results.csv` beside `results.json`: one row per result, for spreadsheets.
 
-Columns carry the seed's field names: the config first, then the status, then every scalar
+Columns carry the seed's field names: the config first, then the status (and in a merged run,
+the run that measured the row: `part_run`, `part_started_at`, `part_commit`), then every scalar
 measurement; a summary such as `latency_ms` is spread over `latency_ms_p50`, `latency_ms_p99`...
 (its scalars only: `payload` gives `payload_kind`, `capped` gives `capped_reason`). Lists
 (sequence numbers, per-second series, burst stages, mix kinds, search probes) and the encoded
@@ -22,6 +23,8 @@ def flat_row(result: dict) -> dict[str, object]:
     row = {key: value if isinstance(value, SCALARS) else str(value)
            for key, value in result["config"].items()}
     row |= {"status": result["status"], "error": result["error"]}
+    for key, value in (result.get("part") or {}).items():  # the run a merged row came from
+        row[f"part_{key}"] = value
     for key, value in result["measurements"].items():
         if key in LEFT_OUT:
             continue
