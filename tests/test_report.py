@@ -243,6 +243,19 @@ def test_a_merge_of_merges_keeps_each_results_own_run_and_judges_newest_by_it():
                     "commit": "c2"})]
 
 
+def test_a_case_run_before_a_config_field_existed_is_replaced_by_its_rerun():
+    """sqlalchemy+sqlite's first night ran before configs had `durability`: its rerun stood
+    beside it, two rows for one case, until a missing field read as its default."""
+    def part(started_at: str, rate: float, drop: str | None = None) -> dict:
+        old = result(config("throughput", "p"), m=measurements(consume=rate))
+        old["config"].pop(drop, None)
+        return run_part(started_at, [old])
+
+    merged = merge_runs([part("2026-12-01T10:00", 758.2, drop="durability"),
+                         part("2026-12-03T08:00", 1199.5)], "both")["results"]
+    assert [r["measurements"]["consume_throughput"] for r in merged] == [1199.5]
+
+
 def test_a_capped_case_measured_again_at_another_cap_is_the_same_case():
     """900 rq workers asked, 605 fitted in one run and 647 in the next: the merge kept both rows."""
     def part(started_at: str, ran: int, rate: float) -> dict:

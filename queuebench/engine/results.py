@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -86,6 +86,9 @@ class Result:
         return asdict(self)
 
 
+CONFIG_DEFAULTS = {f.name: f.default for f in fields(ExperimentConfig) if f.default is not MISSING}
+
+
 def write_atomically(path: Path, text: str) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -155,8 +158,10 @@ class RunFolder:
 
 def case_key(result: dict) -> str:
     """A case is a config without its repeat, at the concurrency asked for: a fleet capped to
-    fit in memory runs as many as fit that time (605 in one run, 647 in the next)."""
-    config = {k: v for k, v in result["config"].items() if k != "repeat"}
+    fit in memory runs as many as fit that time (605 in one run, 647 in the next). A field the
+    config lacks (written before the field existed) has its default, as when it was run."""
+    config = {**CONFIG_DEFAULTS, **result["config"]}
+    del config["repeat"]
     if capped := (result.get("measurements") or {}).get("capped"):
         config["concurrency"] = capped["asked_concurrency"]
     return json.dumps(config, sort_keys=True)
