@@ -233,19 +233,24 @@ def test_a_merged_reports_sections_say_which_run_measured_their_rows():
     def burst(pair: str, part: dict | None) -> dict:
         return {**result(scenario("burst", pair), m=measurements(consume=5.0)), "part": part}
 
-    idle = {"run": "scenarios-idle", "started_at": "2026-12-03T05:54:00+00:00", "commit": "2ad65fc"}
-    night = {"run": "scenarios", "started_at": "2026-12-01T18:34:00+00:00", "commit": None}
-    merged = document([burst("a+redis", idle), burst("b+redis", idle), burst("c+kafka", night),
+    def part(run: str, started_at: str, commit: str | None = "2ad65fc") -> dict:
+        return {"run": run, "started_at": started_at, "commit": commit}
+
+    idle = part("scenarios-idle", "2026-12-03T05:54:10+00:00")
+    merged = document([burst("a+redis", idle), burst("b+redis", idle),
+                       burst("e+redis", part("scenarios-again", "2026-12-03T05:54:50+00:00")),
+                       burst("c+kafka", part("scenarios", "2026-12-01T18:34:00+00:00", None)),
                        burst("d+sqs", None)])
     text = section(render(merged), "Bursts (seeds 000 and 001)")
     assert text.split("Measured by:")[1].strip().splitlines() == [
         "- 1 case: runs merged before each result kept its run (the command above lists them "
         "all)",
         "- 2026-12-01 18:34 UTC, `scenarios` at ?: c+kafka",
-        "- 2026-12-03 05:54 UTC, `scenarios-idle` at 2ad65fc: a+redis, b+redis"]
+        "- 2026-12-03 05:54 UTC, `scenarios-idle` at 2ad65fc: a+redis, b+redis",
+        "- 2026-12-03 05:54 UTC, `scenarios-again` at 2ad65fc: e+redis"]  # in order of start
     rows = list(csv.DictReader(io.StringIO(results_csv(merged))))
     assert [(r["pair"], r["part_run"], r["part_commit"]) for r in rows] == [
         ("a+redis", "scenarios-idle", "2ad65fc"), ("b+redis", "scenarios-idle", "2ad65fc"),
-        ("c+kafka", "scenarios", ""), ("d+sqs", "", "")]
+        ("e+redis", "scenarios-again", "2ad65fc"), ("c+kafka", "scenarios", ""), ("d+sqs", "", "")]
     single = render(document([result(scenario("burst"), m=measurements(consume=5.0))]))
     assert "Measured by" not in single

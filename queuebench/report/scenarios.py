@@ -576,12 +576,12 @@ def measured_by(cases: list[Case]) -> list[str]:
         if not (part := case.first.get("part")):
             unknown += 1
             continue
-        key = (part["started_at"][:16].replace("T", " "), part["run"], part["commit"] or "?")
+        key = (part["started_at"], part["run"], part["commit"] or "?")
         if (name := pair_name(case.first)) not in (names := parts.setdefault(key, [])):
             names.append(name)
     if not parts:
         return []
-    lines = [f"- {started} UTC, `{run}` at {commit}: {', '.join(names)}"
+    lines = [f"- {started[:16].replace('T', ' ')} UTC, `{run}` at {commit}: {', '.join(names)}"
              for (started, run, commit), names in sorted(parts.items())]
     if unknown:
         lines.insert(0, f"- {unknown} case{'s' * (unknown > 1)}: runs merged before each "
