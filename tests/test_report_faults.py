@@ -182,3 +182,18 @@ def test_a_pairs_section_states_what_its_library_and_each_broker_mode_declare():
     assert [line for line in section.splitlines() if "broker's durability" in line] == [
         "- **the broker's durability:** Redis none words",
         "- **the broker's durability:** Redis aof-always words"]
+
+
+def test_a_merged_faults_section_says_which_run_measured_each_pair():
+    """FAULTS.md merges one run per broker group, hours and commits apart: the section names
+    them as the scenarios' sections do."""
+    redis = fault_run("rq+redis", "broker-kill 5s")
+    redis["part"] = {"run": "faults-redis", "started_at": "2026-12-02T10:00:00+00:00",
+                     "commit": "c1"}
+    kafka = fault_run("confluent-kafka+kafka", "broker-kill 5s")
+    kafka["part"] = {"run": "faults-kafka", "started_at": "2026-12-02T11:30:00+00:00",
+                     "commit": "c2"}
+    section = render(document([redis, kafka])).split("## Faults beyond the consumer")[1]
+    assert section.split("Measured by:")[1].split("\n\n")[1].splitlines() == [
+        "- 2026-12-02 10:00 UTC, `faults-redis` at c1: rq+redis",
+        "- 2026-12-02 11:30 UTC, `faults-kafka` at c2: confluent-kafka+kafka"]

@@ -261,3 +261,26 @@ def span(values: list, digits: int = 2) -> object:
 def recorded_ceilings(rows: Iterable[dict]) -> list[Ceiling]:
     """The broker ceilings a run recorded beside its results (their raw lines left out)."""
     return [Ceiling(**row, settings={}, raw={}) for row in rows]
+
+
+def measured_by(cases: list[Case]) -> list[str]:
+    """In a merged report, which run measured a section's rows (when it started, at which
+    commit, which pairs): rows of different days and machine loads must not pass as one run's.
+    Cases merged before results kept their run are counted apart."""
+    parts: dict[tuple[str, str, str], list[str]] = {}
+    unknown = 0
+    for case in cases:
+        if not (part := case.first.get("part")):
+            unknown += 1
+            continue
+        key = (part["started_at"], part["run"], part["commit"] or "?")
+        if (name := pair_name(case.first)) not in (names := parts.setdefault(key, [])):
+            names.append(name)
+    if not parts:
+        return []
+    lines = [f"- {started[:16].replace('T', ' ')} UTC, `{run}` at {commit}: {', '.join(names)}"
+             for (started, run, commit), names in sorted(parts.items())]
+    if unknown:
+        lines.insert(0, f"- {unknown} case{'s' * (unknown > 1)}: runs merged before each "
+                        "result kept its run (the command above lists them all)")
+    return ["Measured by:", "", *lines, ""]

@@ -17,6 +17,7 @@ from queuebench.report.cases import (
     ended_by,
     figure_of,
     is_complete,
+    measured_by,
     num_or_na,
     pair_name,
     repeat_tag,
@@ -207,4 +208,4 @@ def faults_section(results: list[dict], charted: bool = False) -> list[str]:
                    "lost, never acknowledged", "sends not acknowledged", "recovered",
                    "duplicated", "recovered after s", "backlog at injection",
                    "backlog back after s", "workers restarted", "ended by"],
-                  _detail_rows(results)), ""]
+                  _detail_rows(results)), "", *measured_by(cases_of(rows))]

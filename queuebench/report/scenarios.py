@@ -22,6 +22,7 @@ from queuebench.report.cases import (
     ended_by,
     figure_of,
     is_clean,
+    measured_by,
     pair_name,
     recorded_ceilings,
     shown,
@@ -565,25 +566,3 @@ def scenario_sections(results: list[dict], ceilings: Sequence[dict] = ()) -> lis
             out += [f"## {title}", "", *body, *measured_by(cases)]
     return out
 
-
-def measured_by(cases: list[Case]) -> list[str]:
-    """In a merged report, which run measured the section's rows (when it started, at which
-    commit, which pairs): rows of different days and machine loads must not pass as one run's.
-    Cases merged before results kept their run are counted apart."""
-    parts: dict[tuple[str, str, str], list[str]] = {}
-    unknown = 0
-    for case in cases:
-        if not (part := case.first.get("part")):
-            unknown += 1
-            continue
-        key = (part["started_at"], part["run"], part["commit"] or "?")
-        if (name := pair_name(case.first)) not in (names := parts.setdefault(key, [])):
-            names.append(name)
-    if not parts:
-        return []
-    lines = [f"- {started[:16].replace('T', ' ')} UTC, `{run}` at {commit}: {', '.join(names)}"
-             for (started, run, commit), names in sorted(parts.items())]
-    if unknown:
-        lines.insert(0, f"- {unknown} case{'s' * (unknown > 1)}: runs merged before each "
-                        "result kept its run (the command above lists them all)")
-    return ["Measured by:", "", *lines, ""]
