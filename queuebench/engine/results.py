@@ -195,14 +195,16 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
             merged = sizes.setdefault((row["records"], row["format"]), {**row, "pairs": {}})
             merged["pairs"].update(row["pairs"])
     runs = [document["run"] for document in documents]
-    # Each result with the run that measured it, or (merged before results kept theirs) with
-    # the merged document's start, as before.
-    stamped = [({**result, "part": result.get("part") or part_of(document)},
-                (result.get("part") or document["run"])["started_at"])
-               for document in documents for result in document["results"]]
+    # Each result with the run that measured it, when that run started (merged before results
+    # kept their run: the merged document's start, as before) and its case.
+    stamped = []
+    for document in documents:
+        for result in document["results"]:
+            part = result.get("part") or part_of(document)
+            stamped.append(({**result, "part": part}, (part or document["run"])["started_at"],
+                            merge_key(result)))
     measured_by: dict[str, str] = {}  # case -> when the newest part measuring it started
-    for result, started in stamped:
-        key = merge_key(result)
+    for _, started, key in stamped:
         measured_by[key] = max(measured_by.get(key, ""), started)
     environment = dict(documents[0]["environment"])
     part_commits = [document["environment"].get("commit") for document in documents]
@@ -218,8 +220,7 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
         "environment": environment,
         "ceilings": documents[0].get("ceilings", []),
         "payload_sizes": sorted(sizes.values(), key=lambda r: (r["records"], r["format"])),
-        "results": [result for result, started in stamped
-                    if measured_by[merge_key(result)] == started],
+        "results": [result for result, started, key in stamped if measured_by[key] == started],
     }
 
 

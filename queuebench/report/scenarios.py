@@ -565,4 +565,3 @@ def scenario_sections(results: list[dict], ceilings: Sequence[dict] = ()) -> lis
         if (cases := scenario_cases(results, name)) and (body := section(cases)):
             out += [f"## {title}", "", *body, *measured_by(cases)]
     return out
-
