@@ -32,6 +32,15 @@ KAFKA_TOOLS = {
 RABBITMQ_PERF_TEST_POM = PACKAGE_DIR / "rabbitmq-perf-test" / "pom.xml"
 
 
+def new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes in URL-safe base64 without padding. Like Kafka's own
+    Uuid.randomUuid, never one that starts with "-": the storage tool would read it as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def log4j2_console_config(level: str, target: str) -> str:
     """A log4j2 configuration that logs to stdout or stderr (SYSTEM_OUT, SYSTEM_ERR)."""
     return f"""\
@@ -128,10 +137,8 @@ class Kafka(JavaService):
         log_config = self.dir / "log4j2.properties"
         log_config.write_text(log4j2_console_config("INFO", "SYSTEM_OUT"))
         if not (self.data_dir / "meta.properties").exists():
-            # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             run(self.java_command(log_config, "kafka.tools.StorageTool", "format",
-                                  "--cluster-id", cluster_id, "--config", str(properties)))
+                                  f"--cluster-id={new_cluster_id()}", "--config", str(properties)))
         command = self.java_command(log_config, "kafka.Kafka", str(properties),
                                     jvm_options=KAFKA_JVM_OPTIONS)
         spawn_detached(command, log_file=self.log_file, pid_file=self.pid_file, cwd=self.dir)
