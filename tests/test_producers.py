@@ -402,7 +402,7 @@ def test_sqs_send_async_gives_each_batch_entry_its_own_outcome():
     client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
                         read_timeout=1, total_max_attempts=1)
     producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=3,
-                                max_batch_bytes=MAX_MESSAGE_BYTES)
+                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=60)
     with Stubber(client) as stub:
         stub.add_response("send_message_batch", {
             "Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "x"} for i in "02"],

@@ -122,7 +122,7 @@ def test_a_batch_entry_the_broker_refuses_raises() -> None:
     client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
                         read_timeout=1, total_max_attempts=1)
     producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=10,
-                                max_batch_bytes=MAX_MESSAGE_BYTES)
+                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=60)
     with Stubber(client) as stub:
         stub.add_response("send_message_batch", {"Successful": [], "Failed": [{
             "Id": "0", "SenderFault": True, "Code": "InvalidParameterValue",
@@ -131,6 +131,63 @@ def test_a_batch_entry_the_broker_refuses_raises() -> None:
         with pytest.raises(BatchEntryFailed, match=r"refused 1 of 1 .*InvalidParameterValue"):
             producer.flush()
         producer.close()  # the failed batch is not sent again
+
+
+def stubbed_producer(max_open_sec: float) -> tuple[BatchingProducer, Stubber]:
+    client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
+                        read_timeout=1, total_max_attempts=1)
+    producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=10,
+                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=max_open_sec)
+    return producer, Stubber(client)
+
+
+def test_a_lone_message_goes_once_its_batch_was_open_max_open_sec() -> None:
+    """At a low rate a batch never fills: without a time bound a message waited for nine more
+    (9 s at 1 msg/s). The timer sends it alone, and its sender is told, with no flush."""
+    producer, stub = stubbed_producer(max_open_sec=0.05)
+    with stub:
+        stub.add_response("send_message_batch", {"Successful": [
+            {"Id": "0", "MessageId": "0", "MD5OfMessageBody": "x"}], "Failed": []})
+        told: list[BaseException | None] = []
+        producer.send_async(b"tick", on_done=told.append)
+        wait_for(lambda: told, "the lone message's acknowledgement", timeout=5)
+        assert told == [None]
+        stub.assert_no_pending_responses()
+        producer.close()
+
+
+def test_a_send_the_timer_sent_and_sqs_refused_raises_at_the_next_send() -> None:
+    """send() has no callback: the failure of a batch the timer sent is raised by the next call,
+    once, and the message after it is still sent."""
+    producer, stub = stubbed_producer(max_open_sec=0.05)
+    with stub:
+        stub.add_response("send_message_batch", {"Successful": [], "Failed": [{
+            "Id": "0", "SenderFault": True, "Code": "InvalidParameterValue",
+            "Message": "Message must be shorter than 1048576 bytes."}]})
+        stub.add_response("send_message_batch", {"Successful": [
+            {"Id": "0", "MessageId": "1", "MD5OfMessageBody": "x"}], "Failed": []})
+        producer.send(b"x")
+        wait_for(lambda: producer._failure is not None, "the timer's batch to fail", timeout=5)
+        with pytest.raises(BatchEntryFailed, match="InvalidParameterValue"):
+            producer.send(b"y")
+        producer.send(b"z")
+        producer.close()
+        stub.assert_no_pending_responses()
+
+
+@sqs
+def test_a_message_sent_alone_reaches_the_queue_without_a_flush(
+        adapter: Boto3SQSAdapter) -> None:
+    """The default variant's producer sends a batch 200 ms after its first message at most."""
+    producer = adapter.producer()
+    try:
+        producer.send(b"alone")
+        started = time.monotonic()
+        wait_for(lambda: counts(adapter) == (1, 0), "the message in the queue", timeout=5)
+        assert time.monotonic() - started < 2
+    finally:
+        producer.close()
+    assert counts(adapter) == (1, 0)  # close() sent nothing more
 
 
 @sqs

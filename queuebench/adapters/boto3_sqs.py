@@ -12,7 +12,9 @@ Bodies are text (XML-safe Unicode), so the bytes travel as base64: 4/3 of the pa
 10,000-record protobuf payload is 496,395 bytes and 661,860 on the wire, and the JSON one
 (1,749,164 bytes) is over the 1 MiB limit even before base64. The limit counts the batch too
 (AWS: all bodies of a SendMessageBatch together; ElasticMQ 1.7.1 checks their sum), so the producer
-sends a batch when it holds 10 messages or when the next one would take it over 1 MiB.
+sends a batch when it holds 10 messages, when the next one would take it over 1 MiB, or 200 ms
+after its first message came (the default of the AWS SDK for Java's batching clients,
+maxBatchOpenMs; without a bound, a message sent at 1 msg/s waited 9 s for nine more).
 ElasticMQ 1.7.1 (strict limits) rejects an over-size body, alone or in a batch, with the whole
 call failing `InvalidAttributeValue: MessageTooLong`; AWS answers `InvalidParameterValue`
 (documented, not run here) and, in a batch, reports the entry under `Failed`, which raises here.
@@ -39,6 +41,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -63,6 +66,7 @@ from queuebench.redact import redact
 
 MAX_MESSAGE_BYTES = 1_048_576  # AWS since 2025 (262,144 before); ElasticMQ strict since 1.7.0
 MAX_BATCH_ENTRIES = 10
+DEFAULT_BATCH_OPEN_MS = 200  # QueueBufferConfig.MAX_BATCH_OPEN_MS_DEFAULT, AWS SDK for Java
 DEFAULT_VISIBILITY_TIMEOUT_SEC = 10  # SQS's own default is 30 s
 DEFAULT_RECEIVE_WAIT_TIME_SEC = 1
 DEFAULT_CONNECT_TIMEOUT_SEC = 5.0
@@ -139,7 +143,9 @@ class BatchEntryFailed(QueuebenchError):
 
 
 class BatchingProducer:
-    """Buffers up to 10 base64 bodies and sends them with one SendMessageBatch call.
+    """Buffers up to 10 base64 bodies and sends them with one SendMessageBatch call, when ten
+    wait, when the next would take the batch over its byte limit, or when the oldest has waited
+    `max_open_sec` (a timer thread sends it then, as AWS's own batching clients do).
 
     A send can therefore fail at a later send() or at flush(), which raise; close() flushes.
     `send_async` buffers the same way (`holds_sends`): its `on_done` is told once the batch call
@@ -149,14 +155,24 @@ class BatchingProducer:
 
     holds_sends = True
 
-    def __init__(self, client, queue_url: str, *, max_entries: int, max_batch_bytes: int) -> None:
+    def __init__(self, client, queue_url: str, *, max_entries: int, max_batch_bytes: int,
+                 max_open_sec: float) -> None:
         self.client = client
         self.queue_url = queue_url
         self.max_entries = max_entries
         self.max_batch_bytes = max_batch_bytes
+        self.max_open_sec = max_open_sec
         self._bodies: list[str] = []
         self._told: list[Done | None] = []  # None: buffered by send(), which raises
         self._batch_bytes = 0
+        self._opened = 0.0  # when the batch's first body came
+        self._failure: BaseException | None = None  # of a send() the timer sent: raised next
+        self._closed = False
+        # One lock over the buffer and the batch call, so batches go in order, one at a time.
+        self._lock = threading.Condition(threading.RLock())
+        self._timer = threading.Thread(target=self._send_open_batches, daemon=True,
+                                       name="sqs-batch-timer")
+        self._timer.start()
 
     def send(self, payload: bytes, *, key: str | None = None) -> None:
         """Queue `payload`; `key` is unused: a standard queue has no groups or order."""
@@ -168,15 +184,45 @@ class BatchingProducer:
 
     def _add(self, payload: bytes, on_done: Done | None) -> None:
         body = base64.b64encode(payload).decode("ascii")
-        if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
-            self.flush()  # alone over the limit, it still goes: the broker's own error is the point
-        self._bodies.append(body)
-        self._told.append(on_done)
-        self._batch_bytes += len(body)
-        if len(self._bodies) >= self.max_entries:
-            self.flush()
+        with self._lock:
+            self._raise_timers_failure()
+            if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
+                self.flush()  # alone over the limit, it still goes: the broker's error is the point
+            if not self._bodies:
+                self._opened = time.monotonic()
+                self._lock.notify()
+            self._bodies.append(body)
+            self._told.append(on_done)
+            self._batch_bytes += len(body)
+            if len(self._bodies) >= self.max_entries:
+                self.flush()
+
+    def _send_open_batches(self) -> None:
+        with self._lock:
+            while not self._closed:
+                if not self._bodies:
+                    self._lock.wait()
+                    continue
+                left = self._opened + self.max_open_sec - time.monotonic()
+                if left > 0:
+                    self._lock.wait(left)
+                    continue
+                try:
+                    self._send_batch()
+                except Exception as exc:  # a send()'s failure, for its caller's next call
+                    self._failure = exc
+
+    def _raise_timers_failure(self) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
     def flush(self) -> None:
+        with self._lock:
+            self._raise_timers_failure()
+            self._send_batch()
+
+    def _send_batch(self) -> None:
         if not self._bodies:
             return
         # Taken off the buffer first: a batch that failed is reported once, not re-sent by close().
@@ -214,6 +260,10 @@ class BatchingProducer:
                                    f"messages: {reasons}")
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._timer.join()
         try:
             self.flush()
         finally:
@@ -252,6 +302,7 @@ class Boto3SQSAdapter(Adapter):
             "receive_max_messages": MAX_BATCH_ENTRIES,
             "send_batch_max_entries": MAX_BATCH_ENTRIES,
             "send_batch_max_bytes": MAX_MESSAGE_BYTES,
+            "send_batch_max_open_ms": DEFAULT_BATCH_OPEN_MS,
             "body_encoding": "base64",
             "on_graceful_stop": "finish the message in hand, make the rest of its batch visible",
             "botocore_retry_mode": BOTOCORE_RETRIES["mode"],
@@ -325,7 +376,8 @@ class Boto3SQSAdapter(Adapter):
     def producer(self) -> BatchingProducer:
         return BatchingProducer(self._new_client(), self.queue_url,
                                 max_entries=int(self.settings["send_batch_max_entries"]),
-                                max_batch_bytes=int(self.settings["send_batch_max_bytes"]))
+                                max_batch_bytes=int(self.settings["send_batch_max_bytes"]),
+                                max_open_sec=float(self.settings["send_batch_max_open_ms"]) / 1000)
 
     def consume(self, handle: Callable[[bytes], None], stopping: threading.Event) -> None:
         while not stopping.is_set():
