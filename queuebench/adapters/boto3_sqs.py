@@ -185,7 +185,8 @@ class BatchingProducer:
     def _add(self, payload: bytes, on_done: Done | None) -> None:
         body = base64.b64encode(payload).decode("ascii")
         with self._lock:
-            self._raise_timers_failure()
+            if on_done is None:  # send_async raises nothing, as the Producer contract says
+                self._raise_timers_failure()
             if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
                 self.flush()  # alone over the limit, it still goes: the broker's error is the point
             if not self._bodies:
