@@ -117,13 +117,18 @@ def test_local_client_reads_nothing_from_the_users_aws_setup(
     adapter.cleanup()
 
 
-def test_a_batch_entry_the_broker_refuses_raises() -> None:
-    """AWS reports an over-size message of a batch under `Failed`: the producer raises with it."""
+def stubbed_producer(max_open_sec: float) -> tuple[BatchingProducer, Stubber]:
     client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
                         read_timeout=1, total_max_attempts=1)
     producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=10,
-                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=60)
-    with Stubber(client) as stub:
+                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=max_open_sec)
+    return producer, Stubber(client)
+
+
+def test_a_batch_entry_the_broker_refuses_raises() -> None:
+    """AWS reports an over-size message of a batch under `Failed`: the producer raises with it."""
+    producer, stub = stubbed_producer(max_open_sec=60)
+    with stub:
         stub.add_response("send_message_batch", {"Successful": [], "Failed": [{
             "Id": "0", "SenderFault": True, "Code": "InvalidParameterValue",
             "Message": "Message must be shorter than 1048576 bytes."}]})
@@ -131,14 +136,6 @@ def test_a_batch_entry_the_broker_refuses_raises() -> None:
         with pytest.raises(BatchEntryFailed, match=r"refused 1 of 1 .*InvalidParameterValue"):
             producer.flush()
         producer.close()  # the failed batch is not sent again
-
-
-def stubbed_producer(max_open_sec: float) -> tuple[BatchingProducer, Stubber]:
-    client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
-                        read_timeout=1, total_max_attempts=1)
-    producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=10,
-                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=max_open_sec)
-    return producer, Stubber(client)
 
 
 def test_a_lone_message_goes_once_its_batch_was_open_max_open_sec() -> None:
