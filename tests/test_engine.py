@@ -15,7 +15,8 @@ from queuebench.adapters.base import Backlog
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.results import ExperimentConfig
-from queuebench.engine.workload import SHIPPED_DIR, Workload, cells, load
+from queuebench.engine.runner import search_rate
+from queuebench.engine.workload import SHIPPED_DIR, Search, Workload, cells, load
 from queuebench.errors import ConsumerFailed, UsageError
 from queuebench.payloads.builder import record_batches
 from queuebench.worker.envelope import unwrap
@@ -329,6 +330,18 @@ def test_failed_messages_the_broker_keeps_agree_with_the_ledger():
                                       Receipt(2, 0, 1, True, failed=True)]), 3, 2 / 3)
     assert broker_check(Backlog(waiting=0, stranded=2), failed_twice)["agrees"] is True
     assert broker_check(Backlog(waiting=0, stranded=3), failed_twice)["agrees"] is False
+    # Retries held back for later are the failed ones waiting: one dead letter and one retry
+    # agree; a message waiting that is no retry does not.
+    retry = Backlog(waiting=1, stranded=1, due_at=(time.time() + 60,))
+    assert broker_check(retry, failed_twice)["agrees"] is True
+    assert broker_check(Backlog(waiting=2, stranded=1, due_at=retry.due_at),
+                        failed_twice)["agrees"] is False
+
+
+def test_a_retry_due_after_a_moment_is_not_waiting_by_then():
+    now = time.time()
+    backlog = Backlog(waiting=3, due_at=(now + 1, now + 30))
+    assert [backlog.waiting_by(now + s) for s in (0, 1, 29, 30)] == [1, 2, 2, 3]
 
 
 def test_a_worker_that_exited_on_its_own_is_passed_over_by_the_fleets_stop_and_kill(tmp_path):
@@ -368,3 +381,39 @@ def test_a_worker_error_pushed_out_of_the_log_tail_by_its_message_still_leads_it
                                 "RETURNING id, body] | [parameters: (1, 2)] | (Background on this "
                                 "error at: https://sqlalche.me/e/21/e3q8)")
     assert log_tail("a\nValueError: bad\n", 5) == "a | ValueError: bad"
+
+
+def scripted_search(outcomes: dict[float, list[bool]], **settings) -> tuple[tuple, list]:
+    """search_rate from 100 msg/s, step 2, with each rate's probes passing or failing in the
+    order `outcomes` gives (then passing); its answer and the rates probed, in order."""
+    probed = []
+
+    def probe(rate: float) -> bool:
+        probed.append(rate)
+        left = outcomes.get(rate, [])
+        return left.pop(0) if left else True
+
+    search = Search(start=100, step=2, **settings)
+    return search_rate(search, 100, probe), probed
+
+
+def test_a_rate_whose_probe_failed_once_is_probed_again_and_passes_on_a_majority():
+    """A busy moment fails 200 msg/s's first probe: two more pass it, so the search goes on to
+    400, which fails twice, and bisects between 200 and 400 (with one failure a rate, the
+    first failure would have held the search below 200)."""
+    (passed, failed), probed = scripted_search({200: [False, True, True], 400: [False, False]},
+                                               probes=4)
+    assert probed == [100, 200, 200, 200, 400, 400, 300]
+    assert (passed, failed) == (300, 400)
+    (passed, failed), probed = scripted_search({200: [False, True, True], 400: [False, False]},
+                                               probes=4, fails=1)
+    assert probed == [100, 200, 150, 175] and (passed, failed) == (175, 200)
+
+
+def test_a_rate_fails_on_two_failed_probes_before_two_passed():
+    """fail, pass, fail: the rate fails after three probes; fail, fail: after two, and the
+    search steps down."""
+    (passed, failed), probed = scripted_search({200: [False, True, False]}, probes=2)
+    assert probed == [100, 200, 200, 200] and (passed, failed) == (100, 200)
+    (passed, failed), probed = scripted_search({100: [False, False]}, probes=2)
+    assert probed == [100, 100, 50] and (passed, failed) == (50, 100)

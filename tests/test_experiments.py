@@ -19,8 +19,8 @@ from kafka import KafkaAdminClient
 
 from queuebench import adapters
 from queuebench.adapters.base import SizeLimit
-from queuebench.adapters.boto3_sqs import endpoint_for, sqs_client
 from queuebench.adapters.sqlqueue import SqlQueueAdapter
+from queuebench.adapters.sqs_common import endpoint_for, sqs_client
 from queuebench.engine.common import Experiment
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.results import ExperimentConfig, Result

@@ -235,7 +235,7 @@ def test_kafka_probe_creates_no_topic(scheme, kafka_admin):
 
 @pytest.fixture
 def sqs() -> Iterator[object]:
-    from queuebench.adapters.boto3_sqs import endpoint_for, sqs_client
+    from queuebench.adapters.sqs_common import endpoint_for, sqs_client
 
     client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=5,
                         read_timeout=10, total_max_attempts=1)

@@ -18,17 +18,12 @@ from botocore.stub import Stubber
 
 from queuebench import adapters
 from queuebench.adapters.base import Backlog
-from queuebench.adapters.boto3_sqs import (
-    MAX_MESSAGE_BYTES,
-    BatchEntryFailed,
-    BatchingProducer,
-    Boto3SQSAdapter,
-    endpoint_for,
-    sqs_client,
-)
+from queuebench.adapters.boto3_sqs import Boto3SQSAdapter
 from queuebench.adapters.confluent import ConfluentKafkaAdapter
 from queuebench.adapters.faust import FaustAdapter
 from queuebench.adapters.kafka_python import KafkaPythonAdapter
+from queuebench.adapters.sqs_batching import BatchEntryFailed, BatchingProducer
+from queuebench.adapters.sqs_common import MAX_MESSAGE_BYTES, endpoint_for, sqs_client
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.producers import (
@@ -306,6 +301,26 @@ def test_processes_cover_every_seq_once_across_processes(tmp_path):
     assert produced.sizes[7] > 0 and run.sizes == produced.sizes
     assert (produced.mode, produced.producers) == ("processes", 3)
     assert 0.14 <= produced.seconds < 1.0
+
+
+def test_producer_processes_inherit_no_connection_of_the_parent(tmp_path):
+    """The harness releases its adapter's connections before it forks: an SQLite connection
+    carried across fork() corrupts the database (4 producer processes on sqlalchemy+sqlite once
+    deleted the WAL under the consumer, which then saw none of the 10,000 messages)."""
+    sends = tmp_path / "sends"
+    sends.mkdir()
+    released = []
+
+    def producer_in_child():
+        (sends / f"released-{os.getpid()}").write_text(str(released))
+        return FileRecorder(sends)
+
+    run = experiment(tmp_path, Workload(messages=4, producers={"mode": "processes",
+                                                               "count": 2}), producer_in_child)
+    run.adapter.cleanup = lambda: released.append(os.getpid())
+    run.produce()
+    seen = [f.read_text() for f in sends.glob("released-*")]
+    assert seen == [str([os.getpid()])] * 2
 
 
 def test_a_producer_process_that_cannot_open_its_producer_fails_the_run(tmp_path):

@@ -90,7 +90,7 @@ def test_the_error_rate_run_receives_every_good_message(tmp_path):
 
 
 def test_sustained_search_finds_a_rate_and_judges_targets_by_the_rows_percentiles(tmp_path):
-    """A search from 20 msg/s in three probes answers with the highest rate that passed, with
+    """A search from 20 msg/s over three rates answers with the highest rate that passed, with
     the probes that decided it; at a fixed rate each of the seed's targets is judged from that
     row's own percentile (pass or fail is the machine's: a loaded one may fail them)."""
     results = run_scenario(tmp_path, "sustained", "messages=40",
@@ -99,8 +99,10 @@ def test_sustained_search_finds_a_rate_and_judges_targets_by_the_rows_percentile
                            "{rate: 20, targets: {p50_ms: 50, p95_ms: 100, p99_ms: 200}}]")
     probes = [r for r in results if "sustained_probe" in r["measurements"]]
     [answer] = [r for r in results if r["config"]["scenario"] == "sustained"]
-    assert len(probes) == 3 and [p["config"]["rate"] for p in probes[:2]] == [20, 40]
-    assert [p["config"]["messages"] for p in probes[:2]] == [20, 40]  # a second each
+    rates = list(dict.fromkeys(p["config"]["rate"] for p in probes))  # a rate may be retried
+    assert len(rates) == 3 and rates[:2] == [20, 40]
+    assert all(p["config"]["messages"] == p["config"]["rate"] for p in probes
+               if p["config"]["rate"] in (20, 40))  # a second each
     a = answer["measurements"]
     assert [p["rate"] for p in a["probes"]] == [p["config"]["rate"] for p in probes]
     passed = [p["rate"] for p in a["probes"] if p["sustained"]]

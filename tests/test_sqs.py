@@ -23,15 +23,9 @@ from botocore.stub import Stubber
 
 from queuebench.adapters import create
 from queuebench.adapters.base import Variant
-from queuebench.adapters.boto3_sqs import (
-    MAX_MESSAGE_BYTES,
-    QUEUE_GONE,
-    BatchEntryFailed,
-    BatchingProducer,
-    Boto3SQSAdapter,
-    endpoint_for,
-    sqs_client,
-)
+from queuebench.adapters.boto3_sqs import Boto3SQSAdapter
+from queuebench.adapters.sqs_batching import BatchEntryFailed, BatchingProducer
+from queuebench.adapters.sqs_common import MAX_MESSAGE_BYTES, QUEUE_GONE, endpoint_for, sqs_client
 from queuebench.engine.ledger import tally
 from queuebench.errors import BrokerUnreachable, UsageError
 from queuebench.payloads import PayloadBuilder

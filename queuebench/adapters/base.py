@@ -74,12 +74,20 @@ class Backlog:
 
     `waiting` will still be delivered (queued, or leased and due back); `stranded` is held by the
     broker but will never be delivered again (taken by a consumer that died without acking), or
-    None where the broker cannot tell stranded messages from processed ones.
+    None where the broker cannot tell stranded messages from processed ones. `due_at` tells,
+    where the broker knows, when each message of `waiting` that it holds back for a later
+    delivery (a retry's backoff) is due, in time.time() seconds: a run need not wait for a
+    retry due after its deadline.
     """
 
     waiting: int
     stranded: int | None = 0
     detail: str = ""
+    due_at: tuple[float, ...] = ()
+
+    def waiting_by(self, when: float) -> int:
+        """The messages of `waiting` to be delivered by `when` (time.time() seconds)."""
+        return self.waiting - sum(due > when for due in self.due_at)
 
 
 class Producer(Protocol):

@@ -10,14 +10,12 @@ finishes the message in hand and makes the rest of its batch visible at once
 
 Bodies are text (XML-safe Unicode), so the bytes travel as base64: 4/3 of the payload, e.g. the
 10,000-record protobuf payload is 496,395 bytes and 661,860 on the wire, and the JSON one
-(1,749,164 bytes) is over the 1 MiB limit even before base64. The limit counts the batch too
-(AWS: all bodies of a SendMessageBatch together; ElasticMQ 1.7.1 checks their sum), so the producer
-sends a batch when it holds 10 messages, when the next one would take it over 1 MiB, or 200 ms
-after its first message came (the default of the AWS SDK for Java's batching clients,
-maxBatchOpenMs; without a bound, a message sent at 1 msg/s waited 9 s for nine more).
-ElasticMQ 1.7.1 (strict limits) rejects an over-size body, alone or in a batch, with the whole
-call failing `InvalidAttributeValue: MessageTooLong`; AWS answers `InvalidParameterValue`
-(documented, not run here) and, in a batch, reports the entry under `Failed`, which raises here.
+(1,749,164 bytes) is over the 1 MiB limit even before base64. The producer batches up to 10
+messages within 1 MiB, and sends a batch 200 ms after its first message at the latest
+(sqs_batching). ElasticMQ 1.7.1 (strict limits) rejects an over-size body, alone or in a
+batch, with the whole call failing `InvalidAttributeValue: MessageTooLong`; AWS answers
+`InvalidParameterValue` (documented, not run here) and, in a batch, reports the entry under
+`Failed`, which raises here.
 
 Connection URL: `boto3+sqs://127.0.0.1:9324` is http://127.0.0.1:9324 with dummy credentials and
 region us-east-1; the session reads no ~/.aws file and no AWS_PROFILE, so nothing on the machine
@@ -37,18 +35,11 @@ One DeleteMessage per message is the price of a duplicate window of one message:
 from __future__ import annotations
 
 import base64
-import os
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-import boto3
-import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from queuebench.adapters.base import (
@@ -56,219 +47,30 @@ from queuebench.adapters.base import (
     Adapter,
     Backlog,
     Capabilities,
-    Done,
     SizeLimit,
     Variant,
     base64_size,
 )
-from queuebench.errors import BrokerUnreachable, QueuebenchError, UsageError
-from queuebench.redact import redact
+from queuebench.adapters.sqs_batching import DEFAULT_BATCH_OPEN_MS, BatchingProducer
+from queuebench.adapters.sqs_common import (
+    BOTOCORE_RETRIES,
+    MAX_BATCH_ENTRIES,
+    MAX_MESSAGE_BYTES,
+    QUEUE_GONE,
+    delete_queue_named,
+    endpoint_for,
+    queue_gone,
+    sqs_client,
+)
+from queuebench.errors import BrokerUnreachable, UsageError
 
-MAX_MESSAGE_BYTES = 1_048_576  # AWS since 2025 (262,144 before); ElasticMQ strict since 1.7.0
-MAX_BATCH_ENTRIES = 10
-DEFAULT_BATCH_OPEN_MS = 200  # QueueBufferConfig.MAX_BATCH_OPEN_MS_DEFAULT, AWS SDK for Java
 DEFAULT_VISIBILITY_TIMEOUT_SEC = 10  # SQS's own default is 30 s
 DEFAULT_RECEIVE_WAIT_TIME_SEC = 1
 DEFAULT_CONNECT_TIMEOUT_SEC = 5.0
 DEFAULT_READ_TIMEOUT_SEC = 30.0
-BOTOCORE_RETRIES = {"mode": "standard", "total_max_attempts": 3}  # botocore 1.44's defaults
-LOCAL_REGION = "us-east-1"
-LOCAL_CREDENTIALS = {"aws_access_key_id": "queuebench", "aws_secret_access_key": "queuebench"}
-AWS_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 IN_QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                    "ApproximateNumberOfMessagesDelayed")
-# ElasticMQ keeps its queues in memory: a restart loses them, and every message in them.
-QUEUE_GONE_CODES = {"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}
-QUEUE_GONE = Backlog(waiting=0, detail="the queue no longer exists: the broker lost it, with "
-                                       "every message in it")
-
-
-def queue_gone(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in QUEUE_GONE_CODES
-
-
-def delete_queue_named(client, name: str) -> None:
-    """Delete the queue; one already gone (an in-memory ElasticMQ restarted) is as asked."""
-    try:
-        client.delete_queue(QueueUrl=client.get_queue_url(QueueName=name)["QueueUrl"])
-    except ClientError as exc:
-        if not queue_gone(exc):
-            raise
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    region: str
-    aws: bool
-
-
-def endpoint_for(pair_url: str) -> Endpoint:
-    """`boto3+sqs://host:port` -> plain http (ElasticMQ); `sqs.<region>.amazonaws.com` -> https."""
-    address = urlsplit(pair_url)
-    if not address.hostname:
-        raise UsageError(f"{redact(pair_url)!r}: expected boto3+sqs://HOST:PORT, "
-                         "e.g. boto3+sqs://127.0.0.1:9324 or boto3+sqs://sqs.eu-west-1.amazonaws.com")
-    if "@" in address.netloc:  # else the endpoint, printed in errors, would carry a password
-        raise UsageError(f"{redact(pair_url)!r}: credentials do not go in the URL; boto3 takes "
-                         "them from its usual chain (environment, ~/.aws)")
-    aws = AWS_HOST.fullmatch(address.hostname)
-    if aws:
-        return Endpoint(f"https://{address.netloc}", aws.group(1), aws=True)
-    return Endpoint(f"http://{address.netloc}", LOCAL_REGION, aws=False)
-
-
-def sqs_client(endpoint: Endpoint, *, connect_timeout: float, read_timeout: float,
-               total_max_attempts: int):
-    config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
-                    retries={**BOTOCORE_RETRIES, "total_max_attempts": total_max_attempts})
-    if endpoint.aws:
-        return boto3.session.Session().client("sqs", endpoint_url=endpoint.url,
-                                              region_name=endpoint.region, config=config)
-    # No config or credentials file, no profile from the environment: a user's ~/.aws (a broken
-    # file, a missing AWS_PROFILE, an adaptive retry mode) cannot change or break a local run.
-    ignore_files = botocore.session.Session(session_vars={
-        "profile": (None, None, None, None),
-        "config_file": (None, None, os.devnull, None),
-        "credentials_file": (None, None, os.devnull, None),
-    })
-    return boto3.session.Session(botocore_session=ignore_files).client(
-        "sqs", endpoint_url=endpoint.url, region_name=endpoint.region, config=config,
-        **LOCAL_CREDENTIALS)
-
-
-class BatchEntryFailed(QueuebenchError):
-    """SQS accepted a batch call but refused some of its entries (AWS reports them so)."""
-
-
-class BatchingProducer:
-    """Buffers up to 10 base64 bodies and sends them with one SendMessageBatch call, when ten
-    wait, when the next would take the batch over its byte limit, or when the oldest has waited
-    `max_open_sec` (a timer thread sends it then, as AWS's own batching clients do).
-
-    A send can therefore fail at a later send() or at flush(), which raise; close() flushes.
-    `send_async` buffers the same way (`holds_sends`): its `on_done` is told once the batch call
-    was answered, that entry's outcome (the call's exception, or the entry's `Failed` report);
-    those failures are not raised again.
-    """
-
-    holds_sends = True
-
-    def __init__(self, client, queue_url: str, *, max_entries: int, max_batch_bytes: int,
-                 max_open_sec: float) -> None:
-        self.client = client
-        self.queue_url = queue_url
-        self.max_entries = max_entries
-        self.max_batch_bytes = max_batch_bytes
-        self.max_open_sec = max_open_sec
-        self._bodies: list[str] = []
-        self._told: list[Done | None] = []  # None: buffered by send(), which raises
-        self._batch_bytes = 0
-        self._opened = 0.0  # when the batch's first body came
-        self._failure: BaseException | None = None  # of a send() the timer sent: raised next
-        self._closed = False
-        # One lock over the buffer and the batch call, so batches go in order, one at a time.
-        self._lock = threading.Condition(threading.RLock())
-        self._timer = threading.Thread(target=self._send_open_batches, daemon=True,
-                                       name="sqs-batch-timer")
-        self._timer.start()
-
-    def send(self, payload: bytes, *, key: str | None = None) -> None:
-        """Queue `payload`; `key` is unused: a standard queue has no groups or order."""
-        self._add(payload, None)
-
-    def send_async(self, payload: bytes, *, key: str | None = None, on_done: Done) -> None:
-        """Queue `payload` as send() does; `on_done` is told when its batch was answered."""
-        self._add(payload, on_done)
-
-    def _add(self, payload: bytes, on_done: Done | None) -> None:
-        body = base64.b64encode(payload).decode("ascii")
-        with self._lock:
-            if on_done is None:  # send_async raises nothing, as the Producer contract says
-                self._raise_timers_failure()
-            if self._bodies and self._batch_bytes + len(body) > self.max_batch_bytes:
-                self.flush()  # alone over the limit, it still goes: the broker's error is the point
-            if not self._bodies:
-                self._opened = time.monotonic()
-                self._lock.notify()
-            self._bodies.append(body)
-            self._told.append(on_done)
-            self._batch_bytes += len(body)
-            if len(self._bodies) >= self.max_entries:
-                self.flush()
-
-    def _send_open_batches(self) -> None:
-        with self._lock:
-            while not self._closed:
-                if not self._bodies:
-                    self._lock.wait()
-                    continue
-                left = self._opened + self.max_open_sec - time.monotonic()
-                if left > 0:
-                    self._lock.wait(left)
-                    continue
-                try:
-                    self._send_batch()
-                except Exception as exc:  # a send()'s failure, for its caller's next call
-                    self._failure = exc
-
-    def _raise_timers_failure(self) -> None:
-        failure, self._failure = self._failure, None
-        if failure is not None:
-            raise failure
-
-    def flush(self) -> None:
-        with self._lock:
-            self._raise_timers_failure()
-            self._send_batch()
-
-    def _send_batch(self) -> None:
-        if not self._bodies:
-            return
-        # Taken off the buffer first: a batch that failed is reported once, not re-sent by close().
-        bodies, told = self._bodies, self._told
-        self._bodies, self._told, self._batch_bytes = [], [], 0
-        try:
-            response = self.client.send_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)])
-        except Exception as exc:
-            for on_done in told:
-                if on_done is not None:
-                    on_done(exc)
-            if None in told:
-                raise
-            return
-        refused = {f["Id"]: f for f in response.get("Failed", [])}
-        took = {s["Id"] for s in response.get("Successful", [])}
-        for i, on_done in enumerate(told):
-            if on_done is None:
-                continue
-            if str(i) in took:
-                on_done(None)
-            else:
-                entry = refused.get(str(i), {"Code": "missing from its response"})
-                on_done(BatchEntryFailed(
-                    f"SendMessageBatch refused the message: {entry.get('Code')}: "
-                    f"{entry.get('Message', '')}"))
-        failed = [refused[str(i)] for i, on_done in enumerate(told)
-                  if on_done is None and str(i) in refused]
-        if failed:
-            reasons = "; ".join(f"entry {f['Id']}: {f.get('Code')}: {f.get('Message', '')}"
-                                for f in failed)
-            raise BatchEntryFailed(f"SendMessageBatch refused {len(failed)} of {len(bodies)} "
-                                   f"messages: {reasons}")
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._lock.notify()
-        self._timer.join()
-        try:
-            self.flush()
-        finally:
-            self.client.close()
 
 
 class Boto3SQSAdapter(Adapter):

@@ -444,7 +444,7 @@ class CelerySQSAdapter(CeleryAdapter):
                             aws_access_key_id="queuebench", aws_secret_access_key="queuebench")
 
     def delete_queue(self) -> None:
-        from queuebench.adapters.boto3_sqs import delete_queue_named
+        from queuebench.adapters.sqs_common import delete_queue_named
 
         # kombu's SQS channel deletes only queues it bound in this connection: none here.
         delete_queue_named(self._client(), self.queue)
@@ -452,7 +452,7 @@ class CelerySQSAdapter(CeleryAdapter):
     def backlog(self) -> Backlog:
         from botocore.exceptions import ClientError
 
-        from queuebench.adapters.boto3_sqs import QUEUE_GONE, queue_gone
+        from queuebench.adapters.sqs_common import QUEUE_GONE, queue_gone
 
         client = self._client()
         try:

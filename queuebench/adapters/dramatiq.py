@@ -363,15 +363,17 @@ class DramatiqRedisAdapter(DramatiqAdapter):
     def backlog(self) -> Backlog:
         dead_before_ms = int(time.time() * 1000) - self.settings["redis_heartbeat_timeout_ms"]
         count = self.dramatiq_broker.client.register_script(BACKLOG_SCRIPT)
-        queued, live, dead, dead_lettered, stored = count(
+        queued, live, dead, dead_lettered, stored, due_ms = count(
             keys=[REDIS_NAMESPACE], args=[self.queue, dead_before_ms])
         orphans = max(0, stored - queued - live - dead)
         return Backlog(
             waiting=queued + live + dead, stranded=dead_lettered + orphans,
+            due_at=tuple(eta / 1000 for eta in due_ms),
             detail=f"{queued} queued; {live} taken by live workers, {dead} by workers silent for"
                    f" over heartbeat_timeout (back at the next maintenance pass), all waiting as"
-                   f" they will be acked or come back; {dead_lettered} dead-lettered (.XQ, never"
-                   f" redelivered); {orphans} stored but neither queued nor taken")
+                   f" they will be acked or come back, {len(due_ms)} of them retries due later"
+                   f" (.DQ); {dead_lettered} dead-lettered (.XQ, never redelivered); {orphans}"
+                   f" stored but neither queued nor taken")
 
     def failure_outcome(self) -> dict[str, int]:
         """Dead-lettered messages (.XQ) and retries waiting out their backoff (.DQ, queued or
@@ -394,7 +396,13 @@ for i = 1, #workers, 2 do
   local taken = redis.call("scard", acks) + redis.call("scard", acks .. ".DQ")
   if tonumber(workers[i + 1]) < dead_before then dead = dead + taken else live = live + taken end
 end
-return {queued, live, dead, redis.call("zcard", q .. ".XQ"), stored}
+-- When each retry on the delay queue, queued or held by a worker until then, is due (its eta).
+local due = {}
+for _, data in ipairs(redis.call("hvals", dq .. ".msgs")) do
+  local eta = cjson.decode(data).options.eta
+  if eta then due[#due + 1] = eta end
+end
+return {queued, live, dead, redis.call("zcard", q .. ".XQ"), stored, due}
 """
 
 

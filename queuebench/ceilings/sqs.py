@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from queuebench.adapters.boto3_sqs import MAX_BATCH_ENTRIES, endpoint_for, sqs_client
+from queuebench.adapters.sqs_common import MAX_BATCH_ENTRIES, endpoint_for, sqs_client
 from queuebench.ceilings.ceiling import Rates, messages_for, timed
 from queuebench.services import SERVICES
 from queuebench.services.catalog import HOST

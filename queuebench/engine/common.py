@@ -143,7 +143,9 @@ class Experiment:
 
         "complete": every message received and the broker holds none waiting.
         "broker empty": the broker holds nothing waiting and no receipt came for `idle_sec`, so
-        what is missing will not come. "deadline": neither happened in time.
+        what is missing will not come. "deadline": neither happened in time. A retry the broker
+        holds back until after the deadline is not waited for (Dramatiq's first retry comes 15 s
+        after a failure, its last weeks later): the adapter's failure_outcome counts it.
         """
         expected = self.cell.messages
         last_count, last_change, last_backlog_check = -1, time.monotonic(), 0.0
@@ -173,10 +175,11 @@ class Experiment:
                     self.note(f"backlog check failed after the fault, asked again: {exc}")
                     self.adapter.cleanup()
                     continue
-                nothing_waiting = backlog is None or backlog.waiting == 0
+                deadline_wall = time.time() + deadline - now
+                nothing_waiting = backlog is None or backlog.waiting_by(deadline_wall) == 0
                 if all_in and nothing_waiting:
                     return "complete"
-                if quiet and backlog is not None and backlog.waiting == 0:
+                if quiet and backlog is not None and nothing_waiting:
                     return "broker empty"
             if now > deadline:
                 return "deadline"
@@ -216,21 +219,23 @@ def delivery_figures(receipts: Receipts, result: Tally) -> dict[str, object]:
 def broker_check(backlog: Backlog | None, result: Tally) -> dict[str, object]:
     """Does what the broker still holds agree with the ledger?
 
-    It agrees when nothing is left waiting (the ledger's lost messages will not come later) and
-    the broker holds no more stranded messages than the ledger lost or saw fail. Where it cannot
-    count stranded messages, `agrees` is None (cannot tell), unless messages still wait: False.
+    It agrees when nothing is left waiting but retries held back for later (the ledger's lost
+    messages will not come later) and the broker holds no more stranded messages and retries
+    than the ledger lost or saw fail. Where it cannot count stranded messages, `agrees` is None
+    (cannot tell), unless messages still wait: False.
     """
     if backlog is None:
         return {"checked": False, "detail": "the broker cannot tell what it holds"}
     agrees: bool | None
-    if backlog.waiting != 0:
+    retries = len(backlog.due_at)
+    if backlog.waiting != retries:
         agrees = False
     elif backlog.stranded is None:
         agrees = None
     else:
-        # A failed message the library keeps (RQ's failed registry, Dramatiq's dead letters) is
-        # stranded too, and accounted for.
-        agrees = backlog.stranded <= len(result.lost) + len(result.failed)
+        # A failed message the library keeps (RQ's failed registry, Dramatiq's dead letters and
+        # retries) is accounted for by the ledger's failures.
+        agrees = backlog.stranded + retries <= len(result.lost) + len(result.failed)
     return {"checked": True, "waiting": backlog.waiting, "stranded": backlog.stranded,
             "agrees": agrees, "detail": backlog.detail}
 

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -183,7 +183,7 @@ class PlanRun:
 
     def _search(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str) -> Result:
         """The highest constant rate the case sustains (see workload.Search): probes step the
-        rate up until one fails, then bisect between the last pass and the first fail. Each
+        rate up until a rate fails, then bisect between the last pass and the first fail. Each
         probe is a row (`sustained_probe` in its measurements); the answer is a row of its own,
         scenario "sustained", with `sustained_rate` and the probes that decided it."""
         search: Search = cell.rate  # type: ignore[assignment]
@@ -194,24 +194,15 @@ class PlanRun:
                 return self._case(cell, entry, url, variant, 0, error=NO_CALIBRATION)
             start = search.start_of_max * max_rate
         probes: list[dict[str, object]] = []
-        passed, failed, rate = 0.0, math.inf, start
-        for _ in range(search.probes):
+
+        def probe(rate: float) -> bool:
             messages = math.ceil(rate * search.probe_sec) if search.probe_sec else cell.messages
             result = self._case(replace(cell, rate=round(rate, 1), messages=max(2, messages)),
                                 entry, url, variant, 0, p99_bound_ms=search.p99_ms)
             probes.append({"rate": round(rate, 1), **result.measurements["sustained_probe"]})
-            if probes[-1]["sustained"]:
-                passed = max(passed, rate)
-            else:
-                failed = min(failed, rate)
-            if failed == math.inf:
-                rate *= search.step
-            elif not passed:
-                rate /= search.step
-            elif failed / passed <= 1 + SEARCH_RESOLUTION:
-                break
-            else:
-                rate = (passed + failed) / 2
+            return probes[-1]["sustained"]
+
+        passed, failed = search_rate(search, start, probe)
         answer = {"sustained_rate": round(passed, 1) if passed else None,
                   "p99_bound_ms": search.p99_ms, "probes": probes,
                   "first_failed_rate": round(failed, 1) if failed != math.inf else None}
@@ -366,6 +357,38 @@ NO_CALIBRATION = ("no rate to pace at: its calibration run, as fast as it goes, 
                   "receive every message")
 # A search stops bisecting once the first failing rate is within this fraction of the last pass.
 SEARCH_RESOLUTION = 0.05
+
+
+def search_rate(search: Search, start: float,
+                probe: Callable[[float], bool]) -> tuple[float, float]:
+    """The highest rate that passed (0 when none did) and the lowest that failed (inf when
+    none did), probing from `start` as workload.Search says; `probe(rate)` runs one probe."""
+    passed, failed, rate = 0.0, math.inf, start
+    for _ in range(search.probes):
+        if _rate_holds(rate, search.fails, probe):
+            passed = max(passed, rate)
+        else:
+            failed = min(failed, rate)
+        if failed == math.inf:
+            rate *= search.step
+        elif not passed:
+            rate /= search.step
+        elif failed / passed <= 1 + SEARCH_RESOLUTION:
+            break
+        else:
+            rate = (passed + failed) / 2
+    return passed, failed
+
+
+def _rate_holds(rate: float, fails: int, probe: Callable[[float], bool]) -> bool:
+    """Probes at `rate` until more passed than failed (True) or `fails` failed (False)."""
+    passes = failures = 0
+    while passes <= failures < fails:
+        if probe(rate):
+            passes += 1
+        else:
+            failures += 1
+    return passes > failures
 
 
 def payload_label(cell: Cell) -> str | None:

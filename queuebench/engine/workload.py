@@ -125,11 +125,14 @@ class OfMax(Strict):
 class Search(Strict):
     """The highest constant rate a pair sustains: p99 latency within `p99_ms` and no growing
     backlog. Probes step the rate up from `start` msg/s (absent: `start_of_max` of the drain
-    rate of a calibration run) by `step` until one fails, then bisect between the last pass and
-    the first fail; `probes` runs at most, each a row of its own, each sending for `probe_sec`
-    (rate x probe_sec messages: a fixed count would be over in a blink at a high rate; absent:
-    the file's `messages`). A search runs once, whatever `repeats` says: its probes are its
-    repeats."""
+    rate of a calibration run) by `step` until a rate fails, then bisect between the last pass and
+    the first fail; `probes` rates at most, each probe a row of its own, each sending for
+    `probe_sec` (rate x probe_sec messages: a fixed count would be over in a blink at a high
+    rate; absent: the file's `messages`). A rate passes as soon as more of its probes passed
+    than failed, and fails once `fails` of them failed: a failed probe is tried again (at most
+    2 x fails - 1 probes a rate), because a busy machine only ever adds latency, so one failing
+    probe may be the machine's and one passing probe is the pair's. A search runs once,
+    whatever `repeats` says: its probes are its repeats."""
 
     p99_ms: Positive = 200.0
     probe_sec: Positive | None = 10.0
@@ -137,6 +140,7 @@ class Search(Strict):
     start_of_max: Fraction = 0.5
     step: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 1.5
     probes: Annotated[int, Field(ge=2, le=20)] = 8
+    fails: Annotated[int, Field(ge=1, le=5)] = 2
 
 
 class SearchRate(Strict):

@@ -385,7 +385,9 @@ def sustained_section(cases: list[Case]) -> list[str]:
         out += ["The highest constant rate each pair sustains: every message received, p99 "
                 "within the bound and no growing backlog when sending ended; found by probes "
                 "stepping the rate up, then bisecting between the last pass and the first fail "
-                "(a probe cut short fails).", "", sustained_table(answers), ""]
+                "(a probe cut short fails; a rate passes as soon as more of its probes passed "
+                "than failed: a failed probe may be tried again).", "",
+                sustained_table(answers), ""]
     targeted = [c for c in cases if c.config["scenario"] != "sustained"
                 and "targets" in c.first["measurements"]]
     if targeted:
