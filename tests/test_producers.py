@@ -303,26 +303,6 @@ def test_processes_cover_every_seq_once_across_processes(tmp_path):
     assert 0.14 <= produced.seconds < 1.0
 
 
-def test_producer_processes_inherit_no_connection_of_the_parent(tmp_path):
-    """The harness releases its adapter's connections before it forks: an SQLite connection
-    carried across fork() corrupts the database (4 producer processes on sqlalchemy+sqlite once
-    deleted the WAL under the consumer, which then saw none of the 10,000 messages)."""
-    sends = tmp_path / "sends"
-    sends.mkdir()
-    released = []
-
-    def producer_in_child():
-        (sends / f"released-{os.getpid()}").write_text(str(released))
-        return FileRecorder(sends)
-
-    run = experiment(tmp_path, Workload(messages=4, producers={"mode": "processes",
-                                                               "count": 2}), producer_in_child)
-    run.adapter.cleanup = lambda: released.append(os.getpid())
-    run.produce()
-    seen = [f.read_text() for f in sends.glob("released-*")]
-    assert seen == [str([os.getpid()])] * 2
-
-
 def test_a_producer_process_that_cannot_open_its_producer_fails_the_run(tmp_path):
     def broken():
         raise ConnectionRefusedError("no broker at 127.0.0.1:1")

@@ -289,11 +289,6 @@ class ProducerProcesses:
     def __init__(self, adapter: Adapter, sending: Sending, messages: int,
                  seqs: list[range], clock_offset_ns: int = 0) -> None:
         context = multiprocessing.get_context("fork")
-        # No connection of ours goes into a child: an SQLite connection carried across fork()
-        # corrupts the database (sqlite.org/howtocorrupt.html, 2.6; 4 producer processes here
-        # once deleted the WAL under the consumer), and a socket two processes share mixes their
-        # traffic. The adapter connects again when next asked.
-        adapter.cleanup()
         sys.stdout.flush()  # else a child would write the parent's buffered output again
         sys.stderr.flush()
         self.children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
