@@ -14,7 +14,6 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from botocore.stub import Stubber
 
 from queuebench import adapters
 from queuebench.adapters.base import Backlog
@@ -22,8 +21,7 @@ from queuebench.adapters.boto3_sqs import Boto3SQSAdapter
 from queuebench.adapters.confluent import ConfluentKafkaAdapter
 from queuebench.adapters.faust import FaustAdapter
 from queuebench.adapters.kafka_python import KafkaPythonAdapter
-from queuebench.adapters.sqs_batching import BatchEntryFailed, BatchingProducer
-from queuebench.adapters.sqs_common import MAX_MESSAGE_BYTES, endpoint_for, sqs_client
+from queuebench.adapters.sqs_batching import BatchEntryFailed
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
 from queuebench.engine.producers import (
@@ -37,6 +35,7 @@ from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.workload import Workload, cells
 from queuebench.payloads.builder import record_batches
 from queuebench.worker.envelope import unwrap
+from tests.test_sqs import stubbed_producer
 
 
 class Recorder:
@@ -394,11 +393,8 @@ def test_async_on_sqs_acks_every_message_in_batches_smaller_than_ten():
 def test_sqs_send_async_gives_each_batch_entry_its_own_outcome():
     """One SendMessageBatch of three: the entry SQS reports under `Failed` fails its own future,
     the others are acknowledged; held in the batch, their outcomes were untold."""
-    client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
-                        read_timeout=1, total_max_attempts=1)
-    producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=3,
-                                max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=60)
-    with Stubber(client) as stub:
+    producer, stub = stubbed_producer(max_open_sec=60, max_entries=3)
+    with stub:
         stub.add_response("send_message_batch", {
             "Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "x"} for i in "02"],
             "Failed": [{"Id": "1", "SenderFault": True, "Code": "InvalidParameterValue",

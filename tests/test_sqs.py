@@ -111,10 +111,12 @@ def test_local_client_reads_nothing_from_the_users_aws_setup(
     adapter.cleanup()
 
 
-def stubbed_producer(max_open_sec: float) -> tuple[BatchingProducer, Stubber]:
+def stubbed_producer(max_open_sec: float,
+                     max_entries: int = 10) -> tuple[BatchingProducer, Stubber]:
     client = sqs_client(endpoint_for("boto3+sqs://127.0.0.1:9324"), connect_timeout=1,
                         read_timeout=1, total_max_attempts=1)
-    producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q", max_entries=10,
+    producer = BatchingProducer(client, "http://127.0.0.1:9324/000000000000/q",
+                                max_entries=max_entries,
                                 max_batch_bytes=MAX_MESSAGE_BYTES, max_open_sec=max_open_sec)
     return producer, Stubber(client)
 
