@@ -34,7 +34,7 @@ from queuebench.errors import UsageError
 from queuebench.payloads.builder import record_batches
 from tests.harness import wait_for
 from tests.test_cleanup import command_lines, huey_run_at_work, processes_mentioning
-from tests.test_producers import FileRecorder
+from tests.test_producers import sent_files
 
 THREE = [frozenset()] * 3  # the labels of a cluster of three nodes that carry none
 
@@ -64,19 +64,17 @@ def test_a_skewed_nodes_producers_stamp_on_the_engines_clock(tmp_path):
     send stamp, and when they finished, are on the engine's clock (their own less 5 s), so that
     latency and time to produce are as if the clocks agreed."""
     skew, messages = 5_000_000_000, 6
-    adapter = adapters.create("sqlalchemy+sqlite:///q.sqlite", queue="q")
-    adapter.producer = lambda: FileRecorder(tmp_path)
+    spec = adapters.spec_of(adapters.create(f"stub+dir:///{tmp_path}", queue="q"))
     sending = Sending(uuid.uuid4(), record_batches("sqlite://", 1, messages), "json", None)
     before = time.time_ns() - skew  # now, on the engine's clock
-    processes = ProducerProcesses(adapter, sending, messages, shares(messages, 2), skew)
+    processes = ProducerProcesses(spec, sending, messages, shares(messages, 2), skew)
     try:
         processes.go(before)
         produced = merged(processes.reports(), messages, before, 2)
     finally:
         processes.close()
     after = time.time_ns() - skew
-    stamps = [int(line.split()[2]) for path in tmp_path.glob("sent-*.log")
-              for line in path.read_text().splitlines()]
+    stamps = [envelope.sent_ns for *_, envelope in sent_files(tmp_path / "q")]
     assert len(stamps) == messages and all(before <= stamp <= after for stamp in stamps)
     assert 0 <= produced.seconds <= (after - before) / 1e9
     assert produced.acked == [True] * messages

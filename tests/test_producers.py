@@ -10,6 +10,7 @@ import re
 import threading
 import time
 import uuid
+from array import array
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -28,13 +29,14 @@ from queuebench.engine.producers import (
     GIVE_UP_AFTER_FAILURES,
     ProducerFailed,
     Sending,
+    merged,
     produce,
     producer_figures,
 )
 from queuebench.engine.results import ExperimentConfig
 from queuebench.engine.workload import Workload, cells
 from queuebench.payloads.builder import record_batches
-from queuebench.worker.envelope import unwrap
+from queuebench.worker.envelope import Envelope, unwrap
 from tests.test_sqs import stubbed_producer
 
 
@@ -121,26 +123,25 @@ class Batching(Recorder):
             on_done(None)
 
 
-class FileRecorder(Recorder):
-    """For forked producer processes: each writes what it sent to a file of its own."""
-
-    def __init__(self, folder: Path, fail: set[str] = frozenset()) -> None:
-        super().__init__(fail)
-        self.path = folder / f"sent-{os.getpid()}.log"
-
-    def record(self, payload: bytes, key: str) -> None:
-        envelope = unwrap(payload)
-        with self.path.open("a") as out:
-            out.write(f"{key} {envelope.seq} {envelope.sent_ns} {time.time_ns()} "
-                      f"{len(bytes(envelope.payload))}\n")
+def sent_files(queue_dir: Path) -> list[tuple[int, int, Envelope]]:
+    """What the stub pair's producers sent to `queue_dir`: (sending process's pid, when it was
+    sent in ns, envelope) of each message, from its file name and bytes."""
+    sent = []
+    for path in sorted((queue_dir / "ready").iterdir()):
+        when, pid, _ = path.name.split("-")
+        sent.append((int(pid), int(when), unwrap(path.read_bytes())))
+    return sent
 
 
-def experiment(tmp_path: Path, workload: Workload, make_producer) -> Experiment:
-    """An Experiment on the SQL queue's adapter whose producer is `make_producer()`: no broker."""
-    adapter = adapters.create("sqlalchemy+sqlite:///q.sqlite", queue="q")
-    adapter.producer = make_producer
+def experiment(tmp_path: Path, workload: Workload, make_producer=None,
+               url: str = "sqlalchemy+sqlite:///q.sqlite") -> Experiment:
+    """An Experiment on the pair at `url` (the SQL queue's adapter) whose producer is
+    `make_producer()` (no broker), or the pair's own."""
+    adapter = adapters.create(url, queue="q")
+    if make_producer is not None:
+        adapter.producer = make_producer
     cell = cells("x", workload)[0]
-    config = ExperimentConfig(cell.kind, "sqlalchemy+sqlite", "default", cell.format,
+    config = ExperimentConfig(cell.kind, adapter.scheme, "default", cell.format,
                               cell.messages, cell.records, cell.work_ms, 60.0)
     return Experiment(config, cell, adapter,
                       record_batches("sqlite://", cell.records, cell.messages), tmp_path)
@@ -276,40 +277,54 @@ def test_async_flushes_a_producer_that_holds_sends_back_for_a_batch(tmp_path):
 
 
 def test_processes_cover_every_seq_once_across_processes(tmp_path):
-    """3 forked producers: process i sends i, i+3, ...; together every seq exactly once, each
-    at its own slot in the rate shape; sizes and acks come back, a failure with its error."""
-    sends = tmp_path / "sends"
-    sends.mkdir()
+    """3 producer processes, each building the pair's adapter from its URL (the stub pair's
+    folder queue): process i sends i, i+3, ...; together every seq exactly once, each at its own
+    slot in the rate shape and no earlier; the sizes and acknowledgements come back."""
     run = experiment(tmp_path, Workload(messages=30, rate=200, producers={
-        "mode": "processes", "count": 3}), lambda: FileRecorder(sends, fail={"7"}))
+        "mode": "processes", "count": 3}), url=f"stub+dir:///{tmp_path / 'queues'}")
     produced = run.produce()
-    files = sorted(sends.glob("sent-*.log"))
-    assert len(files) == 3 and f"sent-{os.getpid()}.log" not in {f.name for f in files}
-    lines = [line.split() for f in files for line in f.read_text().splitlines()]
-    seqs = sorted(int(seq) for _, seq, *_ in lines)
-    assert seqs == sorted(set(range(30)) - {7})  # 7 was refused, the rest sent once
-    for f in files:  # each process its own residue: i, i + 3, ...
-        assert len({int(line.split()[1]) % 3 for line in f.read_text().splitlines()}) == 1
-    for key, seq, sent_ns, when, size in lines:
-        assert key == seq
-        assert int(sent_ns) - produced.first_ns == int(seq) * 5_000_000
-        assert int(when) >= int(sent_ns)
-        assert produced.sizes[int(seq)] == int(size)
-    assert produced.acked == [seq != 7 for seq in range(30)]
-    assert produced.errors == {7: "RuntimeError: broker refused message 7"}
-    assert produced.sizes[7] > 0 and run.sizes == produced.sizes
+    sent = sent_files(tmp_path / "queues" / "q")
+    assert sorted(envelope.seq for *_, envelope in sent) == list(range(30))
+    residues: dict[int, set[int]] = {}  # each process its own residue: i, i + 3, ...
+    for pid, _, envelope in sent:
+        residues.setdefault(pid, set()).add(envelope.seq % 3)
+    assert len(residues) == 3 and os.getpid() not in residues
+    assert all(len(residue) == 1 for residue in residues.values())
+    for _, when, envelope in sent:
+        assert envelope.sent_ns - produced.first_ns == envelope.seq * 5_000_000
+        assert when >= envelope.sent_ns
+        assert produced.sizes[envelope.seq] == len(envelope.payload)
+    assert produced.acked == [True] * 30 and produced.errors == {}
+    assert run.sizes == produced.sizes
     assert (produced.mode, produced.producers) == ("processes", 3)
     assert 0.14 <= produced.seconds < 1.0
 
 
-def test_a_producer_process_that_cannot_open_its_producer_fails_the_run(tmp_path):
-    def broken():
-        raise ConnectionRefusedError("no broker at 127.0.0.1:1")
+def test_merged_reports_keep_each_processes_sends_and_the_first_errors():
+    """Two producer processes' reports: each seq's size and acknowledgement where its process
+    put it, the errors of both, every latency, and the time to the last one's end."""
+    first = 1_000
+    reports = [(range(0, 4, 2), [10, 12], [True, False], {2: "RuntimeError: refused 2"},
+                first + 900, array("q", [5])),
+               (range(1, 4, 2), [11, 13], [False, True], {1: "RuntimeError: refused 1"},
+                first + 500, array("q", [7]))]
+    produced = merged(reports, 4, first, 2)
+    assert (produced.sizes, produced.acked) == ([10, 11, 12, 13], [True, False, False, True])
+    assert produced.errors == {1: "RuntimeError: refused 1", 2: "RuntimeError: refused 2"}
+    assert sorted(produced.ack_latencies_ns) == [5, 7]
+    assert produced.seconds == 900 / 1e9
+    assert (produced.mode, produced.producers, produced.failed) == ("processes", 2, 2)
 
+
+def test_a_producer_process_that_cannot_open_its_producer_fails_the_run(tmp_path):
+    """The stub's queue folder lies under a file: each process fails to open its producer, and
+    the run fails naming the first process and its error."""
+    (tmp_path / "file").write_text("")
     run = experiment(tmp_path, Workload(messages=10, producers={"mode": "processes",
-                                                                "count": 2}), broken)
+                                                                "count": 2}),
+                     url=f"stub+dir:///{tmp_path / 'file'}")
     with pytest.raises(ProducerFailed, match=re.escape(
-            "producer process 0: ConnectionRefusedError: no broker at 127.0.0.1:1")):
+            "producer process 0: NotADirectoryError: [Errno 20] Not a directory")):
         run.produce()
 
 

@@ -142,3 +142,20 @@ def create(text: str, *, queue: str, variant: str = "default") -> Adapter:
     """The adapter for a pair name or URL, configured but not yet connected."""
     entry, url = resolve_url(text)
     return adapter_class(entry)(url, queue=queue, variant=variant)
+
+
+# What builds the same adapter in another process (a producer process, a cluster's node): its
+# URL, queue, variant, and the partitions of a Kafka pair's topic.
+AdapterSpec = tuple[str, str, str, int | None]
+
+
+def spec_of(adapter: Adapter) -> AdapterSpec:
+    return adapter.url, adapter.queue, adapter.variant.name, getattr(adapter, "partitions", None)
+
+
+def from_spec(spec: AdapterSpec) -> Adapter:
+    url, queue, variant, partitions = spec
+    adapter = create(url, queue=queue, variant=variant)
+    if partitions is not None:
+        adapter.partitions = partitions
+    return adapter

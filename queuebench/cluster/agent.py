@@ -29,9 +29,6 @@ from queuebench.engine.producers import ProducerFailed, ProducerProcesses, Repor
 from queuebench.engine.watchdog import session_members
 from queuebench.errors import ConsumerFailed
 
-# An adapter as the engine names it to an agent: (pair URL, queue, variant, Kafka partitions)
-AdapterSpec = tuple[str, str, str, int | None]
-
 # Receipts handed back by one call at most, per file: a large backlog comes over several polls.
 READ_LIMIT = 1 << 22
 
@@ -56,20 +53,20 @@ class HostAgent:
         """This host's wall clock, for the engine to measure how far it is from its own."""
         return time.time_ns()
 
-    def create(self, key: str, spec: AdapterSpec, count: int,
+    def create(self, key: str, spec: adapters.AdapterSpec, count: int,
                settings: dict[str, object]) -> None:
         """A fleet of `count` consumers of the pair, its ledger and log in this host's folder."""
         folder = self.root / key
-        self.fleets[key] = ConsumerFleet(adapter_of(spec), count=count,
+        self.fleets[key] = ConsumerFleet(adapters.from_spec(spec), count=count,
                                          ledger_dir=folder / "ledger",
                                          log_path=folder / "consumer.log", **settings)
 
-    def start_producers(self, key: str, spec: AdapterSpec, sending: Sending, messages: int,
+    def start_producers(self, key: str, spec: adapters.AdapterSpec, sending: Sending, messages: int,
                         seqs: list[range], clock_offset_ns: int) -> str | None:
         """A producer process for each share of `seqs`, each with its producer open; what went
         wrong, as one line."""
         try:
-            self.producers[key] = ProducerProcesses(adapter_of(spec), sending, messages, seqs,
+            self.producers[key] = ProducerProcesses(spec, sending, messages, seqs,
                                                     clock_offset_ns)
         except ProducerFailed as exc:
             return str(exc)
@@ -169,15 +166,6 @@ class HostAgent:
         for key in list(self.fleets):
             self.forget(key)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def adapter_of(spec: AdapterSpec) -> adapters.Adapter:
-    pair_url, queue, variant, partitions = spec
-    entry, url = adapters.resolve_url(pair_url)
-    adapter = adapters.adapter_class(entry)(url, queue=queue, variant=variant)
-    if partitions is not None:  # a Kafka pair's topic
-        adapter.partitions = partitions
-    return adapter
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from queuebench.adapters import spec_of
 from queuebench.adapters.base import Adapter
 from queuebench.engine.consumer import DEFAULT_STOP_TIMEOUT_SEC, MEMORY_SAMPLE_SEC
 from queuebench.errors import ConsumerFailed
@@ -40,7 +41,7 @@ class ClusterFleet:
         self.ledger_dir, self.log_path = ledger_dir, log_path
         self.key = uuid.uuid4().hex
         self.hosts = {node.number: node for node in cluster.nodes if node.number in nodes}
-        self._get([node.agent.create.remote(self.key, adapter_spec(adapter),
+        self._get([node.agent.create.remote(self.key, spec_of(adapter),
                                             nodes.count(node.number), member_settings)
                     for node in self.hosts.values()])
         self._sessions: dict[int, list[int]] = {}  # the running sessions of each node
@@ -169,11 +170,6 @@ class ClusterFleet:
                 if time.monotonic() - sampled >= MEMORY_SAMPLE_SEC:
                     sampled = time.monotonic()
                     self.sample_memory()
-
-
-def adapter_spec(adapter: Adapter) -> tuple[str, str, str, int | None]:
-    """What an agent builds the same adapter from (agent.AdapterSpec)."""
-    return adapter.url, adapter.queue, adapter.variant.name, getattr(adapter, "partitions", None)
 
 
 def local_name(node: int, remote_name: str) -> str:

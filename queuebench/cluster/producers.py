@@ -15,8 +15,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from queuebench.adapters import spec_of
 from queuebench.adapters.base import Adapter
-from queuebench.cluster.fleet import adapter_spec
 from queuebench.engine.producers import Produced, ProducerFailed, Sending, merged, shares
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def produce_on_nodes(cluster: Cluster, adapter: Adapter, sending: Sending, messa
     sending_ref = ray.put(sending)  # one copy of the records, however many nodes take it
     try:
         _fail_on(hosts, ray.get([host.agent.start_producers.remote(
-            key, adapter_spec(adapter), sending_ref, messages,
+            key, spec_of(adapter), sending_ref, messages,
             [share for share, node in zip(seqs, nodes, strict=True) if node == host.number],
             host.clock_offset_ns) for host in hosts]))
         first_ns = time.time_ns() + GO_LEAD_NS

@@ -12,10 +12,12 @@ Modes (`producers: {count, mode, in_flight}`):
   acknowledge from their I/O threads, faust from its event loop. A library that tells nothing
   of a message after its send returned (every task library) gains nothing: its outcome is
   known when `send_async` returns.
-- `processes`: `count` producer processes, forked so that they inherit the records and the
-  adapter, each opening its own producer and sending, as `sync` does, the sequence numbers
-  i, i + count, i + 2 count, ... each at its own intended send time: the rate shape is the
-  workload's, whatever the count.
+- `processes`: `count` producer processes, each building the adapter anew from its URL and
+  opening its own producer, and sending, as `sync` does, the sequence numbers i, i + count,
+  i + 2 count, ... each at its own intended send time: the rate shape is the workload's,
+  whatever the count. They are started as fresh interpreters (multiprocessing's "spawn"), not
+  forked: SQLite forbids carrying its state across fork(), and producers forked from a harness
+  that had used the queue's file wrote into a WAL the consumer had deleted, corrupting it.
 
 In every mode, encoding the records is inside the timed loop, as in a user's producer, and each
 message is stamped with when it was meant to be sent (its slot in the rate shape), so a producer
@@ -36,7 +38,6 @@ import contextlib
 import functools
 import itertools
 import multiprocessing
-import sys
 import threading
 import time
 import typing
@@ -47,6 +48,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_any
 
+from queuebench.adapters import AdapterSpec, from_spec, spec_of
 from queuebench.adapters.base import Adapter, Done, Producer, send_async
 from queuebench.engine.metrics import latency_ms
 from queuebench.errors import QueuebenchError
@@ -99,7 +101,7 @@ class Produced:
 
 @dataclass(frozen=True)
 class Sending:
-    """What every producer of a repeat sends: the same for a forked producer process."""
+    """What every producer of a repeat sends: the same for each producer process."""
 
     run_id: uuid.UUID
     records: Sequence[list[StockRecord]]  # message seq's stock records, encoded when it is sent
@@ -249,12 +251,12 @@ def shares(messages: int, count: int) -> list[range]:
     return [range(index, messages, count) for index in range(count)]
 
 
-def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, messages: int,
+def _producer_process(conn: Connection, spec: AdapterSpec, sending: Sending, messages: int,
                       seqs: range, clock_offset_ns: int) -> None:
-    """One forked producer: open a producer, say ready, send `seqs` from the first_ns the
+    """One producer process: open a producer, say ready, send `seqs` from the first_ns the
     engine sends back, then report (see Report)."""
     try:
-        producer = adapter.producer()
+        producer = from_spec(spec).producer()
     except BaseException as exc:
         conn.send(("error", error_text(exc)))
         return
@@ -278,7 +280,7 @@ def _producer_process(conn: Connection, adapter: Adapter, sending: Sending, mess
 
 
 class ProducerProcesses:
-    """Forked producer processes, one per share of the sequence numbers: started, each opening
+    """Producer processes, one per share of the sequence numbers: started, each opening
     its producer, until all are ready (ProducerFailed if one cannot); told when the first
     message is meant to be sent (`go`); then their reports gathered (`reports`).
 
@@ -286,11 +288,9 @@ class ProducerProcesses:
     so that every time they keep, and every send stamp, is on the engine's clock.
     """
 
-    def __init__(self, adapter: Adapter, sending: Sending, messages: int,
+    def __init__(self, spec: AdapterSpec, sending: Sending, messages: int,
                  seqs: list[range], clock_offset_ns: int = 0) -> None:
-        context = multiprocessing.get_context("fork")
-        sys.stdout.flush()  # else a child would write the parent's buffered output again
-        sys.stderr.flush()
+        context = multiprocessing.get_context("spawn")
         self.children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
         self.told = False  # whether the children were told when to start
         try:
@@ -298,7 +298,7 @@ class ProducerProcesses:
                 ours, theirs = context.Pipe()
                 process = context.Process(
                     target=_producer_process, name=f"queuebench-producer process {share.start}",
-                    daemon=True, args=(theirs, adapter, sending, messages, share,
+                    daemon=True, args=(theirs, spec, sending, messages, share,
                                        clock_offset_ns))
                 process.start()
                 theirs.close()
@@ -350,12 +350,12 @@ def _report(process: multiprocessing.process.BaseProcess, conn: Connection,
 
 def produce_in_processes(adapter: Adapter, sending: Sending, messages: int,
                          count: int) -> Produced:
-    """`count` forked producer processes, process i sending seqs i, i + count, ...
+    """`count` producer processes, process i sending seqs i, i + count, ...
 
     The processes open their producers first; the clock starts once all are ready, and stops at
     the last one's final acknowledgement.
     """
-    processes = ProducerProcesses(adapter, sending, messages, shares(messages, count))
+    processes = ProducerProcesses(spec_of(adapter), sending, messages, shares(messages, count))
     try:
         first_ns = time.time_ns()
         processes.go(first_ns)

@@ -151,6 +151,8 @@ def _pair_info(adapter: Adapter) -> dict[str, object]:
         broker_version = adapter.broker_version()
     except Exception as exc:  # a version is nice to have; its absence must not fail the run
         broker_version = f"unknown ({type(exc).__name__})"
+    finally:  # the connection it took: a row that does not run would leave it open otherwise
+        adapter.cleanup()
     return {**adapter.describe(), "library_version": library_version(adapter.library),
             "broker_version": broker_version}
 
