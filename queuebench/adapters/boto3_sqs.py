@@ -54,6 +54,8 @@ from queuebench.adapters.base import (
 from queuebench.adapters.sqs_batching import DEFAULT_BATCH_OPEN_MS, BatchingProducer
 from queuebench.adapters.sqs_common import (
     BOTOCORE_RETRIES,
+    DEFAULT_CONNECT_TIMEOUT_SEC,
+    DEFAULT_READ_TIMEOUT_SEC,
     MAX_BATCH_ENTRIES,
     MAX_MESSAGE_BYTES,
     QUEUE_GONE,
@@ -66,8 +68,6 @@ from queuebench.errors import BrokerUnreachable, UsageError
 
 DEFAULT_VISIBILITY_TIMEOUT_SEC = 10  # SQS's own default is 30 s
 DEFAULT_RECEIVE_WAIT_TIME_SEC = 1
-DEFAULT_CONNECT_TIMEOUT_SEC = 5.0
-DEFAULT_READ_TIMEOUT_SEC = 30.0
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 IN_QUEUE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                    "ApproximateNumberOfMessagesDelayed")

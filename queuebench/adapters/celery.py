@@ -436,12 +436,23 @@ class CelerySQSAdapter(CeleryAdapter):
                              "credentials (ElasticMQ; dummy ones are set)")
         return "sqs://queuebench:queuebench@" + address
 
-    def _client(self):
-        import boto3
+    _sqs = None  # a boto3 client of the same service, made by _client()
 
-        host = self.broker_url.partition("@")[2].rstrip("/")
-        return boto3.client("sqs", endpoint_url=f"http://{host}", region_name="elasticmq",
-                            aws_access_key_id="queuebench", aws_secret_access_key="queuebench")
+    def _client(self):
+        """A boto3 client for what kombu's transport does not do (count a queue's messages,
+        delete it), made once: the backlog is asked every second while a run settles."""
+        from queuebench.adapters.sqs_common import endpoint_for, sqs_client
+
+        if self._sqs is None:
+            host = self.broker_url.partition("@")[2].rstrip("/")
+            self._sqs = sqs_client(endpoint_for(f"{self.scheme}://{host}"))
+        return self._sqs
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self._sqs is not None:
+            self._sqs.close()
+            self._sqs = None
 
     def delete_queue(self) -> None:
         from queuebench.adapters.sqs_common import delete_queue_named

@@ -24,6 +24,8 @@ from queuebench.redact import redact
 MAX_MESSAGE_BYTES = 1_048_576  # AWS since 2025 (262,144 before); ElasticMQ strict since 1.7.0
 MAX_BATCH_ENTRIES = 10
 BOTOCORE_RETRIES = {"mode": "standard", "total_max_attempts": 3}  # botocore 1.44's defaults
+DEFAULT_CONNECT_TIMEOUT_SEC = 5.0
+DEFAULT_READ_TIMEOUT_SEC = 30.0
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"aws_access_key_id": "queuebench", "aws_secret_access_key": "queuebench"}
 AWS_HOST = re.compile(r"sqs\.([a-z0-9-]+)\.amazonaws\.com")
@@ -67,8 +69,9 @@ def endpoint_for(pair_url: str) -> Endpoint:
     return Endpoint(f"http://{address.netloc}", LOCAL_REGION, aws=False)
 
 
-def sqs_client(endpoint: Endpoint, *, connect_timeout: float, read_timeout: float,
-               total_max_attempts: int):
+def sqs_client(endpoint: Endpoint, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SEC,
+               read_timeout: float = DEFAULT_READ_TIMEOUT_SEC,
+               total_max_attempts: int = BOTOCORE_RETRIES["total_max_attempts"]):
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                     retries={**BOTOCORE_RETRIES, "total_max_attempts": total_max_attempts})
     if endpoint.aws:
