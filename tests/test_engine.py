@@ -401,19 +401,33 @@ def test_a_rate_whose_probe_failed_once_is_probed_again_and_passes_on_a_majority
     """A busy moment fails 200 msg/s's first probe: two more pass it, so the search goes on to
     400, which fails twice, and bisects between 200 and 400 (with one failure a rate, the
     first failure would have held the search below 200)."""
-    (passed, failed), probed = scripted_search({200: [False, True, True], 400: [False, False]},
-                                               probes=4)
+    (passed, failed, _), probed = scripted_search({200: [False, True, True],
+                                                   400: [False, False]}, probes=4)
     assert probed == [100, 200, 200, 200, 400, 400, 300]
     assert (passed, failed) == (300, 400)
-    (passed, failed), probed = scripted_search({200: [False, True, True], 400: [False, False]},
-                                               probes=4, fails=1)
+    (passed, failed, _), probed = scripted_search({200: [False, True, True],
+                                                   400: [False, False]}, probes=4, fails=1)
     assert probed == [100, 200, 150, 175] and (passed, failed) == (175, 200)
 
 
 def test_a_rate_fails_on_two_failed_probes_before_two_passed():
     """fail, pass, fail: the rate fails after three probes; fail, fail: after two, and the
     search steps down."""
-    (passed, failed), probed = scripted_search({200: [False, True, False]}, probes=2)
+    (passed, failed, _), probed = scripted_search({200: [False, True, False]}, probes=2)
     assert probed == [100, 200, 200, 200] and (passed, failed) == (100, 200)
-    (passed, failed), probed = scripted_search({100: [False, False]}, probes=2)
-    assert probed == [100, 100, 50] and (passed, failed) == (50, 100)
+
+
+def test_a_first_rate_that_fails_is_followed_by_one_rate_above_it_then_the_search_steps_down():
+    """100 and 200 msg/s fail: the search steps down from 100 (not from 200) to 50."""
+    answer, probed = scripted_search({100: [False, False], 200: [False, False]}, probes=3)
+    assert probed == [100, 100, 200, 200, 50] and answer == (50, 100, 0)
+
+
+def test_a_pair_that_fails_low_rates_only_is_searched_upwards_and_says_so():
+    """A batch window fails 100 msg/s and passes 200: the search climbs from 200 to 800, which
+    fails, bisects to 600, and reports 100 as the rate below that failed (before the fix the
+    search stepped down from 100 and found nothing)."""
+    answer, probed = scripted_search({100: [False, False], 50: [False, False],
+                                      800: [False, False]}, probes=5)
+    assert probed == [100, 100, 200, 400, 800, 800, 600]
+    assert answer == (600, 800, 100)

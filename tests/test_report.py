@@ -243,6 +243,24 @@ def test_a_merge_of_merges_keeps_each_results_own_run_and_judges_newest_by_it():
                     "commit": "c2"})]
 
 
+def test_a_merged_manifest_shows_every_part_s_machine_not_the_first_one_s():
+    """Parts run on two kernels, with yardsticks 99,604 and 210,000 round trips/s: the merged
+    manifest shows both kernels and the yardstick's range; what they share stays one value,
+    and each result keeps its own part's machine."""
+    def part(started_at: str, kernel: str, trips: int) -> dict:
+        run = run_part(started_at, [result(config("throughput", started_at), m=measurements())])
+        return {**run, "environment": {**run["environment"], "os": kernel,
+                                       "json_round_trips_per_sec": trips, "fsync_4k_ms": 0.25}}
+
+    merged = merge_runs([part("p1", "fc-v669", 210_000), part("p2", "fc-v1147", 99_604)], "m")
+    assert {key: merged["environment"][key] for key in
+            ("host", "os", "json_round_trips_per_sec", "fsync_4k_ms")} == {
+        "host": "h", "os": "fc-v669, fc-v1147",
+        "json_round_trips_per_sec": "99604 to 210000 over 2 runs", "fsync_4k_ms": 0.25}
+    assert [(r["part"]["os"], r["part"]["json_round_trips_per_sec"])
+            for r in merged["results"]] == [("fc-v669", 210_000), ("fc-v1147", 99_604)]
+
+
 def test_a_case_run_before_a_config_field_existed_is_replaced_by_its_rerun():
     """sqlalchemy+sqlite's first night ran before configs had `durability`: its rerun stood
     beside it, two rows for one case, until a missing field read as its default."""
@@ -293,6 +311,13 @@ def test_the_manifest_names_the_commit_the_code_ran_from():
     head = git.stdout.strip()
     expected = (head, head + "+changes") if git.returncode == 0 else (None,)  # not a checkout
     assert machine_manifest()["commit"] in expected
+
+
+def test_the_manifest_times_the_machine_s_yardstick():
+    """Each run measures its machine: JSON round trips a second and a 4 KiB fsync."""
+    manifest = machine_manifest()
+    assert manifest["json_round_trips_per_sec"] > 1000
+    assert 0 < manifest["fsync_4k_ms"] < 1000
 
 
 def test_newest_runs_picks_the_newest_complete_run_of_each_name(tmp_path):

@@ -169,12 +169,12 @@ def test_error_rate_says_what_each_library_does_and_whether_a_good_message_was_l
     assert "- a+b: moves it to its FailedJobRegistry" in part
 
 
-def sustained_answer(pair: str, rate: float | None) -> dict:
+def sustained_answer(pair: str, rate: float | None, failed_below: float | None = None) -> dict:
     probes = [{"rate": 50.0, "sustained": rate is not None, "why": None if rate else "p99 300 "
                "ms over 200 ms", "p99_ms": 10.0}]
     return result(replace(scenario("sustained", pair=pair), scenario="sustained"),
                   m={"sustained_rate": rate, "p99_bound_ms": 200, "probes": probes,
-                     "first_failed_rate": None})
+                     "first_failed_rate": None, "failed_below_rate": failed_below})
 
 
 def test_a_sustained_answer_is_a_matrix_column_and_the_latency_pick():
@@ -186,6 +186,15 @@ def test_a_sustained_answer_is_a_matrix_column_and_the_latency_pick():
     probes = table_rows(section(text, "Sustained rate (seed 001)"))
     assert probes[1]["probes in order: msg/s, passed or why not"] == (
         "50 \u2717 (p99 300 ms over 200 ms)")
+
+
+def test_a_sustained_rate_that_failed_at_a_lower_rate_says_so():
+    """A batch window fails low rates only: the headline and the table name the rate below."""
+    text = render(document([sustained_answer("batch+x", 740.0, failed_below=54.0)]))
+    assert ("sustains 740 msg/s with p99 within 200 ms and no growing backlog (highest rate "
+            "found in 1 probes; it failed at a lower rate, 54 msg/s)") in text
+    row = table_rows(section(text, "Sustained rate (seed 001)"))[0]
+    assert row["sustains msg/s"] == "740 (but failed at 54)"
 
 
 @pytest.mark.parametrize(("statuses", "cell"), [
@@ -227,9 +236,10 @@ def test_a_nested_figure_never_overwrites_a_measurement_of_the_same_column_name(
 
 
 def test_a_merged_reports_sections_say_which_run_measured_their_rows():
-    """A merged report's rows come from runs of different days and machine loads: each
-    section names them (start, run, commit, pairs); rows merged before results kept their run
-    are counted apart; a single run's report says nothing of the kind."""
+    """A merged report's rows come from runs of different days, machines and loads: each
+    section names them (start, run, commit, the machine when its manifest said, pairs); rows
+    merged before results kept their run are counted apart; a single run's report says
+    nothing of the kind."""
     def burst(pair: str, part: dict | None) -> dict:
         return {**result(scenario("burst", pair), m=measurements(consume=5.0)), "part": part}
 
@@ -237,8 +247,9 @@ def test_a_merged_reports_sections_say_which_run_measured_their_rows():
         return {"run": run, "started_at": started_at, "commit": commit}
 
     idle = part("scenarios-idle", "2026-12-03T05:54:10+00:00")
-    merged = document([burst("a+redis", idle), burst("b+redis", idle),
-                       burst("e+redis", part("scenarios-again", "2026-12-03T05:54:50+00:00")),
+    slower = {**part("scenarios-again", "2026-12-03T05:54:50+00:00"), "os": "Linux-6.18-b",
+              "json_round_trips_per_sec": 99604, "fsync_4k_ms": 0.251}
+    merged = document([burst("a+redis", idle), burst("b+redis", idle), burst("e+redis", slower),
                        burst("c+kafka", part("scenarios", "2026-12-01T18:34:00+00:00", None)),
                        burst("d+sqs", None)])
     text = section(render(merged), "Bursts (seeds 000 and 001)")
@@ -247,7 +258,8 @@ def test_a_merged_reports_sections_say_which_run_measured_their_rows():
         "all)",
         "- 2026-12-01 18:34 UTC, `scenarios` at ?: c+kafka",
         "- 2026-12-03 05:54 UTC, `scenarios-idle` at 2ad65fc: a+redis, b+redis",
-        "- 2026-12-03 05:54 UTC, `scenarios-again` at 2ad65fc: e+redis"]  # in order of start
+        "- 2026-12-03 05:54 UTC, `scenarios-again` at 2ad65fc (Linux-6.18-b, 99,604 JSON round "
+        "trips/s, fsync 0.251 ms): e+redis"]  # in order of start
     rows = list(csv.DictReader(io.StringIO(results_csv(merged))))
     assert [(r["pair"], r["part_run"], r["part_commit"]) for r in rows] == [
         ("a+redis", "scenarios-idle", "2ad65fc"), ("b+redis", "scenarios-idle", "2ad65fc"),

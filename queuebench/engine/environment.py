@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -51,6 +55,37 @@ def source_commit() -> str | None:
     return commit
 
 
+# A stock record as the JSON payloads carry it, for the machine's yardstick.
+YARDSTICK_RECORD = {"symbol": "ACME", "date": "2026-12-01", "open": 187.1, "high": 188.9,
+                    "low": 186.2, "close": 188.4, "volume": 51234567}
+YARDSTICK_KEYS = ("json_round_trips_per_sec", "fsync_4k_ms")
+
+
+def machine_yardstick(rounds: int = 5, round_trips: int = 2000,
+                      fsyncs: int = 20) -> dict[str, float]:
+    """Two fixed pieces of work timed as a run starts, so that a reader can tell runs on
+    machines of different speed (or on one machine under load) apart: JSON round trips of a
+    stock record a second on one core (the best of `rounds`, as pyperf takes a minimum: the
+    machine's speed, not its noise) and the median time to write and fsync 4 KiB (what a
+    durable broker pays for each flush), about 0.2 s in all."""
+    best = math.inf
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(round_trips):
+            json.loads(json.dumps(YARDSTICK_RECORD))
+        best = min(best, time.perf_counter() - started)
+    times = []
+    with tempfile.TemporaryFile() as scratch:
+        for _ in range(fsyncs):
+            started = time.perf_counter()
+            scratch.write(b"\0" * 4096)
+            scratch.flush()
+            os.fsync(scratch.fileno())
+            times.append(time.perf_counter() - started)
+    return {"json_round_trips_per_sec": round(round_trips / best),
+            "fsync_4k_ms": round(statistics.median(times) * 1000, 3)}
+
+
 def machine_manifest() -> dict[str, object]:
     mem_kb = _first_line_with("/proc/meminfo", "MemTotal")
     return {
@@ -62,6 +97,7 @@ def machine_manifest() -> dict[str, object]:
         "python": platform.python_version(),
         "queuebench": library_version("queuebench"),
         "commit": source_commit(),
+        **machine_yardstick(),
     }
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from queuebench import ceilings
-from queuebench.engine.environment import harness_peak_rss_mb
+from queuebench.engine.environment import YARDSTICK_KEYS, harness_peak_rss_mb
 from queuebench.errors import QueuebenchError, UsageError
 
 # 2: a case runs `repeats` times, each repeat its own result (`config["repeat"]`, absent in
@@ -186,8 +186,9 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
     A case that more than one part measured stands as the newest part measured it (a case is
     run again because the engine measured it wrong, or the machine was busy): mixing its
     repeats would pass the old figures off as the new. Each result keeps the run that measured
-    it (`part`), through merges of merges. The environment is the first run's, with every
-    part's commit; the merged run is complete only if every part was.
+    it (`part`), through merges of merges, with its commit and machine. The environment is
+    what the parts share, their range or each of their values (merged_value); the merged run is
+    complete only if every part was.
     """
     sizes: dict[tuple[int, str], dict] = {}
     for document in documents:
@@ -206,10 +207,9 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
     measured_by: dict[str, str] = {}  # case -> when the newest part measuring it started
     for _, started, key in stamped:
         measured_by[key] = max(measured_by.get(key, ""), started)
-    environment = dict(documents[0]["environment"])
-    part_commits = [document["environment"].get("commit") for document in documents]
-    if commits := [commit for commit in dict.fromkeys(part_commits) if commit]:
-        environment["commit"] = ", ".join(commits)
+    environment = {key: merged_value([document["environment"].get(key)
+                                      for document in documents])
+                   for key in dict.fromkeys(k for d in documents for k in d["environment"])}
     return {
         "schema": SCHEMA_VERSION,
         "run": {"name": name, "command": " + ".join(run["command"] for run in runs),
@@ -224,6 +224,20 @@ def merge_runs(documents: list[dict[str, object]], name: str) -> dict[str, objec
     }
 
 
+def merged_value(values: list) -> object:
+    """One manifest entry for the parts of a merge: the value they share; else their range
+    when numbers (the machine's yardstick, the harness's memory), else each distinct value (the
+    commits, the kernels): a merged report must not show the first part's machine as all."""
+    distinct = list(dict.fromkeys(value for value in values if value is not None))
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else None
+    if all(isinstance(value, (int, float)) for value in distinct):
+        return f"{min(distinct):g} to {max(distinct):g} over {len(distinct)} runs"
+    if all(isinstance(value, (str, int, float)) for value in distinct):
+        return ", ".join(map(str, distinct))
+    return distinct[0]  # a cluster's manifest: the first part's
+
+
 def part_of(document: dict) -> dict | None:
     """The run that measured a result, stamped on it in a merge so that the report can say
     which run (when, at which commit) each row comes from. None for a merged document's
@@ -232,8 +246,10 @@ def part_of(document: dict) -> dict | None:
     run = document["run"]
     if "merged_from" in run:
         return None
+    environment = document["environment"]
     return {"run": run["name"], "started_at": run["started_at"],
-            "commit": document["environment"].get("commit")}
+            "commit": environment.get("commit"),
+            **{key: environment[key] for key in ("os", *YARDSTICK_KEYS) if key in environment}}
 
 
 def newest_runs(reports_dir: Path) -> list[Path]:

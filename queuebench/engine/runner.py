@@ -204,10 +204,11 @@ class PlanRun:
             probes.append({"rate": round(rate, 1), **result.measurements["sustained_probe"]})
             return probes[-1]["sustained"]
 
-        passed, failed = search_rate(search, start, probe)
+        passed, failed, failed_below = search_rate(search, start, probe)
         answer = {"sustained_rate": round(passed, 1) if passed else None,
                   "p99_bound_ms": search.p99_ms, "probes": probes,
-                  "first_failed_rate": round(failed, 1) if failed != math.inf else None}
+                  "first_failed_rate": round(failed, 1) if failed != math.inf else None,
+                  "failed_below_rate": round(failed_below, 1) if failed_below else None}
         return self._case(replace(cell, rate=round(passed, 1) if passed else None), entry,
                           url, variant, 0, answer=answer)
 
@@ -362,24 +363,31 @@ SEARCH_RESOLUTION = 0.05
 
 
 def search_rate(search: Search, start: float,
-                probe: Callable[[float], bool]) -> tuple[float, float]:
-    """The highest rate that passed (0 when none did) and the lowest that failed (inf when
-    none did), probing from `start` as workload.Search says; `probe(rate)` runs one probe."""
-    passed, failed, rate = 0.0, math.inf, start
+                probe: Callable[[float], bool]) -> tuple[float, float, float]:
+    """The highest rate that passed (0 when none did), the lowest rate above it that failed
+    (inf when none did) and the highest rate below it that failed (0 when none did), probing
+    from `start` as workload.Search says; `probe(rate)` runs one probe.
+
+    When `start` fails, the next probe goes up once before the search steps down: latency
+    that does not grow with the rate (a send batch that waits out its window unless it fills,
+    a polling interval) fails low rates and may pass higher ones."""
+    passed, rate = 0.0, start
+    failures: list[float] = []
     for _ in range(search.probes):
         if _rate_holds(rate, search.fails, probe):
             passed = max(passed, rate)
         else:
-            failed = min(failed, rate)
+            failures.append(rate)
+        failed = min((f for f in failures if f > passed), default=math.inf)
         if failed == math.inf:
-            rate *= search.step
+            rate = passed * search.step
         elif not passed:
-            rate /= search.step
+            rate = start * search.step if failures == [start] else min(failures) / search.step
         elif failed / passed <= 1 + SEARCH_RESOLUTION:
             break
         else:
             rate = (passed + failed) / 2
-    return passed, failed
+    return passed, failed, max((f for f in failures if f < passed), default=0.0)
 
 
 def _rate_holds(rate: float, fails: int, probe: Callable[[float], bool]) -> bool:

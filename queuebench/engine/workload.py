@@ -126,13 +126,15 @@ class Search(Strict):
     """The highest constant rate a pair sustains: p99 latency within `p99_ms` and no growing
     backlog. Probes step the rate up from `start` msg/s (absent: `start_of_max` of the drain
     rate of a calibration run) by `step` until a rate fails, then bisect between the last pass and
-    the first fail; `probes` rates at most, each probe a row of its own, each sending for
-    `probe_sec` (rate x probe_sec messages: a fixed count would be over in a blink at a high
-    rate; absent: the file's `messages`). A rate passes as soon as more of its probes passed
-    than failed, and fails once `fails` of them failed: a failed probe is tried again (at most
-    2 x fails - 1 probes a rate), because a busy machine only ever adds latency, so one failing
-    probe may be the machine's and one passing probe is the pair's. A search runs once,
-    whatever `repeats` says: its probes are its repeats."""
+    the first fail (when `start` itself fails, one rate above it is tried before stepping down:
+    a batch window's latency fails low rates and passes higher ones). `probes` rates at most,
+    each probe a row of its own, each sending for `probe_sec` (rate x probe_sec messages: a
+    fixed count would be over in a blink at a high rate; absent: the file's `messages`). A rate
+    passes as soon as more of its probes passed than failed, and fails once `fails` of them
+    failed: a failed probe is tried again (at most 2 x fails - 1 probes a rate), because a busy
+    machine only ever adds latency, so one failing probe may be the machine's and one passing
+    probe is the pair's. A search runs once, whatever `repeats` says: its probes are its
+    repeats."""
 
     p99_ms: Positive = 200.0
     probe_sec: Positive | None = 10.0

@@ -367,7 +367,9 @@ def _highest_sustained(answers: list[dict]) -> str | None:
     m = sustained[best]
     return (f"- **Latency matters most:** {_with_ties(best, ties)}: sustains "
             f"{m['sustained_rate']:,.0f} msg/s with p99 within {m['p99_bound_ms']:g} ms and no "
-            f"growing backlog (highest rate found in {len(m['probes'])} probes).")
+            f"growing backlog (highest rate found in {len(m['probes'])} probes"
+            + (f"; it failed at a lower rate, {below:,.0f} msg/s"
+               if (below := m.get("failed_below_rate")) else "") + ").")
 
 
 def _lowest_latency(results: list[dict]) -> str | None:

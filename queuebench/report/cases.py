@@ -263,23 +263,36 @@ def recorded_ceilings(rows: Iterable[dict]) -> list[Ceiling]:
     return [Ceiling(**row, settings={}, raw={}) for row in rows]
 
 
+def machine_of(part: dict) -> str:
+    """The machine a part ran on, as its manifest says (parts stamped before the manifest
+    had a yardstick say nothing)."""
+    said = [part[key] for key in ("os",) if part.get(key)]
+    if (trips := part.get("json_round_trips_per_sec")) is not None:
+        said.append(f"{trips:,} JSON round trips/s")
+    if (fsync := part.get("fsync_4k_ms")) is not None:
+        said.append(f"fsync {fsync:g} ms")
+    return f" ({', '.join(said)})" if said else ""
+
+
 def measured_by(cases: list[Case]) -> list[str]:
     """In a merged report, which run measured a section's rows (when it started, at which
-    commit, which pairs): rows of different days and machine loads must not pass as one run's.
+    commit, on which machine, which pairs): rows of different days, machines and loads must not
+    pass as one run's.
     Cases merged before results kept their run are counted apart."""
-    parts: dict[tuple[str, str, str], list[str]] = {}
+    parts: dict[tuple[str, str, str, str], list[str]] = {}
     unknown = 0
     for case in cases:
         if not (part := case.first.get("part")):
             unknown += 1
             continue
-        key = (part["started_at"], part["run"], part["commit"] or "?")
+        key = (part["started_at"], part["run"], part["commit"] or "?", machine_of(part))
         if (name := pair_name(case.first)) not in (names := parts.setdefault(key, [])):
             names.append(name)
     if not parts:
         return []
-    lines = [f"- {started[:16].replace('T', ' ')} UTC, `{run}` at {commit}: {', '.join(names)}"
-             for (started, run, commit), names in sorted(parts.items())]
+    lines = [f"- {started[:16].replace('T', ' ')} UTC, `{run}` at {commit}{machine}: "
+             f"{', '.join(names)}" for (started, run, commit, machine), names
+             in sorted(parts.items())]
     if unknown:
         lines.insert(0, f"- {unknown} case{'s' * (unknown > 1)}: runs merged before each "
                         "result kept its run (the command above lists them all)")

@@ -348,7 +348,9 @@ def sustained_table(answers: list[dict]) -> str:
         m = r["measurements"]
         rate = m["sustained_rate"]
         rows.append([pair_name(r), r["config"]["format"],
-                     f"{rate:,.0f}" if rate else f"none of the rates tried ({FAIL})",
+                     (f"{rate:,.0f}" + (f" (but failed at {below:,.0f})"
+                                         if (below := m.get("failed_below_rate")) else ""))
+                     if rate else f"none of the rates tried ({FAIL})",
                      f"{m['p99_bound_ms']:g}", shown(m.get("first_failed_rate"), 0),
                      "; ".join(_probe(p) for p in m["probes"])])
     return table(["pair", "format", "sustains msg/s", "at p99 <= ms", "first failed msg/s",
@@ -386,7 +388,9 @@ def sustained_section(cases: list[Case]) -> list[str]:
                 "within the bound and no growing backlog when sending ended; found by probes "
                 "stepping the rate up, then bisecting between the last pass and the first fail "
                 "(a probe cut short fails; a rate passes as soon as more of its probes passed "
-                "than failed: a failed probe may be tried again).", "",
+                "than failed: a failed probe may be tried again; when the first rate fails, "
+                "one rate above it is tried before stepping down, because latency that does "
+                "not grow with the rate, as a batch window's, fails low rates only).", "",
                 sustained_table(answers), ""]
     targeted = [c for c in cases if c.config["scenario"] != "sustained"
                 and "targets" in c.first["measurements"]]
