@@ -245,18 +245,20 @@ def test_a_merge_of_merges_keeps_each_results_own_run_and_judges_newest_by_it():
 
 def test_a_merged_manifest_shows_every_part_s_machine_not_the_first_one_s():
     """Parts run on two kernels, with yardsticks 99,604 and 210,000 round trips/s: the merged
-    manifest shows both kernels and the yardstick's range; what they share stays one value,
-    and each result keeps its own part's machine."""
+    manifest shows both kernels and the yardstick's range; what they share stays one value, a
+    cluster's manifest is the first part's, and each result keeps its own part's machine."""
     def part(started_at: str, kernel: str, trips: int) -> dict:
         run = run_part(started_at, [result(config("throughput", started_at), m=measurements())])
         return {**run, "environment": {**run["environment"], "os": kernel,
-                                       "json_round_trips_per_sec": trips, "fsync_4k_ms": 0.25}}
+                                       "json_round_trips_per_sec": trips, "fsync_4k_ms": 0.25,
+                                       "cluster": {"address": kernel}}}
 
     merged = merge_runs([part("p1", "fc-v669", 210_000), part("p2", "fc-v1147", 99_604)], "m")
     assert {key: merged["environment"][key] for key in
             ("host", "os", "json_round_trips_per_sec", "fsync_4k_ms")} == {
         "host": "h", "os": "fc-v669, fc-v1147",
         "json_round_trips_per_sec": "99604 to 210000 over 2 runs", "fsync_4k_ms": 0.25}
+    assert merged["environment"]["cluster"] == {"address": "fc-v669"}  # the first part's
     assert [(r["part"]["os"], r["part"]["json_round_trips_per_sec"])
             for r in merged["results"]] == [("fc-v669", 210_000), ("fc-v1147", 99_604)]
 

@@ -66,8 +66,8 @@ def machine_yardstick(rounds: int = 5, round_trips: int = 2000,
     """Two fixed pieces of work timed as a run starts, so that a reader can tell runs on
     machines of different speed (or on one machine under load) apart: JSON round trips of a
     stock record a second on one core (the best of `rounds`, as pyperf takes a minimum: the
-    machine's speed, not its noise) and the median time to write and fsync 4 KiB (what a
-    durable broker pays for each flush), about 0.2 s in all."""
+    machine's speed, not its noise) and the median time to write and fsync 4 KiB in the
+    temporary folder (what a durable broker pays for each flush), about 0.2 s in all."""
     best = math.inf
     for _ in range(rounds):
         started = time.perf_counter()

@@ -228,7 +228,10 @@ def merged_value(values: list) -> object:
     """One manifest entry for the parts of a merge: the value they share; else their range
     when numbers (the machine's yardstick, the harness's memory), else each distinct value (the
     commits, the kernels): a merged report must not show the first part's machine as all."""
-    distinct = list(dict.fromkeys(value for value in values if value is not None))
+    distinct: list = []
+    for value in values:  # by equality: a cluster's manifest is a dict, which cannot be hashed
+        if value is not None and value not in distinct:
+            distinct.append(value)
     if len(distinct) <= 1:
         return distinct[0] if distinct else None
     if all(isinstance(value, (int, float)) for value in distinct):

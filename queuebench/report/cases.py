@@ -266,7 +266,7 @@ def recorded_ceilings(rows: Iterable[dict]) -> list[Ceiling]:
 def machine_of(part: dict) -> str:
     """The machine a part ran on, as its manifest says (parts stamped before the manifest
     had a yardstick say nothing)."""
-    said = [part[key] for key in ("os",) if part.get(key)]
+    said = [part["os"]] if part.get("os") else []
     if (trips := part.get("json_round_trips_per_sec")) is not None:
         said.append(f"{trips:,} JSON round trips/s")
     if (fsync := part.get("fsync_4k_ms")) is not None:
