@@ -277,8 +277,7 @@ def machine_of(part: dict) -> str:
 def measured_by(cases: list[Case]) -> list[str]:
     """In a merged report, which run measured a section's rows (when it started, at which
     commit, on which machine, which pairs): rows of different days, machines and loads must not
-    pass as one run's.
-    Cases merged before results kept their run are counted apart."""
+    pass as one run's. Cases merged before results kept their run are counted apart."""
     parts: dict[tuple[str, str, str, str], list[str]] = {}
     unknown = 0
     for case in cases:
