@@ -65,7 +65,8 @@ throughput-test: $(INSTALLED) services-up
 ## cores. Kombu's other variant, seed 000's advice of a connection per 50 consumers, runs the
 ## scalability scenario. `make scenarios-redis` redoes one group (then `make scenarios-report`);
 ## `make scenarios-redis SCENARIOS=burst` runs one scenario. Every broker is up again after each
-## group, however it ended.
+## group, however it ended. `make scenarios RESUME=1` goes on where a stopped run stopped: each
+## group resumes its newest run (a complete one runs nothing).
 SCENARIOS := scalability burst sustained payload-sizes mixed error-rate producer-modes
 SCENARIO_RUNS := embedded postgres redis redis-kombu-per-50 rabbitmq rabbitmq-kombu-per-50 sqs kafka
 # The service a run needs: none for the embedded pairs, ElasticMQ for SQS, else the group's name.
@@ -82,7 +83,8 @@ scenarios-%: $(INSTALLED)
 	trap '$(PY) -m queuebench.services up > /dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(PY) -m queuebench.services down && \
 	$(if $(call scenario_broker,$*),$(PY) -m queuebench.services start $(call scenario_broker,$*) &&) \
-	$(QB) run $(call scenario_args,$*) --name scenarios-$*
+	$(QB) run $(call scenario_args,$*) --name scenarios-$* \
+	    $(if $(RESUME),$$(ls -d reports/*Z-scenarios-$* 2>/dev/null | tail -1 | sed 's/^/--resume /'))
 
 ## Consumers spread over a local Ray cluster of 3 simulated nodes, against the real Redis: the
 ## reliability workload with node 2's consumers killed halfway loses and repeats what it does on

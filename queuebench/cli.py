@@ -15,6 +15,7 @@ import re
 import shlex
 import signal
 import sys
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
@@ -177,10 +178,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                 cell.nodes_of_processes(cluster.labels)
                 cell.nodes_of_producers(cluster.labels)
             manifest["cluster"] = cluster.manifest()
-        default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
-        folder = RunFolder(Path(args.reports_dir), args.name or default_name,
-                           command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
-                           manifest=manifest)
+        plan_id = runner.plan_fingerprint(plan, pairs)
+        if args.resume:
+            folder = RunFolder.reopen(Path(args.resume), manifest=manifest, plan=plan_id)
+            if folder.document["run"]["complete"]:
+                tell(f"queuebench: {folder.path} is complete; nothing left to run")
+                if not (folder.path / REPORT_FILE).exists():  # killed as it finished
+                    write_atomically(folder.path / REPORT_FILE,
+                                     report.write_report(folder.path, folder.document))
+                print(folder.path / REPORT_FILE)
+                return run_exit_code(result["status"] for result in folder.document["results"])
+        else:
+            default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
+            folder = RunFolder(Path(args.reports_dir), args.name or default_name,
+                               command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
+                               manifest=manifest, plan=plan_id)
         cleanup.enter_context(client_logs_in(folder.path))
         try:
             results = runner.run_plan(plan, pairs, folder, cluster)
@@ -191,7 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
     path = folder.finish(partial(report.write_report, folder.path))
     print(path)
-    return run_exit_code(results)
+    return run_exit_code(result.status for result in results)
 
 
 def cluster_spec(text: str) -> str:
@@ -203,9 +215,9 @@ def cluster_spec(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--cluster {text!r}: ")) from None
 
 
-def run_exit_code(results: list) -> int:
+def run_exit_code(statuses: Iterable[str]) -> int:
     """0: every row complete; 1: an experiment failed; 3: a row was cut short by its deadline."""
-    statuses = {result.status for result in results}
+    statuses = set(statuses)
     if "error" in statuses:
         return 1
     return 3 if "incomplete" in statuses else 0
@@ -323,6 +335,9 @@ def build_parser() -> Parser:
                      help="skip pairs whose broker does not answer instead of failing")
     run.add_argument("--name", type=run_name, help="run name, part of the folder name")
     run.add_argument("--reports-dir", default="reports")
+    run.add_argument("--resume", metavar="FOLDER", help="go on with the run in FOLDER where it "
+                     "stopped (the same command, at the same commit): the steps it finished "
+                     "are kept")
     run.add_argument("--stock-db", default=DEFAULT_STOCK_DB_URL, metavar="URL")
     run.set_defaults(func=cmd_run)
 

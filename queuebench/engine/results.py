@@ -3,12 +3,15 @@
 A run writes `reports/<UTC time>-<name>/results.json` after every result, atomically (a temporary
 file renamed over the old one), so a crash leaves the finished results readable and the run marked
 incomplete. `finish` marks it complete, writes `report.md` and points `reports/latest` at it.
+The file also keeps the run's progress (the plan's steps done), so that a run cut off after hours
+(`make scenarios` takes a night) goes on where it stopped (`queuebench run ... --resume FOLDER`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -85,6 +88,11 @@ class Result:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, result: dict) -> Result:
+        return cls(ExperimentConfig(**result["config"]), result["status"], result["pair_info"],
+                   result["measurements"], result["error"])
+
 
 CONFIG_DEFAULTS = {f.name: f.default for f in fields(ExperimentConfig) if f.default is not MISSING}
 
@@ -100,10 +108,19 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-class RunFolder:
-    """One run's folder; `results.json` is always a complete, parseable file."""
+# What a resumed run notes of the machine it went on with
+RESUMED_ON_KEYS = ("host", "os", *YARDSTICK_KEYS)
 
-    def __init__(self, reports_dir: Path, name: str, *, command: str, manifest: dict) -> None:
+
+class RunFolder:
+    """One run's folder; `results.json` is always a complete, parseable file.
+
+    `plan` identifies the steps the run will take, in order (runner.plan_fingerprint): a resumed
+    run must take the same steps to skip those done.
+    """
+
+    def __init__(self, reports_dir: Path, name: str, *, command: str, manifest: dict,
+                 plan: str = "") -> None:
         started = datetime.now(UTC)
         self.path = reports_dir / f"{started:%Y%m%dT%H%M%SZ}-{name}"
         try:
@@ -117,7 +134,10 @@ class RunFolder:
         self.document: dict[str, object] = {
             "schema": SCHEMA_VERSION,
             "run": {"name": name, "command": command, "started_at": started.isoformat(),
-                    "finished_at": None, "complete": False},
+                    "finished_at": None, "complete": False,
+                    # The steps done, the results they wrote and the drain rates they measured
+                    # (a later step's rate may be a fraction of one)
+                    "progress": {"plan": plan, "steps": 0, "results": 0, "drain_rates": {}}},
             "environment": manifest,
             # The brokers' own ceilings measured on this machine (`make ceilings`), if any: the
             # report shows each pair's rates as a share of its broker's.
@@ -125,6 +145,55 @@ class RunFolder:
             "payload_sizes": [],
             "results": [],
         }
+        self._save()
+
+    @classmethod
+    def reopen(cls, path: Path, *, manifest: dict, plan: str) -> RunFolder:
+        """The run folder at `path`, to run the rest of its plan into: a run that stopped keeps
+        the results of the steps it finished, loses those of a step cut off midway, and notes
+        when it was resumed, on which machine. A complete run is left as it is."""
+        path = path.parent / path.resolve().name  # reports/latest: the run it points at
+        document = load_run(path)
+        run = document["run"]
+        progress = run.get("progress")
+        if isinstance(progress, dict) and progress["plan"] != plan:
+            raise UsageError(f"{path} ran other experiments, pairs or settings; resume it with "
+                             f"the command it ran: {run['command']} --resume {path}")
+        folder = cls.__new__(cls)
+        folder.path, folder.document = path, document
+        if run["complete"]:
+            return folder
+        if not isinstance(progress, dict):
+            raise UsageError(f"{path} cannot be resumed: it was written before queuebench kept "
+                             "a run's progress; run it afresh")
+        ran_at, now_at = document["environment"].get("commit"), manifest.get("commit")
+        if ran_at != now_at:
+            raise UsageError(f"{path} ran at commit {ran_at}, and this is {now_at}: its rest "
+                             f"would be measured by other code; check out {ran_at} to resume "
+                             "it, or run afresh")
+        del document["results"][progress["results"]:]
+        for files in (path / "experiments").glob("*-*"):  # the cut-off step's, measured again
+            number = files.name.split("-")[0]
+            if number.isdigit() and int(number) >= progress["results"]:
+                shutil.rmtree(files)
+        run["finished_at"] = None
+        run["resumed"] = [*run.get("resumed", []), {
+            "at": datetime.now(UTC).isoformat(),
+            **{key: manifest[key] for key in RESUMED_ON_KEYS if key in manifest}}]
+        folder._save()
+        return folder
+
+    @property
+    def progress(self) -> dict:
+        return self.document["run"]["progress"]
+
+    def kept_results(self) -> list[Result]:
+        """The results of the steps done before the run was resumed."""
+        return [Result.from_dict(result) for result in self.document["results"]]
+
+    def step_done(self, drain_rates: dict[str, float | None]) -> None:
+        self.progress.update(steps=self.progress["steps"] + 1,
+                             results=len(self.document["results"]), drain_rates={**drain_rates})
         self._save()
 
     def add(self, result: Result) -> None:
@@ -252,7 +321,8 @@ def part_of(document: dict) -> dict | None:
     environment = document["environment"]
     return {"run": run["name"], "started_at": run["started_at"],
             "commit": environment.get("commit"),
-            **{key: environment[key] for key in ("os", *YARDSTICK_KEYS) if key in environment}}
+            **{key: environment[key] for key in ("os", *YARDSTICK_KEYS) if key in environment},
+            **({"resumed": run["resumed"]} if "resumed" in run else {})}
 
 
 def newest_runs(reports_dir: Path) -> list[Path]:

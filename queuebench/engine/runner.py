@@ -3,13 +3,15 @@ into a run folder."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,9 +169,13 @@ class PlanRun:
 
     def __init__(self, plan: Plan, folder: RunFolder, cluster: Cluster | None = None) -> None:
         self.plan, self.folder, self.cluster = plan, folder, cluster
-        self.results: list[Result] = []
+        # Queues are named by when this session started: a resumed run's case must not share a
+        # queue with the case cut off, whose messages may still be in it.
+        self.queue_prefix = f"qb-{datetime.now(UTC):%Y%m%dt%H%M%Sz}"
+        self.results: list[Result] = folder.kept_results()  # a resumed run's, before it stopped
         self._bodies: dict[tuple, Sequence] = {}
-        self._max_rates: dict[tuple[str, str, Cell], float | None] = {}
+        # (pair, variant, case) -> its drain rate; kept in the folder's progress, as a string
+        self.max_rates: dict[str, float | None] = dict(folder.progress["drain_rates"])
         self._unit_memory: dict[tuple[str, str], tuple[float, float]] = {}  # memory_per_unit
 
     def run(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
@@ -217,12 +223,12 @@ class PlanRun:
         """The drain rate of the case as fast as it goes, measured once per run (its result is
         a row of the report like any other)."""
         unpaced = replace(cell, rate=None, repeats=1)
-        key = (entry.scheme, variant, unpaced)
-        if key not in self._max_rates:
+        key = repr((entry.scheme, variant, unpaced))
+        if key not in self.max_rates:
             result = self._case(unpaced, entry, url, variant, repeat=0)
             clean = result.status == "ok" and not result.measurements.get("lost")
-            self._max_rates[key] = result.measurements.get("drain_throughput") if clean else None
-        return self._max_rates[key]
+            self.max_rates[key] = result.measurements.get("drain_throughput") if clean else None
+        return self.max_rates[key]
 
     def _case(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str,
               repeat: int, error: str | None = None, p99_bound_ms: float | None = None,
@@ -246,8 +252,7 @@ class PlanRun:
             in_flight=cell.in_flight if cell.producer_mode == "async" else None,
             durability=cell.durability)
         number = len(self.results)
-        adapter = cls(url, queue=f"qb-{self.folder.path.name[:16].lower()}-{number:03d}",
-                      variant=variant)
+        adapter = cls(url, queue=f"{self.queue_prefix}-{number:03d}", variant=variant)
         reason = not_applicable(cell, adapter)
         if error:
             say(f"error {config.label}: {error}")
@@ -441,15 +446,13 @@ def sustained(result: Result, p99_bound_ms: float) -> dict[str, object]:
     return {"sustained": why is None, "why": why, "p99_ms": p99}
 
 
-def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
-             folder: RunFolder, cluster: Cluster | None = None) -> list[Result]:
-    """Every cell of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs).
+def plan_steps(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]
+               ) -> Iterator[tuple[Cell, adapters.PairEntry, str, str, int]]:
+    """The steps of a run, in order: each a case of a cell on a pair, variant and repeat.
 
     Repeats are interleaved (every case once, then every case again) so that a machine that
     slows down during the run spreads its drift over all cases instead of one.
     """
-    folder.set_payload_sizes(_size_table(plan, pairs))
-    state = PlanRun(plan, folder, cluster)
     for repeat in range(max(cell.repeats for cell in plan.cells)):
         for cell in plan.cells:
             if repeat >= cell.repeats:
@@ -458,8 +461,29 @@ def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
                 cls = adapters.adapter_class(entry)
                 for variant in plan.variants or tuple(v.name for v in cls.variants):
                     for each in durability_cells(cell, entry):
-                        Interrupt.check()  # in case a library caught the KeyboardInterrupt
-                        state.run(each, entry, url, variant, repeat)
+                        yield each, entry, url, variant, repeat
+
+
+def plan_fingerprint(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]]) -> str:
+    """The run's steps as a hash: a resumed run skips the steps done only if it takes the same
+    ones (the same experiment files and settings, pairs, variants and repeats)."""
+    steps = "\n".join(repr((cell, entry.scheme, redact(url), variant, repeat))
+                      for cell, entry, url, variant, repeat in plan_steps(plan, pairs))
+    return hashlib.sha256(steps.encode()).hexdigest()[:16]
+
+
+def run_plan(plan: Plan, pairs: list[tuple[adapters.PairEntry, str]],
+             folder: RunFolder, cluster: Cluster | None = None) -> list[Result]:
+    """Every step of `plan` over `pairs` (checked by resolve_pairs and reachable_pairs) that
+    `folder` has not done yet; every result in it, those of a run it resumes included."""
+    folder.set_payload_sizes(_size_table(plan, pairs))
+    state = PlanRun(plan, folder, cluster)
+    for step, (cell, entry, url, variant, repeat) in enumerate(plan_steps(plan, pairs)):
+        if step < folder.progress["steps"]:
+            continue
+        Interrupt.check()  # in case a library caught the KeyboardInterrupt
+        state.run(cell, entry, url, variant, repeat)
+        folder.step_done(state.max_rates)
     return state.results
 
 

@@ -21,6 +21,7 @@ from queuebench.report.cases import (
     cases_of,
     repeat_tag,
     repeated_cases,
+    resumed_text,
     row_name,
     table,
 )
@@ -86,7 +87,8 @@ def render(document: dict, charts: list[str] | None = None) -> str:
     results = [r for r in every if not in_scenario(r)]
     status = "complete" if run["complete"] else "INCOMPLETE (the run stopped early)"
     out = [f"# queuebench report: {run['name']}", "",
-           f"Run {run['started_at']} on {env.get('host')}, {status}. Command: `{run['command']}`",
+           f"Run {run['started_at']} on {env.get('host')}{resumed_text(run.get('resumed', []))}"
+           f", {status}. Command: `{run['command']}`",
            "", "## The answer", "", *render_answer(document), "",
            "## Findings", "", *(findings(results) if results else ["No findings beyond the "
                                                                     "scenarios' tables."]), ""]

@@ -274,6 +274,13 @@ def machine_of(part: dict) -> str:
     return f" ({', '.join(said)})" if said else ""
 
 
+def resumed_text(resumed: list[dict]) -> str:
+    """When a run that stopped went on, on which machine: the rows after it were measured
+    then, and maybe on another day or machine."""
+    return "".join(f"; resumed {again['at'][:16].replace('T', ' ')} UTC on {again.get('host')}"
+                   f"{machine_of(again)}" for again in resumed)
+
+
 def measured_by(cases: list[Case]) -> list[str]:
     """In a merged report, which run measured a section's rows (when it started, at which
     commit, on which machine, which pairs): rows of different days, machines and loads must not
@@ -284,7 +291,8 @@ def measured_by(cases: list[Case]) -> list[str]:
         if not (part := case.first.get("part")):
             unknown += 1
             continue
-        key = (part["started_at"], part["run"], part["commit"] or "?", machine_of(part))
+        key = (part["started_at"], part["run"], part["commit"] or "?",
+               machine_of(part) + resumed_text(part.get("resumed", [])))
         if (name := pair_name(case.first)) not in (names := parts.setdefault(key, [])):
             names.append(name)
     if not parts:
