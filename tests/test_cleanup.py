@@ -232,6 +232,31 @@ class SleepAdapter:
         return {"SLEEP_PASSWORD": "s3cret"}
 
 
+class DeafAdapter(SleepAdapter):
+    """A worker that ignores SIGTERM, then says where it is stuck (in words its command line
+    does not hold, so that seeing them means the signal is ignored by now)."""
+
+    def consumer_argv(self, concurrency: int = 1) -> list[str]:
+        return [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                "signal.SIG_IGN); print('stuck in job', 3 + 4, flush=True); time.sleep(60)"]
+
+
+def test_a_worker_deaf_to_its_stop_signal_is_killed_and_the_error_quotes_its_log(tmp_path):
+    """Why it did not stop is in its log: the error carries the last lines, or a failure on a
+    CI machine, where the log is gone, leaves nothing to go on."""
+    consumer = ConsumerProcess(DeafAdapter(), ledger_dir=tmp_path / "ledger", work_ms=0,
+                               log_path=tmp_path / "consumer.log")
+    consumer.start()
+    try:
+        wait_for(lambda: "stuck in job 7" in (tmp_path / "consumer.log").read_text(), "its line")
+        with pytest.raises(ConsumerFailed, match=r"ignored SIGTERM until it was killed; "
+                                                 r"last log lines: .*stuck in job 7"):
+            consumer.stop(timeout=1)
+        assert processes_mentioning(str(tmp_path)) == []
+    finally:
+        consumer.ensure_stopped()
+
+
 def test_stop_kill_and_restart_leave_no_watchdog_behind(tmp_path):
     """Each start has a watchdog beside the worker; every way the worker ends, ends it too. The
     worker gets the adapter's environment, and the log's header its command line without the

@@ -149,7 +149,7 @@ class ConsumerProcess:
             self.kill()
             raise ConsumerFailed(
                 f"{self.adapter.scheme} consumer ignored {self.adapter.graceful_stop_signal.name}"
-                " until it was killed") from None
+                f" until it was killed; last log lines: {self.log_tail()}") from None
         self._forget()
 
     def kill(self) -> None:
