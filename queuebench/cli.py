@@ -181,18 +181,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan_id = runner.plan_fingerprint(plan, pairs)
         if args.resume:
             folder = RunFolder.reopen(Path(args.resume), manifest=manifest, plan=plan_id)
-            if folder.document["run"]["complete"]:
-                tell(f"queuebench: {folder.path} is complete; nothing left to run")
-                if not (folder.path / REPORT_FILE).exists():  # killed as it finished
-                    write_atomically(folder.path / REPORT_FILE,
-                                     report.write_report(folder.path, folder.document))
-                print(folder.path / REPORT_FILE)
-                return run_exit_code(result["status"] for result in folder.document["results"])
         else:
             default_name = "-".join(dict.fromkeys(Path(name).stem for name in args.experiments))
             folder = RunFolder(Path(args.reports_dir), args.name or default_name,
                                command=redact(shlex.join(["queuebench", *sys.argv[1:]])),
                                manifest=manifest, plan=plan_id)
+        cleanup.callback(folder.close)
+        if folder.document["run"]["complete"]:  # resumed, and there was nothing left
+            tell(f"queuebench: {folder.path} is complete; nothing left to run")
+            if not (folder.path / REPORT_FILE).exists():  # killed as it finished
+                write_atomically(folder.path / REPORT_FILE,
+                                 report.write_report(folder.path, folder.document))
+            print(folder.path / REPORT_FILE)
+            return run_exit_code(result["status"] for result in folder.document["results"])
         cleanup.enter_context(client_logs_in(folder.path))
         try:
             results = runner.run_plan(plan, pairs, folder, cluster)

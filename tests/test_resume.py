@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -24,6 +26,7 @@ def folder_cut_off_midway(tmp_path) -> RunFolder:
     folder.add(Result(config("throughput", "a"), "ok", INFO, measurements(consume=1.0)))
     folder.step_done({"calibration": 120.0})
     folder.add(Result(config("throughput", "b"), "ok", INFO, measurements(consume=1.0)))
+    folder.close()  # as the killed process would
     return folder
 
 
@@ -52,6 +55,26 @@ def test_a_run_resumes_only_as_the_same_plan_from_the_same_code(tmp_path, plan, 
     with pytest.raises(UsageError, match=says):
         RunFolder.reopen(path, plan=plan, manifest=manifest)
     assert len(load_run(path)["results"]) == 2  # untouched
+
+
+def test_a_run_still_running_is_not_resumed_until_its_process_is_gone(tmp_path):
+    """Two processes running into one folder would truncate each other's results: the second is
+    told which process holds it, and once that one is killed (no chance to clean up), it goes."""
+    path = folder_cut_off_midway(tmp_path).path
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from queuebench.engine.results import RunFolder; "
+        f"run = RunFolder.reopen(Path({str(path)!r}), plan='p1', manifest={MANIFEST!r}); "
+        "print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(UsageError, match=f"is being run by another queuebench "
+                                             f"\\(pid {holder.pid}\\); wait for it to end"):
+            RunFolder.reopen(path, plan="p1", manifest=MANIFEST)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(RunFolder.reopen(path, plan="p1", manifest=MANIFEST).document["run"]["resumed"]
+               ) == 2
 
 
 def test_a_run_written_before_progress_was_kept_says_so_unless_complete(tmp_path):

@@ -9,6 +9,7 @@ The file also keeps the run's progress (the plan's steps done), so that a run cu
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ SCHEMA_VERSION = 2
 STOP_MODES = ("graceful", "kill")  # how a consumer fault stops the consumers
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
+LOCK_FILE = ".running"  # locked by the process running into the folder; holds its pid
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class RunFolder:
     """One run's folder; `results.json` is always a complete, parseable file.
 
     `plan` identifies the steps the run will take, in order (runner.plan_fingerprint): a resumed
-    run must take the same steps to skip those done.
+    run must take the same steps to skip those done. One process at a time runs into a folder.
     """
 
     def __init__(self, reports_dir: Path, name: str, *, command: str, manifest: dict,
@@ -131,6 +133,7 @@ class RunFolder:
         except OSError as exc:
             raise QueuebenchError(f"cannot write reports to {reports_dir}: {exc.strerror}; "
                                   "choose a writable folder with --reports-dir") from None
+        self._hold()
         self.document: dict[str, object] = {
             "schema": SCHEMA_VERSION,
             "run": {"name": name, "command": command, "started_at": started.isoformat(),
@@ -153,16 +156,26 @@ class RunFolder:
         the results of the steps it finished, loses those of a step cut off midway, and notes
         when it was resumed, on which machine. A complete run is left as it is."""
         path = path.parent / path.resolve().name  # reports/latest: the run it points at
-        document = load_run(path)
-        run = document["run"]
+        load_run(path)  # a folder that is no run says so before a lock file is put in it
+        folder = cls.__new__(cls)
+        folder.path = path
+        folder._hold()
+        try:
+            folder._resume(manifest, plan)
+        except BaseException:
+            folder.close()
+            raise
+        return folder
+
+    def _resume(self, manifest: dict, plan: str) -> None:
+        self.document = document = load_run(self.path)  # as the process before us left it
+        path, run = self.path, document["run"]
         progress = run.get("progress")
         if isinstance(progress, dict) and progress["plan"] != plan:
             raise UsageError(f"{path} ran other experiments, pairs or settings; resume it with "
                              f"the command it ran: {run['command']} --resume {path}")
-        folder = cls.__new__(cls)
-        folder.path, folder.document = path, document
         if run["complete"]:
-            return folder
+            return
         if not isinstance(progress, dict):
             raise UsageError(f"{path} cannot be resumed: it was written before queuebench kept "
                              "a run's progress; run it afresh")
@@ -180,8 +193,28 @@ class RunFolder:
         run["resumed"] = [*run.get("resumed", []), {
             "at": datetime.now(UTC).isoformat(),
             **{key: manifest[key] for key in RESUMED_ON_KEYS if key in manifest}}]
-        folder._save()
-        return folder
+        self._save()
+
+    def _hold(self) -> None:
+        """Lock the folder for this process, or say which process runs into it: a resume while
+        the run goes on would truncate what it writes and measure its steps twice. The lock
+        ends with the process, however it ends."""
+        self._lock = (self.path / LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "?"
+            self.close()
+            raise UsageError(f"{self.path} is being run by another queuebench (pid {holder}); "
+                             "wait for it to end, or stop it, then resume") from None
+        self._lock.truncate(0)
+        self._lock.write(f"{os.getpid()}\n")
+        self._lock.flush()
+
+    def close(self) -> None:
+        """Release the folder to the next process (a resume)."""
+        self._lock.close()
 
     @property
     def progress(self) -> dict:
