@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import replace
 
 import pytest
@@ -65,6 +66,19 @@ def test_pss_per_consumer_stands_beside_rss_and_a_run_that_never_took_it_says_so
                       .split("Scaling efficiency")[0])
     assert [(r["RSS MB per consumer"], r["PSS MB per consumer"]) for r in rows] == [
         ("2.50", "0.80"), ("2.50", "not taken"), ("n/a", "n/a")]  # an error row measured none
+
+
+def test_an_error_quoting_a_workers_log_stays_in_its_cell():
+    """A log tail joins lines with " | " and a message may hold a line break: in a table cell
+    either one broke the row into more columns than the header (seen: SQLAlchemy's SQL)."""
+    results = scalability({100: 2000.0, 900: 1.0})
+    results[1].update(status="error", error="exited; last log lines: locked | ... | FROM t\n"
+                                            "WHERE x")
+    part = section(render(document(results)), "Scalability (seed 000)")
+    lines = [line for line in part.split("Scaling efficiency")[0].splitlines()
+             if line.startswith("|")]
+    assert len({len(re.findall(r"(?<!\\)\|", line)) for line in lines}) == 1  # as the header
+    assert "last log lines: locked \\| ... \\| FROM t WHERE x" in part
 
 
 def test_an_efficiency_from_a_row_cut_short_is_no_verdict():

@@ -28,9 +28,14 @@ UNSTABLE = " \u26a0"
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(NA if cell is None else str(cell) for cell in row) + " |"
-              for row in rows]
+    lines += ["| " + " | ".join(map(table_cell, row)) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def table_cell(cell: object) -> str:
+    """A cell's text that stays one cell: a pipe would start another column, a line break
+    another row (an error row's worker log tail holds both)."""
+    return NA if cell is None else str(cell).replace("\n", " ").replace("|", "\\|")
 
 
 # A consume rate measured over less than this is shown but never ranked: too short to mean much.
