@@ -25,7 +25,10 @@ spent and it ends FAILED: 3 receipts for one message with `Retry(max=3)`. Hence 
 the horse running: observed, it finishes the job and nothing is lost. The runner kills the whole
 session, horse included, as a container or machine loss would. SIGTERM (or SIGINT) is RQ's warm
 shutdown: the job in hand finishes, no other is taken; a second signal (1 s or more later) kills
-the horse.
+the horse. With redis-py 8.2.0 that warm shutdown took up to 60 s, however short the job: RQ
+unsubscribes its pubsub thread, which then waits 60 s (RQ's `sleep_time`) for a subscription, and
+8.2's `PubSubWorkerThread.stop()` now joins that thread (observed in `Thread.join`, all four
+workers of a test); hence redis-py below 8.2 in pyproject.toml.
 
 RQ's stock worker forks a horse per job, and the horse imports the job's module after the fork:
 the cost seed 003 met (measured 53-56 ms a job; 26-31 ms when the worker imports the handler
