@@ -11,14 +11,14 @@ FORMATS := --format json --format protobuf
 .PHONY: install demo test unit lint bench bench-ledger ceilings scenarios scenarios-report faults faults-report cluster-test reliability-test throughput-test report reference reference-report \
         services-up services-down services-status clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[all,dev]'
+	$(PY) -m pip install --quiet -e '.[all,dev]' -c constraints.txt
 	touch $@
 
 $(CLUSTER_INSTALLED): $(INSTALLED)
-	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m pip install --quiet -e '.[cluster]' -c constraints.txt
 	touch $@
 
 install: $(INSTALLED)
