@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +22,7 @@ import pytest
 
 from queuebench import adapters
 from queuebench.adapters.base import Adapter
+from queuebench.adapters.sqlqueue import write_turn
 from queuebench.engine.consumer import ConsumerProcess
 from queuebench.engine.watchdog import kill_session, session_members
 from queuebench.worker.handler import ConsumerConfig
@@ -226,6 +229,65 @@ def test_the_workload_key_reaches_each_consumer_through_the_engine(tmp_path):
     [log] = results.parent.glob("experiments/*/consumer.log")
     # The thread mode says so in the log, as `queuebench consume`'s command line cannot.
     assert f"consume: {CONCURRENCY} receive loops in threads" in log.read_text()
+
+
+# --- the SQL queue's loops on one SQLite file ------------------------------------------------
+
+def sqlite_loop(url: str, handled: list[bytes]) -> tuple[threading.Thread, threading.Event,
+                                                          list[BaseException]]:
+    """One receive loop of the SQL queue in a thread, as `queuebench consume` runs each."""
+    adapter = adapters.create(url, queue="q")
+    stopping, failures = threading.Event(), []
+
+    def receive() -> None:
+        try:
+            adapter.consume(handled.append, stopping)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            adapter.cleanup()
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread, stopping, failures
+
+
+def test_an_idle_sqlite_loop_does_not_wait_for_the_write_lock(tmp_path):
+    """A producer in another process holds SQLite's one write lock; a loop on the empty queue
+    goes on polling (it reads) and stops when asked, where a claim would wait in SQLite's busy
+    handler for the lock."""
+    url = f"sqlalchemy+sqlite:///{tmp_path}/queue.sqlite"
+    adapters.create(url, queue="q").prepare()
+    writer = sqlite3.connect(tmp_path / "queue.sqlite")
+    writer.execute("BEGIN IMMEDIATE")  # the write lock, as a producer's transaction holds it
+    try:
+        thread, stopping, failures = sqlite_loop(url, handled := [])
+        time.sleep(0.5)
+        stopping.set()
+        thread.join(2)
+        assert not thread.is_alive(), "the idle loop waited for the write lock"
+    finally:
+        writer.rollback()
+        writer.close()
+    assert failures == [] and handled == []
+
+
+def test_sqlite_loops_of_one_process_write_in_turn(tmp_path):
+    """While this process's write turn on the file is taken, a loop with a message visible
+    waits for it, and claims the message once the turn is free."""
+    url = f"sqlalchemy+sqlite:///{tmp_path}/queue.sqlite"
+    adapter = adapters.create(url, queue="q")
+    adapter.prepare()
+    adapter.producer().send(b"one")
+    with write_turn(adapter.engine):
+        thread, stopping, failures = sqlite_loop(url, handled := [])
+        time.sleep(0.5)
+        assert handled == [], "the loop claimed a row outside the process's write turn"
+    wait_for(lambda: handled == [b"one"], "the loop to claim the message", timeout=5)
+    stopping.set()
+    thread.join(5)
+    assert failures == []
+    adapter.cleanup()
 
 
 # --- one pair per broker family --------------------------------------------------------------
