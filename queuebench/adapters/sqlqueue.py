@@ -12,7 +12,7 @@ a loop whose last claim found nothing only reads until a row is visible (a reade
 writer in WAL; a busy loop claims at once, as the read cost one loop a quarter of its rate), and the
 loops of one process write in turn, behind a lock of the process, as SQLite queue libraries do
 (persist-queue holds its `tran_lock` around each write). Without them, 100 idle loops polling every
-20 ms held the producer of another process to 54 msg/s (725 with one loop), and 900 busy ones
+20 ms held the producer of another process to 54 msg/s (2,174 beside one loop), and 900 busy ones
 waited out the 30 s busy timeout ("database is locked").
 
 Connection URL: `sqlalchemy+sqlite:///path/queue.sqlite`, `sqlalchemy+postgres://user:pw@host/db`.
