@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from queuebench import cli
-from queuebench.engine import runner
+from queuebench.engine import environment, runner
 from queuebench.engine.results import Result, RunFolder, load_run
 from queuebench.errors import UsageError
 from queuebench.report import render
@@ -55,6 +55,35 @@ def test_a_run_resumes_only_as_the_same_plan_from_the_same_code(tmp_path, plan, 
     with pytest.raises(UsageError, match=says):
         RunFolder.reopen(path, plan=plan, manifest=manifest)
     assert len(load_run(path)["results"]) == 2  # untouched
+
+
+def test_a_run_resumes_after_a_commit_of_reports_only(tmp_path, monkeypatch):
+    """`make scenarios` runs for longer than a machine may live: a group's results are committed
+    midway, and the next machine goes on at that commit, which differs only in reports/."""
+    repo = tmp_path / "repo"
+    (repo / "queuebench").mkdir(parents=True)
+
+    def commit(path: str, text: str) -> str:
+        (repo / path).parent.mkdir(exist_ok=True)
+        (repo / path).write_text(text)
+        for args in (["add", path], ["-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                                     "-qm", path], ["rev-parse", "HEAD"]):
+            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                                  check=True)
+        return done.stdout.strip()
+
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    ran_at = commit("queuebench/code.py", "x = 1")
+    monkeypatch.setattr(environment, "SOURCE", repo / "queuebench")
+    path = RunFolder(tmp_path, "t", command="queuebench run x", manifest={"commit": ran_at},
+                     plan="p1").path
+    results_at = commit("reports/SCENARIOS.md", "results")
+    resumed = RunFolder.reopen(path, plan="p1", manifest={"commit": results_at})
+    resumed.close()
+    assert resumed.document["run"]["resumed"][0]["commit"] == results_at
+    changed_at = commit("queuebench/code.py", "x = 2")
+    with pytest.raises(UsageError, match=f"ran at commit {ran_at}, and this is {changed_at}"):
+        RunFolder.reopen(path, plan="p1", manifest={"commit": changed_at})
 
 
 def test_a_run_still_running_is_not_resumed_until_its_process_is_gone(tmp_path):

@@ -35,9 +35,12 @@ def library_version(distribution: str) -> str | None:
         return None
 
 
+SOURCE = Path(__file__).parent  # the checkout whose commit a run records
+
+
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+        done = subprocess.run(["git", *args], cwd=SOURCE, capture_output=True,
                               text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -53,6 +56,18 @@ def source_commit() -> str | None:
     if commit and _git("status", "--porcelain", "--untracked-files=no"):
         return commit + "+changes"
     return commit
+
+
+def same_code(ran_at: str | None, now_at: str | None) -> bool:
+    """Whether two commits measure alike: the same, or differing only in reports/ (a run's
+    results committed midway must not stop it from going on). A commit with uncommitted
+    changes matches only itself."""
+    if ran_at == now_at:
+        return True
+    if not ran_at or not now_at or "+" in ran_at or "+" in now_at:
+        return False
+    return _git("diff", "--quiet", ran_at, now_at, "--", ":(top)",
+                ":(top,exclude)reports") is not None
 
 
 # A stock record as the JSON payloads carry it, for the machine's yardstick.

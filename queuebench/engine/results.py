@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from queuebench import ceilings
-from queuebench.engine.environment import YARDSTICK_KEYS, harness_peak_rss_mb
+from queuebench.engine.environment import YARDSTICK_KEYS, harness_peak_rss_mb, same_code
 from queuebench.errors import QueuebenchError, UsageError
 
 # 2: a case runs `repeats` times, each repeat its own result (`config["repeat"]`, absent in
@@ -180,7 +180,7 @@ class RunFolder:
             raise UsageError(f"{path} cannot be resumed: it was written before queuebench kept "
                              "a run's progress; run it afresh")
         ran_at, now_at = document["environment"].get("commit"), manifest.get("commit")
-        if ran_at != now_at:
+        if not same_code(ran_at, now_at):
             raise UsageError(f"{path} ran at commit {ran_at}, and this is {now_at}: its rest "
                              f"would be measured by other code; check out {ran_at} to resume "
                              "it, or run afresh")
@@ -192,7 +192,9 @@ class RunFolder:
         run["finished_at"] = None
         run["resumed"] = [*run.get("resumed", []), {
             "at": datetime.now(UTC).isoformat(),
-            **{key: manifest[key] for key in RESUMED_ON_KEYS if key in manifest}}]
+            **{key: manifest[key] for key in RESUMED_ON_KEYS if key in manifest},
+            # the same code, but a later commit (its results committed midway)
+            **({"commit": now_at} if now_at != ran_at else {})}]
         self._save()
 
     def _hold(self) -> None:

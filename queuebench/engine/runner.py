@@ -187,6 +187,15 @@ class PlanRun:
             if max_rate is None:
                 return self._case(cell, entry, url, variant, repeat, error=NO_CALIBRATION)
             cell = replace(cell, rate=round(cell.rate.fraction * max_rate, 1))
+        if cell.drain_sec:
+            calibration = replace(cell, messages=min(cell.messages, DRAIN_CALIBRATION_MESSAGES),
+                                  producers=1, producer_mode="sync", in_flight=1, partitions=1,
+                                  drain_sec=None)
+            drain_rate = self._max_rate(calibration, entry, url, variant)
+            if drain_rate is None:
+                return self._case(cell, entry, url, variant, repeat, error=NO_DRAIN_RATE)
+            drained = math.ceil(drain_rate * cell.drain_sec)
+            cell = replace(cell, messages=max(calibration.messages, min(cell.messages, drained)))
         return self._case(cell, entry, url, variant, repeat)
 
     def _search(self, cell: Cell, entry: adapters.PairEntry, url: str, variant: str) -> Result:
@@ -363,6 +372,9 @@ def memory_per_unit(cell: Cell, adapter: Adapter, bodies: Sequence, workdir: Pat
 
 NO_CALIBRATION = ("no rate to pace at: its calibration run, as fast as it goes, did not "
                   "receive every message")
+NO_DRAIN_RATE = ("no message count: its calibration run, as fast as it goes, did not receive "
+                 "every message")
+DRAIN_CALIBRATION_MESSAGES = 1000
 # A search stops bisecting once the first failing rate is within this fraction of the last pass.
 SEARCH_RESOLUTION = 0.05
 

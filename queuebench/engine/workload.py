@@ -259,6 +259,10 @@ class Workload(Strict):
     placement: Placement = Placement()  # the consumer processes over a cluster's nodes
     repeats: PositiveInt = 1
     deadline_sec: Positive | None = None  # None: scaled to the messages and the work
+    # At most the messages the pair's consumer drains in this many seconds, by a calibration
+    # of up to 1,000 messages sent one at a time (a row like any other) but never fewer than
+    # it: RQ's forking worker would take 10 minutes a case to drain the producer modes' 10,000.
+    drain_sec: Positive | None = None
     # The broker's durability (services/durability.py): as the service runs, or a row for each
     # mode it offers (Redis: none, rdb, aof-everysec, aof-always; PostgreSQL: sync, async)
     durability: Literal["default", "each"] = "default"
@@ -357,6 +361,7 @@ class Cell:
     repeats: int
     deadline_sec: float | None
     description: str = ""
+    drain_sec: float | None = None  # messages cut to what the pair drains in this long
     payload_bytes: int | None = None  # a raw payload of this many bytes
     mix: tuple[tuple[int, int], ...] | None = None  # (records, weight) per kind of message
     partitions: int | str = 1  # or "consumers": one per consumer
@@ -468,6 +473,7 @@ def cells(name: str, workload: Workload) -> list[Cell]:
                  mid_task=consumer_fault.mid_task if consumer_fault else False,
                  repeats=1 if isinstance(rate, Search) else workload.repeats,
                  deadline_sec=workload.deadline_sec, description=workload.description,
+                 drain_sec=workload.drain_sec,
                  partitions=partitions, targets=targets, fault=other,
                  durability="each" if workload.durability == "each" else None,
                  stop_node=consumer_fault.node if consumer_fault else None,

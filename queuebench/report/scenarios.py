@@ -520,11 +520,12 @@ def producer_table(cases: list[Case]) -> str:
                      or case.config.get("in_flight"))
         rows.append((case, [pair_name(case.first), mode, shown(in_flight),
                             shown(case.config["producers"]), shown(partitions),
+                            shown(case.config["messages"]),
                             cell(case, "produce_throughput"), cell(case, "produce_mb_s", 3),
                             _nested(case, lambda m: (m.get("ack_latency_ms") or {}).get("p99")),
                             efficiency, ended(case)]))
     return table(["pair", "mode", "in flight", "producer processes", "partitions",
-                  "produce msg/s", "produce MB/s", "p99 send-to-ack ms",
+                  "messages", "produce msg/s", "produce MB/s", "p99 send-to-ack ms",
                   "efficiency vs the step before", "ended by"], collapse_not_applicable(rows))
 
 
@@ -535,7 +536,9 @@ def producer_section(cases: list[Case]) -> list[str]:
             "intended send time to its producer telling it acknowledged. In sync mode a send "
             "returns once the client took the message: a Kafka client only queues it, so its "
             "acknowledgements come at the final flush; async with 1 in flight is the seed's "
-            "wait for each acknowledgement.", "",
+            "wait for each acknowledgement. A pair whose consumer drains slowly gets fewer "
+            "messages a case (see the experiment's description): its first sync row is the "
+            "calibration that sized them.", "",
             producer_table(cases), ""]
 
 
