@@ -434,10 +434,13 @@ def test_a_pair_that_fails_low_rates_only_is_searched_upwards_and_says_so():
 
 
 def test_a_probe_over_the_p99_bound_says_by_how_much_in_tenths_of_a_ms():
-    """The reason is read in a table cell: "p99 200.3 ms", not the histogram's 200.319."""
+    """The reason is read in a table cell: "p99 1,200.3 ms", not the histogram's 1200.319;
+    a probe with no latency says so."""
     config = ExperimentConfig("throughput", "sqlalchemy+sqlite", "default", "json", 100, 1, 0,
                               60.0)
     probe = Result(config, "ok", {}, {"latency_ms": {"p99": 1200.319}, "lost": 0,
                                       "intended_rate": 100, "backlog_end_of_sending": 0})
     assert sustained(probe, 200) == {"sustained": False, "p99_ms": 1200.319,
                                      "why": "p99 1,200.3 ms over 200 ms"}
+    probe.measurements["latency_ms"] = {}
+    assert sustained(probe, 200)["why"] == "no p99 latency measured"

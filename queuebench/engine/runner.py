@@ -448,7 +448,9 @@ def sustained(result: Result, p99_bound_ms: float) -> dict[str, object]:
     waiting = m.get("backlog_end_of_sending")
     if result.status != "ok" or m.get("lost"):
         why = f"{result.status}, {m.get('lost')} lost"
-    elif p99 is None or p99 > p99_bound_ms:
+    elif p99 is None:
+        why = "no p99 latency measured"
+    elif p99 > p99_bound_ms:
         why = f"p99 {p99:,.1f} ms over {p99_bound_ms:g} ms"
     elif waiting is not None and waiting > allowed:
         why = f"backlog grew: {waiting} waiting when sending ended (at most {allowed})"
