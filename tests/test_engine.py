@@ -14,8 +14,8 @@ from queuebench import adapters
 from queuebench.adapters.base import Backlog
 from queuebench.engine import phases
 from queuebench.engine.common import Experiment
-from queuebench.engine.results import ExperimentConfig
-from queuebench.engine.runner import search_rate
+from queuebench.engine.results import ExperimentConfig, Result
+from queuebench.engine.runner import search_rate, sustained
 from queuebench.engine.workload import SHIPPED_DIR, Search, Workload, cells, load
 from queuebench.errors import ConsumerFailed, UsageError
 from queuebench.payloads.builder import record_batches
@@ -431,3 +431,16 @@ def test_a_pair_that_fails_low_rates_only_is_searched_upwards_and_says_so():
                                       800: [False, False]}, probes=5)
     assert probed == [100, 100, 200, 400, 800, 800, 600]
     assert answer == (600, 800, 100)
+
+
+def test_a_probe_over_the_p99_bound_says_by_how_much_in_tenths_of_a_ms():
+    """The reason is read in a table cell: "p99 1,200.3 ms", not the histogram's 1200.319;
+    a probe with no latency says so."""
+    config = ExperimentConfig("throughput", "sqlalchemy+sqlite", "default", "json", 100, 1, 0,
+                              60.0)
+    probe = Result(config, "ok", {}, {"latency_ms": {"p99": 1200.319}, "lost": 0,
+                                      "intended_rate": 100, "backlog_end_of_sending": 0})
+    assert sustained(probe, 200) == {"sustained": False, "p99_ms": 1200.319,
+                                     "why": "p99 1,200.3 ms over 200 ms"}
+    probe.measurements["latency_ms"] = {}
+    assert sustained(probe, 200)["why"] == "no p99 latency measured"

@@ -370,10 +370,9 @@ def memory_per_unit(cell: Cell, adapter: Adapter, bodies: Sequence, workdir: Pat
     return per_unit, max(0.0, measured[0] - per_unit)
 
 
-NO_CALIBRATION = ("no rate to pace at: its calibration run, as fast as it goes, did not "
-                  "receive every message")
-NO_DRAIN_RATE = ("no message count: its calibration run, as fast as it goes, did not receive "
-                 "every message")
+CALIBRATION_FAILED = "its calibration run, as fast as it goes, did not receive every message"
+NO_CALIBRATION = f"no rate to pace at: {CALIBRATION_FAILED}"
+NO_DRAIN_RATE = f"no message count: {CALIBRATION_FAILED}"
 DRAIN_CALIBRATION_MESSAGES = 1000
 # A search stops bisecting once the first failing rate is within this fraction of the last pass.
 SEARCH_RESOLUTION = 0.05
@@ -449,8 +448,10 @@ def sustained(result: Result, p99_bound_ms: float) -> dict[str, object]:
     waiting = m.get("backlog_end_of_sending")
     if result.status != "ok" or m.get("lost"):
         why = f"{result.status}, {m.get('lost')} lost"
-    elif p99 is None or p99 > p99_bound_ms:
-        why = f"p99 {p99} ms over {p99_bound_ms:g} ms"
+    elif p99 is None:
+        why = "no p99 latency measured"
+    elif p99 > p99_bound_ms:
+        why = f"p99 {p99:,.1f} ms over {p99_bound_ms:g} ms"
     elif waiting is not None and waiting > allowed:
         why = f"backlog grew: {waiting} waiting when sending ended (at most {allowed})"
     else:
