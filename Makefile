@@ -61,7 +61,7 @@ throughput-test: $(INSTALLED) services-up
 
 ## The seeds' scenarios (seeds 000-002) with each pair's default settings, one broker group at a
 ## time with only its broker running (on 2 cores an idle Kafka or RabbitMQ takes CPU from the pair
-## measured), each group a run of its own, merged into reports/SCENARIOS.md: about 12 hours on 2
+## measured), each group a run of its own, merged into reports/SCENARIOS.md: about 8.5 hours on 2
 ## cores. Kombu's other variant, seed 000's advice of a connection per 50 consumers, runs the
 ## scalability scenario. `make scenarios-redis` redoes one group (then `make scenarios-report`);
 ## `make scenarios-redis SCENARIOS=burst` runs one scenario. Every broker is up again after each
